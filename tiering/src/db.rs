@@ -1,0 +1,46 @@
+//! The one RocksDB database of a tierd data directory and its column families.
+//!
+//! `volumes` maps a volume name to its metadata; `meta` holds counters such as
+//! the next volume id; `heat` belongs to the heatmap crate. Metadata writes are
+//! synced: a volume that was reported created survives a crash.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use heatmap::{HeatConfig, HeatMap};
+use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+
+use crate::error::{Result, TierError};
+
+pub const CF_VOLUMES: &str = "volumes";
+pub const CF_META: &str = "meta";
+
+/// Opens (creating if needed) the database under `dir`.
+pub fn open(dir: &Path, heat: &HeatConfig) -> Result<Arc<DB>> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_keep_log_file_num(4);
+    let cfs = vec![
+        ColumnFamilyDescriptor::new(CF_VOLUMES, Options::default()),
+        ColumnFamilyDescriptor::new(CF_META, Options::default()),
+        HeatMap::column_family(heat),
+    ];
+    DB::open_cf_descriptors(&opts, dir, cfs)
+        .map(Arc::new)
+        .map_err(|source| TierError::Db { op: "open", source })
+}
+
+/// Writes a batch durably (WAL synced before returning).
+pub fn write_synced(db: &DB, batch: WriteBatch) -> Result<()> {
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    db.write_opt(batch, &wo).map_err(|source| TierError::Db { op: "write", source })
+}
+
+pub fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a rocksdb::ColumnFamily> {
+    db.cf_handle(name).ok_or_else(|| TierError::CorruptMetadata {
+        key: name.into(),
+        reason: "column family missing".into(),
+    })
+}

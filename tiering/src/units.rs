@@ -1,0 +1,140 @@
+//! Human sizes ("10GiB", "4M") and durations ("31d", "2h", "500ms"), parsed the
+//! way storage tools print them. Single-letter and IEC suffixes are powers of
+//! 1024 (as qemu-img reads them); "KB", "MB", ... are powers of 1000.
+
+use std::time::Duration;
+
+/// Parses a byte size: a whole number with an optional unit.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!("{s:?} is not a size: expected a whole number with an optional unit such as 10GiB"));
+    }
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: number too large"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "p" | "pib" => 1 << 50,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "pb" => 1_000_000_000_000_000,
+        other => {
+            return Err(format!(
+                "{s:?}: unknown size unit {other:?} (use B, KiB, MiB, GiB, TiB, PiB, or KB, MB, GB, TB)"
+            ))
+        }
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?}: size too large"))
+}
+
+/// Formats a byte count with the largest IEC unit that keeps it readable.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} B")
+    } else if v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[i])
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// Parses a duration: a whole number and a unit (ms, s, m, h, d, w), or several
+/// such terms run together ("1h30m").
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration: expected a number and a unit such as 31d, 2h, 30s".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("{s:?} is not a duration: expected a number and a unit such as 31d, 2h, 30s"));
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| format!("{s:?}: number too large"))?;
+        rest = &rest[digits..];
+        let ulen = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = rest[..ulen].trim();
+        rest = &rest[ulen..];
+        let secs: u64 = match unit {
+            "ms" => {
+                total += Duration::from_millis(n);
+                continue;
+            }
+            "s" | "sec" | "secs" => 1,
+            "m" | "min" | "mins" => 60,
+            "h" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => 86_400,
+            "w" | "week" | "weeks" => 7 * 86_400,
+            "" => return Err(format!("{s:?}: missing unit after {n} (use ms, s, m, h, d or w)")),
+            other => return Err(format!("{s:?}: unknown duration unit {other:?} (use ms, s, m, h, d or w)")),
+        };
+        let add = n.checked_mul(secs).ok_or_else(|| format!("{s:?}: duration too large"))?;
+        total += Duration::from_secs(add);
+    }
+    Ok(total)
+}
+
+/// Formats a duration in its largest whole unit ("31d", "90s", "1500ms").
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    for (unit, len) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60)] {
+        if s >= len && s % len == 0 {
+            return format!("{}{unit}", s / len);
+        }
+    }
+    format!("{s}s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10GiB").unwrap(), 10 << 30);
+        assert_eq!(parse_size("4M").unwrap(), 4 << 20);
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert_eq!(parse_size("1 TiB").unwrap(), 1 << 40);
+        assert_eq!(parse_size("2GB").unwrap(), 2_000_000_000);
+        assert!(parse_size("GiB").unwrap_err().contains("not a size"));
+        assert!(parse_size("3 furlongs").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("99999999999P").unwrap_err().contains("too large"));
+        assert_eq!(format_size(10 << 30), "10 GiB");
+        assert_eq!(format_size(1536), "1.5 KiB");
+        assert_eq!(format_size(17), "17 B");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("31d").unwrap(), Duration::from_secs(31 * 86_400));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("10").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("5 fortnights").unwrap_err().contains("unknown duration unit"));
+        assert!(parse_duration("").is_err());
+        assert_eq!(format_duration(Duration::from_secs(31 * 86_400)), "31d");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
+}

@@ -1,0 +1,375 @@
+//! The set of volumes: created, found, resized and deleted here, with their
+//! metadata in RocksDB and their local tiers under `<data_dir>/volumes/<id>.img`.
+//!
+//! Ordering keeps crashes harmless. Create writes the file before the metadata;
+//! delete removes the metadata before the file. A crash in between leaves at
+//! worst a file no metadata names, and [`Volumes::open`] removes those.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use heatmap::{Clock, HeatMap};
+use parking_lot::{Mutex, RwLock};
+use rocksdb::{IteratorMode, WriteBatch, DB};
+
+use super::meta::{validate_extent_size, validate_name, validate_size, VolumeMeta, DEFAULT_EXTENT_SIZE};
+use super::{LocalTier, Volume};
+use crate::config::Config;
+use crate::db::{self, CF_META, CF_VOLUMES};
+use crate::error::{Result, TierError};
+
+const NEXT_ID_KEY: &[u8] = b"next_volume_id";
+
+/// A request to create a volume.
+#[derive(Debug, Clone)]
+pub struct CreateVolume {
+    pub name: String,
+    pub size: u64,
+    pub class: String,
+    pub extent_size: Option<u64>,
+}
+
+/// A change to an existing volume. Size may only grow.
+#[derive(Debug, Clone, Default)]
+pub struct PatchVolume {
+    pub size: Option<u64>,
+    pub class: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Volumes {
+    db: Arc<DB>,
+    heat: Arc<HeatMap>,
+    clock: Arc<dyn Clock>,
+    dir: PathBuf,
+    map: RwLock<BTreeMap<String, Arc<Volume>>>,
+    /// Serialises create, patch and delete; I/O never takes it.
+    admin: Mutex<()>,
+}
+
+fn file_name(id: u64) -> String {
+    format!("{id:016x}.img")
+}
+
+fn check_class(class: &str, config: &Config) -> Result<()> {
+    if config.classes.contains_key(class) {
+        Ok(())
+    } else {
+        Err(TierError::UnknownClass {
+            class: class.to_string(),
+            known: config.class_names(),
+        })
+    }
+}
+
+impl Volumes {
+    /// Loads every volume recorded in the database and removes orphaned files.
+    pub fn open(db: Arc<DB>, heat: Arc<HeatMap>, clock: Arc<dyn Clock>, data_dir: &Path) -> Result<Self> {
+        let dir = data_dir.join("volumes");
+        std::fs::create_dir_all(&dir).map_err(|source| TierError::Startup {
+            context: format!("cannot create {}", dir.display()),
+            source,
+        })?;
+        let mut map = BTreeMap::new();
+        {
+            let cf = db::cf(&db, CF_VOLUMES)?;
+            for item in db.iterator_cf(cf, IteratorMode::Start) {
+                let (k, v) = item.map_err(|source| TierError::Db { op: "iterate volumes", source })?;
+                let key = String::from_utf8_lossy(&k).to_string();
+                let meta: VolumeMeta = serde_json::from_slice(&v).map_err(|e| TierError::CorruptMetadata {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?;
+                let path = dir.join(file_name(meta.id));
+                let tier = LocalTier::open(&path).map_err(|source| TierError::Io {
+                    volume: meta.name.clone(),
+                    op: "open local tier",
+                    path: path.clone(),
+                    source,
+                })?;
+                // A grow whose metadata reached the disk but whose resize did not.
+                if tier.len().unwrap_or(0) < meta.size {
+                    tier.set_len(meta.size).map_err(|source| TierError::Io {
+                        volume: meta.name.clone(),
+                        op: "resize local tier",
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
+                map.insert(meta.name.clone(), Arc::new(Volume::new(meta, tier, heat.clone())));
+            }
+        }
+        let known: std::collections::HashSet<String> = map.values().map(|v| file_name(v.id())).collect();
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if name.ends_with(".img") && !known.contains(&name) {
+                    tracing::warn!(file = %entry.path().display(), "removing local tier file no volume refers to");
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        tracing::info!(volumes = map.len(), dir = %dir.display(), "volumes loaded");
+        Ok(Self {
+            db,
+            heat,
+            clock,
+            dir,
+            map: RwLock::new(map),
+            admin: Mutex::new(()),
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<Volume>> {
+        self.map
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| TierError::VolumeNotFound(name.to_string()))
+    }
+
+    /// Every volume, in name order.
+    pub fn list(&self) -> Vec<Arc<Volume>> {
+        self.map.read().values().cloned().collect()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.map.read().keys().cloned().collect()
+    }
+
+    fn put_meta(&self, batch: &mut WriteBatch, meta: &VolumeMeta) -> Result<()> {
+        let cf = db::cf(&self.db, CF_VOLUMES)?;
+        let bytes = serde_json::to_vec(meta).map_err(|e| TierError::CorruptMetadata {
+            key: meta.name.clone(),
+            reason: e.to_string(),
+        })?;
+        batch.put_cf(cf, meta.name.as_bytes(), bytes);
+        Ok(())
+    }
+
+    fn next_id(&self) -> Result<u64> {
+        let cf = db::cf(&self.db, CF_META)?;
+        let cur = self
+            .db
+            .get_cf(cf, NEXT_ID_KEY)
+            .map_err(|source| TierError::Db { op: "read next volume id", source })?;
+        match cur {
+            None => Ok(1),
+            Some(b) => {
+                let arr: [u8; 8] = b.as_slice().try_into().map_err(|_| TierError::CorruptMetadata {
+                    key: "next_volume_id".into(),
+                    reason: format!("{} bytes, expected 8", b.len()),
+                })?;
+                Ok(u64::from_be_bytes(arr))
+            }
+        }
+    }
+
+    pub fn create(&self, req: CreateVolume, config: &Config) -> Result<Arc<Volume>> {
+        validate_name(&req.name)?;
+        validate_size(req.size)?;
+        let extent_size = req.extent_size.unwrap_or(DEFAULT_EXTENT_SIZE);
+        validate_extent_size(extent_size)?;
+        check_class(&req.class, config)?;
+        let _g = self.admin.lock();
+        if self.map.read().contains_key(&req.name) {
+            return Err(TierError::VolumeExists(req.name));
+        }
+        let id = self.next_id()?;
+        let meta = VolumeMeta {
+            id,
+            name: req.name.clone(),
+            size: req.size,
+            class: req.class,
+            extent_size,
+            created_ms: self.clock.now_ms(),
+        };
+        let path = self.dir.join(file_name(id));
+        let tier = LocalTier::create(&path, meta.size).map_err(|source| TierError::Io {
+            volume: meta.name.clone(),
+            op: "create local tier",
+            path: path.clone(),
+            source,
+        })?;
+        let mut batch = WriteBatch::default();
+        self.put_meta(&mut batch, &meta)?;
+        batch.put_cf(db::cf(&self.db, CF_META)?, NEXT_ID_KEY, (id + 1).to_be_bytes());
+        if let Err(e) = db::write_synced(&self.db, batch) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        let vol = Arc::new(Volume::new(meta, tier, self.heat.clone()));
+        self.map.write().insert(req.name.clone(), vol.clone());
+        tracing::info!(volume = %req.name, id, size = vol.size(), "volume created");
+        Ok(vol)
+    }
+
+    /// Grows a volume or changes its class. Connected clients keep the size they
+    /// negotiated; new connections see the new one.
+    pub fn patch(&self, name: &str, patch: PatchVolume, config: &Config) -> Result<Arc<Volume>> {
+        let _g = self.admin.lock();
+        let vol = self.get(name)?;
+        let mut meta = vol.meta();
+        if let Some(class) = patch.class {
+            check_class(&class, config)?;
+            meta.class = class;
+        }
+        let mut grow_to = None;
+        if let Some(size) = patch.size {
+            validate_size(size)?;
+            if size < meta.size {
+                return Err(TierError::InvalidArgument(format!(
+                    "volume {name:?} is {} bytes; shrinking to {size} would destroy data and is not supported",
+                    meta.size
+                )));
+            }
+            if size > meta.size {
+                grow_to = Some(size);
+                meta.size = size;
+            }
+        }
+        // Grow the file first: metadata must never claim more than the file holds.
+        if let Some(size) = grow_to {
+            vol.tier.set_len(size).map_err(|e| vol.io_err("grow local tier", e))?;
+        }
+        let mut batch = WriteBatch::default();
+        self.put_meta(&mut batch, &meta)?;
+        db::write_synced(&self.db, batch)?;
+        vol.size.store(meta.size, Ordering::SeqCst);
+        *vol.meta.write() = meta;
+        tracing::info!(volume = %name, size = vol.size(), "volume updated");
+        Ok(vol)
+    }
+
+    /// Deletes a volume and frees its space. Refused while clients are
+    /// connected, unless `force`, which cuts them off.
+    pub fn delete(&self, name: &str, force: bool) -> Result<()> {
+        let _g = self.admin.lock();
+        let vol = self.get(name)?;
+        let connections = vol.connections();
+        if connections > 0 && !force {
+            return Err(TierError::VolumeBusy {
+                volume: name.to_string(),
+                connections,
+            });
+        }
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(db::cf(&self.db, CF_VOLUMES)?, name.as_bytes());
+        db::write_synced(&self.db, batch)?;
+        vol.closed.store(true, Ordering::SeqCst);
+        self.map.write().remove(name);
+        let path = vol.tier.path().to_path_buf();
+        if let Err(e) = std::fs::remove_file(&path) {
+            // The metadata is gone, so the next start removes the orphan anyway.
+            tracing::warn!(volume = %name, path = %path.display(), error = %e, "could not remove local tier file");
+        }
+        self.heat.delete_volume(vol.id())?;
+        tracing::info!(volume = %name, "volume deleted");
+        Ok(())
+    }
+
+    /// fdatasync every volume's local tier (at shutdown).
+    pub fn sync_all(&self) -> Result<()> {
+        for v in self.list() {
+            v.flush()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heatmap::{HeatConfig, ManualClock};
+
+    fn open(dir: &Path) -> Volumes {
+        let cfg = HeatConfig::default();
+        let db = db::open(&dir.join("db"), &cfg).unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(5));
+        let heat = Arc::new(HeatMap::new(db.clone(), clock.clone(), &cfg).unwrap());
+        Volumes::open(db, heat, clock, dir).unwrap()
+    }
+
+    fn req(name: &str, size: u64) -> CreateVolume {
+        CreateVolume {
+            name: name.into(),
+            size,
+            class: "default".into(),
+            extent_size: None,
+        }
+    }
+
+    #[test]
+    fn lifecycle_persists_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::embedded();
+        {
+            let vols = open(dir.path());
+            let a = vols.create(req("a", 16 << 20), &config).unwrap();
+            vols.create(req("b", 8 << 20), &config).unwrap();
+            assert!(matches!(vols.create(req("a", 4096), &config), Err(TierError::VolumeExists(_))));
+            a.write(4096, &[5u8; 4096], true).unwrap();
+            vols.patch("a", PatchVolume { size: Some(32 << 20), class: None }, &config).unwrap();
+            assert!(vols
+                .patch("a", PatchVolume { size: Some(4 << 20), class: None }, &config)
+                .unwrap_err()
+                .to_string()
+                .contains("shrinking"));
+            let e = vols
+                .patch("a", PatchVolume { size: None, class: Some("gold".into()) }, &config)
+                .unwrap_err();
+            assert!(matches!(e, TierError::UnknownClass { .. }), "{e}");
+        }
+        let vols = open(dir.path());
+        assert_eq!(vols.names(), vec!["a", "b"]);
+        let a = vols.get("a").unwrap();
+        assert_eq!(a.size(), 32 << 20);
+        let mut buf = [0u8; 4096];
+        a.read(4096, &mut buf, false).unwrap();
+        assert_eq!(buf, [5u8; 4096]);
+    }
+
+    #[test]
+    fn delete_frees_space_and_refuses_busy_volumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::embedded();
+        let vols = open(dir.path());
+        let v = vols.create(req("gone", 8 << 20), &config).unwrap();
+        let path = v.tier.path().to_path_buf();
+        let attached = v.attach();
+        assert!(matches!(vols.delete("gone", false), Err(TierError::VolumeBusy { connections: 1, .. })));
+        drop(attached);
+        vols.delete("gone", false).unwrap();
+        assert!(!path.exists());
+        assert!(v.is_closed());
+        assert!(matches!(vols.get("gone"), Err(TierError::VolumeNotFound(_))));
+        // Ids are never reused.
+        let again = vols.create(req("gone", 8 << 20), &config).unwrap();
+        assert_ne!(again.id(), v.id());
+    }
+
+    #[test]
+    fn orphan_files_are_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("volumes")).unwrap();
+        let orphan = dir.path().join("volumes").join(file_name(99));
+        std::fs::write(&orphan, b"x").unwrap();
+        let _ = open(dir.path());
+        assert!(!orphan.exists());
+    }
+
+    #[test]
+    fn bad_requests_name_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::embedded();
+        let vols = open(dir.path());
+        assert!(matches!(vols.create(req("a/b", 4096), &config), Err(TierError::InvalidName { .. })));
+        assert!(vols.create(req("ok", 1000), &config).is_err());
+        let mut r = req("ok", 8 << 20);
+        r.class = "platinum".into();
+        let e = vols.create(r, &config).unwrap_err().to_string();
+        assert!(e.contains("platinum") && e.contains("default"), "{e}");
+    }
+}
