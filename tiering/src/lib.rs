@@ -1,9 +1,13 @@
 //! tierd's tiering crate: volumes served over NBD from a local tier, the heat
 //! they generate, and the admin API and CLI around them.
 
+pub mod api;
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod db;
 pub mod error;
+pub mod nbd;
 pub mod units;
 pub mod volume;
 

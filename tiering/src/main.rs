@@ -1,1 +1,67 @@
-fn main() {}
+//! The `tierd` binary: parses the command line, loads configuration, sets up
+//! logging and runs either the daemon or a client command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tiering::cli::{run_client, Cli, Command};
+use tiering::config::Config;
+use tracing_subscriber::EnvFilter;
+
+/// Exit code for configuration errors (bad file, unknown key, bad value).
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            let cfg = match &config {
+                Some(path) => match Config::load(path) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                },
+                None => Config::embedded(),
+            };
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    EnvFilter::try_from_env("TIERD_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+            match run_serve(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        command => {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(run_client(command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {}", e.0);
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn run_serve(cfg: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(tiering::daemon::serve(cfg))?;
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! The admin HTTP API: health, volumes and heat, as JSON.
+//!
+//! Every error is `{"error": {"code": ..., "message": ...}}` with a status that
+//! says whose fault it was; handlers never panic on input.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use heatmap::{histogram_of, HeatMap};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::config::{Config, DEFAULT_CLASS};
+use crate::error::TierError;
+use crate::units::parse_size;
+use crate::volume::{CreateVolume, PatchVolume, Volumes};
+
+pub struct AppState {
+    pub volumes: Arc<Volumes>,
+    pub heat: Arc<HeatMap>,
+    pub config: RwLock<Arc<Config>>,
+    pub ready: AtomicBool,
+}
+
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(code: &'static str, message: String) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message,
+        }
+    }
+}
+
+impl From<TierError> for ApiError {
+    fn from(e: TierError) -> Self {
+        let (status, code) = match &e {
+            TierError::VolumeNotFound(_) => (StatusCode::NOT_FOUND, "volume_not_found"),
+            TierError::VolumeExists(_) => (StatusCode::CONFLICT, "volume_exists"),
+            TierError::VolumeBusy { .. } => (StatusCode::CONFLICT, "volume_busy"),
+            TierError::InvalidName { .. } => (StatusCode::BAD_REQUEST, "invalid_name"),
+            TierError::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            TierError::UnknownClass { .. } => (StatusCode::BAD_REQUEST, "unknown_class"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "API request failed");
+        }
+        Self {
+            status,
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        Self::bad_request("invalid_json", e.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::bad_request("invalid_query", e.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A size given as a number of bytes or as text such as "10GiB".
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SizeArg {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeArg {
+    fn bytes(&self, field: &str) -> ApiResult<u64> {
+        match self {
+            SizeArg::Bytes(n) => Ok(*n),
+            SizeArg::Text(s) => parse_size(s).map_err(|m| ApiError::bad_request("invalid_argument", format!("{field}: {m}"))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    pub name: String,
+    pub size: SizeArg,
+    #[serde(default)]
+    pub class: Option<String>,
+    #[serde(default)]
+    pub extent_size: Option<SizeArg>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBody {
+    #[serde(default)]
+    pub size: Option<SizeArg>,
+    #[serde(default)]
+    pub class: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HeatOrder {
+    #[default]
+    Hottest,
+    Coldest,
+    Extent,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeatQuery {
+    #[serde(default)]
+    pub top: Option<usize>,
+    #[serde(default)]
+    pub order: HeatOrder,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HeatReport {
+    pub volume: String,
+    pub extent_size: u64,
+    pub extents_total: u64,
+    pub extents_tracked: usize,
+    pub histogram: Vec<heatmap::HistogramBucket>,
+    pub extents: Vec<heatmap::ExtentHeat>,
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    if st.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+async fn list_volumes(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
+    let v = blocking(move || Ok(st.volumes.list().iter().map(|v| v.info()).collect::<Vec<_>>())).await?;
+    Ok(Json(json!({ "volumes": v })).into_response())
+}
+
+async fn create_volume(State(st): State<Arc<AppState>>, body: Result<Json<CreateBody>, JsonRejection>) -> ApiResult<Response> {
+    let Json(b) = body?;
+    let req = CreateVolume {
+        size: b.size.bytes("size")?,
+        extent_size: b.extent_size.as_ref().map(|e| e.bytes("extent_size")).transpose()?,
+        class: b.class.unwrap_or_else(|| DEFAULT_CLASS.to_string()),
+        name: b.name,
+    };
+    let info = blocking(move || {
+        let config = st.config.read().clone();
+        Ok(st.volumes.create(req, &config)?.info())
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+async fn show_volume(State(st): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Response> {
+    let info = blocking(move || Ok(st.volumes.get(&name)?.info())).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn patch_volume(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Result<Json<PatchBody>, JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(b) = body?;
+    let patch = PatchVolume {
+        size: b.size.as_ref().map(|s| s.bytes("size")).transpose()?,
+        class: b.class,
+    };
+    let info = blocking(move || {
+        let config = st.config.read().clone();
+        Ok(st.volumes.patch(&name, patch, &config)?.info())
+    })
+    .await?;
+    Ok(Json(info).into_response())
+}
+
+async fn delete_volume(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    q: Result<Query<DeleteQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = q?;
+    blocking(move || st.volumes.delete(&name, q.force)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn volume_heat(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    q: Result<Query<HeatQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = q?;
+    let report = blocking(move || {
+        let vol = st.volumes.get(&name)?;
+        let meta = vol.meta();
+        let mut extents = st.heat.volume_extents(meta.id)?;
+        let histogram = histogram_of(&extents);
+        let tracked = extents.len();
+        match q.order {
+            HeatOrder::Hottest => {
+                extents.sort_by(|a, b| b.temperature.total_cmp(&a.temperature).then(a.extent.cmp(&b.extent)))
+            }
+            HeatOrder::Coldest => {
+                extents.sort_by(|a, b| a.temperature.total_cmp(&b.temperature).then(a.extent.cmp(&b.extent)))
+            }
+            HeatOrder::Extent => {}
+        }
+        if let Some(n) = q.top {
+            extents.truncate(n);
+        }
+        Ok(HeatReport {
+            volume: meta.name.clone(),
+            extent_size: meta.extent_size,
+            extents_total: meta.extent_count(),
+            extents_tracked: tracked,
+            histogram,
+            extents,
+        })
+    })
+    .await?;
+    Ok(Json(report).into_response())
+}
+
+/// Runs metadata and RocksDB work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, TierError> + Send + 'static) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: format!("request task failed: {e}"),
+        }),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: "no such endpoint; see /v1/volumes".into(),
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/volumes", get(list_volumes).post(create_volume))
+        .route(
+            "/v1/volumes/{name}",
+            get(show_volume).patch(patch_volume).delete(delete_volume),
+        )
+        .route("/v1/volumes/{name}/heat", get(volume_heat))
+        .fallback(not_found)
+        .with_state(state)
+}

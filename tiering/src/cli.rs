@@ -1,0 +1,361 @@
+//! The `tierd` command line: `serve` runs the daemon; every other command is a
+//! client of the admin API, printing tables for people or JSON for scripts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::units::{format_size, parse_size};
+
+#[derive(Debug, Parser)]
+#[command(name = "tierd", version, about = "Data tiering for block volumes served over NBD")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (embedded defaults without --config).
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// Create, list, show, grow and delete volumes.
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the heat of a volume's extents.
+    Heat {
+        volume: String,
+        /// How many extents to list.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// List the coldest extents instead of the hottest.
+        #[arg(long)]
+        coldest: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume.
+    Create {
+        name: String,
+        /// Size, such as 10GiB.
+        #[arg(long, value_parser = parse_size_arg)]
+        size: u64,
+        /// Storage class (tiering policy).
+        #[arg(long, default_value = "default")]
+        class: String,
+        /// Extent size: a power of two from 1MiB to 64MiB (default 4MiB).
+        #[arg(long, value_parser = parse_size_arg)]
+        extent_size: Option<u64>,
+    },
+    /// List volumes.
+    List,
+    /// Show one volume.
+    Show { name: String },
+    /// Grow a volume (shrinking is refused).
+    Grow {
+        name: String,
+        #[arg(long, value_parser = parse_size_arg)]
+        size: u64,
+    },
+    /// Change a volume's storage class.
+    SetClass { name: String, class: String },
+    /// Delete a volume and free its space.
+    Delete {
+        name: String,
+        /// Delete even while NBD clients are connected (they are cut off).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Admin API of the daemon.
+    #[arg(long, env = "TIERD_ENDPOINT", default_value = "http://127.0.0.1:9464")]
+    pub endpoint: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    parse_size(s)
+}
+
+/// A failed client command: the message to print.
+#[derive(Debug)]
+pub struct ClientError(pub String);
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(endpoint: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: endpoint.trim_end_matches('/').to_string(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method, &url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            ClientError(format!(
+                "cannot reach tierd at {}: {e} (is `tierd serve` running? set --endpoint or TIERD_ENDPOINT)",
+                self.base
+            ))
+        })?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| ClientError(format!("reading the answer from {url}: {e}")))?;
+        if status.is_success() {
+            if text.is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text).map_err(|e| ClientError(format!("bad JSON from {url}: {e}")));
+        }
+        let msg = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        Err(ClientError(format!("{msg} (HTTP {})", status.as_u16())))
+    }
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{:<w$}", c, w = widths[i])).collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|s| s.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn size_of(v: &Value) -> String {
+    v.as_u64().map(format_size).unwrap_or_else(|| "-".into())
+}
+
+fn print_volume(v: &Value) {
+    for (k, label) in [
+        ("name", "name"),
+        ("class", "class"),
+        ("size", "size"),
+        ("extent_size", "extent size"),
+        ("extents", "extents"),
+        ("bytes_local", "local"),
+        ("bytes_remote", "remote"),
+        ("connections", "connections"),
+    ] {
+        let val = match k {
+            "size" | "extent_size" | "bytes_local" | "bytes_remote" => size_of(&v[k]),
+            _ => match &v[k] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+        };
+        println!("{label:<12} {val}");
+    }
+}
+
+fn age(ms: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    if ms == 0 {
+        return "never".into();
+    }
+    let s = now.saturating_sub(ms) / 1000;
+    match s {
+        0..=119 => format!("{s}s ago"),
+        120..=7199 => format!("{}m ago", s / 60),
+        7200..=172_799 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// Runs a client command.
+pub async fn run_client(command: Command) -> Result<(), ClientError> {
+    use reqwest::Method;
+    match command {
+        Command::Serve { .. } => Err(ClientError("serve is not a client command".into())),
+        Command::Volume { command, client } => {
+            let c = Client::new(&client.endpoint);
+            match command {
+                VolumeCommand::Create {
+                    name,
+                    size,
+                    class,
+                    extent_size,
+                } => {
+                    let mut body = serde_json::json!({"name": name, "size": size, "class": class});
+                    if let Some(e) = extent_size {
+                        body["extent_size"] = e.into();
+                    }
+                    let v = c.call(Method::POST, "/v1/volumes", Some(body)).await?;
+                    if client.json {
+                        print_json(&v)
+                    } else {
+                        println!("created volume {name}");
+                        print_volume(&v);
+                    }
+                }
+                VolumeCommand::List => {
+                    let v = c.call(Method::GET, "/v1/volumes", None).await?;
+                    if client.json {
+                        print_json(&v);
+                    } else {
+                        let rows = v["volumes"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|v| {
+                                vec![
+                                    v["name"].as_str().unwrap_or("").to_string(),
+                                    size_of(&v["size"]),
+                                    v["class"].as_str().unwrap_or("").to_string(),
+                                    size_of(&v["extent_size"]),
+                                    size_of(&v["bytes_local"]),
+                                    size_of(&v["bytes_remote"]),
+                                    v["connections"].to_string(),
+                                ]
+                            })
+                            .collect();
+                        table(&["NAME", "SIZE", "CLASS", "EXTENT", "LOCAL", "REMOTE", "CLIENTS"], rows);
+                    }
+                }
+                VolumeCommand::Show { name } => {
+                    let v = c.call(Method::GET, &format!("/v1/volumes/{name}"), None).await?;
+                    if client.json {
+                        print_json(&v)
+                    } else {
+                        print_volume(&v)
+                    }
+                }
+                VolumeCommand::Grow { name, size } => {
+                    let v = c
+                        .call(Method::PATCH, &format!("/v1/volumes/{name}"), Some(serde_json::json!({"size": size})))
+                        .await?;
+                    if client.json {
+                        print_json(&v)
+                    } else {
+                        print_volume(&v)
+                    }
+                }
+                VolumeCommand::SetClass { name, class } => {
+                    let v = c
+                        .call(Method::PATCH, &format!("/v1/volumes/{name}"), Some(serde_json::json!({"class": class})))
+                        .await?;
+                    if client.json {
+                        print_json(&v)
+                    } else {
+                        print_volume(&v)
+                    }
+                }
+                VolumeCommand::Delete { name, force } => {
+                    c.call(Method::DELETE, &format!("/v1/volumes/{name}?force={force}"), None).await?;
+                    if client.json {
+                        print_json(&serde_json::json!({"deleted": name}))
+                    } else {
+                        println!("deleted volume {name}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Heat {
+            volume,
+            top,
+            coldest,
+            client,
+        } => {
+            let c = Client::new(&client.endpoint);
+            let order = if coldest { "coldest" } else { "hottest" };
+            let v = c
+                .call(Method::GET, &format!("/v1/volumes/{volume}/heat?top={top}&order={order}"), None)
+                .await?;
+            if client.json {
+                print_json(&v);
+                return Ok(());
+            }
+            println!(
+                "volume {}: {} of {} extents accessed (extent size {})",
+                volume,
+                v["extents_tracked"],
+                v["extents_total"],
+                size_of(&v["extent_size"])
+            );
+            let rows = v["extents"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|e| {
+                    let seq = e["sequential_ratio"]
+                        .as_f64()
+                        .map(|r| format!("{:.0}%", r * 100.0))
+                        .unwrap_or_else(|| "-".into());
+                    vec![
+                        e["extent"].to_string(),
+                        format!("{:.3}", e["temperature"].as_f64().unwrap_or(0.0)),
+                        e["reads"].to_string(),
+                        e["writes"].to_string(),
+                        size_of(&e["read_bytes"]),
+                        size_of(&e["write_bytes"]),
+                        seq,
+                        age(e["last_access_ms"].as_u64().unwrap_or(0)),
+                    ]
+                })
+                .collect();
+            table(
+                &["EXTENT", "TEMP", "READS", "WRITES", "READ", "WRITTEN", "SEQ", "LAST ACCESS"],
+                rows,
+            );
+            let hist: Vec<String> = v["histogram"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|b| match b["le"].as_f64() {
+                    Some(le) => format!("≤{le}: {}", b["extents"]),
+                    None => format!(">: {}", b["extents"]),
+                })
+                .collect();
+            println!("temperature histogram  {}", hist.join("  "));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The transmission phase of one connection: requests in, replies out.
+//!
+//! A reader task parses requests and hands each to the blocking pool; replies
+//! come back through a channel to one writer, in whatever order they finish (the
+//! protocol allows it). Invariants: every request whose payload was read gets
+//! exactly one reply; a request that breaks framing (bad magic, a payload too big
+//! to skip) ends this connection only, after in-flight replies are sent.
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use super::handshake::Session;
+use super::proto::*;
+use crate::error::TierError;
+use crate::volume::Volume;
+
+/// Requests executing at once per connection; the reader waits beyond this.
+const MAX_IN_FLIGHT: usize = 64;
+/// Descriptors per BLOCK_STATUS reply; clients ask again for the rest.
+const MAX_STATUS_RUNS: usize = 1024;
+/// Read ends remembered per connection to call a read sequential.
+const RECENT_READS: usize = 16;
+
+#[derive(Debug)]
+enum Reply {
+    Ok { handle: u64 },
+    Data { handle: u64, offset: u64, data: Vec<u8> },
+    Status { handle: u64, runs: Vec<(u32, u32)> },
+    Error { handle: u64, errno: u32, message: String, chunk: bool },
+}
+
+fn errno_of(e: &TierError) -> u32 {
+    match e {
+        TierError::InvalidArgument(_) => EINVAL,
+        TierError::Io { source, .. } => match source.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => ENOSPC,
+            Some(libc::EPERM) | Some(libc::EACCES) | Some(libc::EROFS) => EPERM,
+            _ => EIO,
+        },
+        _ => EIO,
+    }
+}
+
+/// Remembers where recent reads ended, to tell sequential reads from random ones
+/// even when a client keeps several reads in flight.
+struct ReadTracker {
+    ends: [u64; RECENT_READS],
+    next: usize,
+}
+
+impl ReadTracker {
+    fn new() -> Self {
+        Self {
+            ends: [u64::MAX; RECENT_READS],
+            next: 0,
+        }
+    }
+    fn observe(&mut self, offset: u64, len: u64) -> bool {
+        let sequential = self.ends.contains(&offset);
+        self.ends[self.next] = offset + len;
+        self.next = (self.next + 1) % RECENT_READS;
+        sequential
+    }
+}
+
+fn execute(vol: &Volume, req: Request, payload: Vec<u8>, sequential: bool, structured: bool) -> Reply {
+    let handle = req.handle;
+    let fua = req.flags & CMD_FLAG_FUA != 0;
+    let len = req.length as u64;
+    let result = match req.command {
+        CMD_READ => {
+            let mut data = vec![0u8; req.length as usize];
+            match vol.read(req.offset, &mut data, sequential) {
+                Ok(()) => {
+                    return Reply::Data {
+                        handle,
+                        offset: req.offset,
+                        data,
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        }
+        CMD_WRITE => vol.write(req.offset, &payload, fua),
+        CMD_FLUSH => vol.flush(),
+        CMD_TRIM => vol.trim(req.offset, len, fua),
+        CMD_WRITE_ZEROES => vol.write_zeroes(req.offset, len, req.flags & CMD_FLAG_NO_HOLE == 0, fua),
+        CMD_BLOCK_STATUS => {
+            let max = if req.flags & CMD_FLAG_REQ_ONE != 0 { 1 } else { MAX_STATUS_RUNS };
+            match vol.allocation(req.offset, len, max) {
+                Ok(runs) => {
+                    let runs = runs
+                        .iter()
+                        .map(|a| (a.len as u32, if a.hole { STATE_HOLE | STATE_ZERO } else { 0 }))
+                        .collect();
+                    return Reply::Status { handle, runs };
+                }
+                Err(e) => Err(e),
+            }
+        }
+        _ => Err(TierError::InvalidArgument(format!("command {} is not supported", req.command))),
+    };
+    match result {
+        Ok(()) => Reply::Ok { handle },
+        Err(e) => {
+            tracing::warn!(
+                volume = %vol.name(), op = command_name(req.command), offset = req.offset,
+                length = req.length, error = %e, "NBD request failed"
+            );
+            Reply::Error {
+                handle,
+                errno: errno_of(&e),
+                message: e.to_string(),
+                chunk: structured && matches!(req.command, CMD_READ | CMD_BLOCK_STATUS),
+            }
+        }
+    }
+}
+
+async fn write_reply<W: AsyncWrite + Unpin>(w: &mut W, r: Reply, structured: bool) -> io::Result<()> {
+    match r {
+        Reply::Ok { handle } => w.write_all(&simple_reply(handle, 0)).await,
+        Reply::Data { handle, offset, data } => {
+            if !structured {
+                w.write_all(&simple_reply(handle, 0)).await?;
+                w.write_all(&data).await
+            } else if data.is_empty() {
+                w.write_all(&chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_NONE, handle, 0)).await
+            } else {
+                w.write_all(&chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, handle, 8 + data.len() as u32))
+                    .await?;
+                w.write_all(&offset.to_be_bytes()).await?;
+                w.write_all(&data).await
+            }
+        }
+        Reply::Status { handle, runs } => {
+            let mut b = Vec::with_capacity(20 + 4 + runs.len() * 8);
+            b.extend_from_slice(&chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, handle, 4 + 8 * runs.len() as u32));
+            b.extend_from_slice(&BASE_ALLOCATION_ID.to_be_bytes());
+            for (len, flags) in runs {
+                b.extend_from_slice(&len.to_be_bytes());
+                b.extend_from_slice(&flags.to_be_bytes());
+            }
+            w.write_all(&b).await
+        }
+        Reply::Error { handle, errno, message, chunk } => {
+            if chunk {
+                w.write_all(&error_chunk(handle, errno, &message)).await
+            } else {
+                w.write_all(&simple_reply(handle, errno)).await
+            }
+        }
+    }
+}
+
+/// Serves one connection until the client disconnects, breaks framing, the
+/// volume is deleted, or `shutdown` turns true.
+pub async fn serve<R, W>(reader: R, writer: W, session: Session, peer: String, mut shutdown: watch::Receiver<bool>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let structured = session.structured;
+    let (tx, mut rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT * 2);
+    let writer_task = tokio::spawn(async move {
+        let mut w = BufWriter::with_capacity(256 << 10, writer);
+        while let Some(first) = rx.recv().await {
+            let mut r = Some(first);
+            while let Some(reply) = r.take() {
+                if let Err(e) = write_reply(&mut w, reply, structured).await {
+                    return Err(e);
+                }
+                r = rx.try_recv().ok();
+            }
+            w.flush().await?;
+        }
+        w.shutdown().await
+    });
+
+    let vol: Arc<Volume> = (*session.volume).clone();
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut r = BufReader::with_capacity(256 << 10, reader);
+    let mut reads = ReadTracker::new();
+    let size = session.size;
+    let mut header = [0u8; REQUEST_LEN];
+    let reason: String = loop {
+        if *shutdown.borrow() {
+            break "server shutting down".into();
+        }
+        let read = tokio::select! {
+            res = r.read_exact(&mut header) => res,
+            _ = shutdown.changed() => break "server shutting down".into(),
+        };
+        match read {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break "client hung up without NBD_CMD_DISC".into(),
+            Err(e) => break format!("read error: {e}"),
+        }
+        let req = match Request::parse(&header) {
+            Ok(req) => req,
+            Err(magic) => {
+                tracing::warn!(peer, export = %session.export, magic = format!("{magic:#x}"), "bad request magic; disconnecting");
+                break format!("bad request magic {magic:#x}");
+            }
+        };
+        let reject = |errno: u32, message: String| {
+            tracing::warn!(peer, export = %session.export, op = command_name(req.command), offset = req.offset,
+                length = req.length, error = %message, "refusing NBD request");
+            Reply::Error {
+                handle: req.handle,
+                errno,
+                message,
+                chunk: structured && matches!(req.command, CMD_READ | CMD_BLOCK_STATUS),
+            }
+        };
+        let in_range = req.offset.checked_add(req.length as u64).is_some_and(|end| end <= size);
+        let mut payload = Vec::new();
+        if req.command == CMD_WRITE {
+            if req.length > MAX_PAYLOAD {
+                // The payload cannot be skipped cheaply, so framing is lost: answer and hang up.
+                let _ = tx
+                    .send(reject(EINVAL, format!("write of {} bytes exceeds the {MAX_PAYLOAD}-byte maximum", req.length)))
+                    .await;
+                break "oversized write payload".into();
+            }
+            payload = vec![0u8; req.length as usize];
+            if let Err(e) = r.read_exact(&mut payload).await {
+                break format!("read error in write payload: {e}");
+            }
+        }
+        if vol.is_closed() {
+            let _ = tx.send(reject(ESHUTDOWN, "volume was deleted".into())).await;
+            break "volume deleted".into();
+        }
+        let early = match req.command {
+            CMD_DISC => break "client disconnected".into(),
+            CMD_READ if req.length > MAX_PAYLOAD => Some(reject(
+                EINVAL,
+                format!("read of {} bytes exceeds the {MAX_PAYLOAD}-byte maximum", req.length),
+            )),
+            CMD_READ | CMD_TRIM | CMD_BLOCK_STATUS if !in_range => Some(reject(
+                EINVAL,
+                format!("range {}+{} is beyond the {size}-byte export", req.offset, req.length),
+            )),
+            CMD_WRITE | CMD_WRITE_ZEROES if !in_range => Some(reject(
+                ENOSPC,
+                format!("range {}+{} is beyond the {size}-byte export", req.offset, req.length),
+            )),
+            CMD_BLOCK_STATUS if !(structured && session.allocation) => {
+                Some(reject(EINVAL, "no metadata context was negotiated".into()))
+            }
+            CMD_BLOCK_STATUS if req.length == 0 => Some(reject(EINVAL, "block status of zero length".into())),
+            CMD_READ | CMD_WRITE | CMD_FLUSH | CMD_TRIM | CMD_WRITE_ZEROES | CMD_BLOCK_STATUS => None,
+            other => Some(reject(EINVAL, format!("unknown command {other}"))),
+        };
+        if let Some(reply) = early {
+            if tx.send(reply).await.is_err() {
+                break "writer closed".into();
+            }
+            continue;
+        }
+        let sequential = req.command == CMD_READ && reads.observe(req.offset, req.length as u64);
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break "internal: request slots closed".into();
+        };
+        let tx = tx.clone();
+        let vol = vol.clone();
+        tokio::task::spawn_blocking(move || {
+            let reply = execute(&vol, req, payload, sequential, structured);
+            let _ = tx.blocking_send(reply);
+            drop(permit);
+        });
+    };
+    drop(tx);
+    match writer_task.await {
+        Ok(Ok(())) | Ok(Err(_)) | Err(_) => {}
+    }
+    tracing::info!(peer, export = %session.export, reason, "NBD connection closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_continuing_recent_ones_are_sequential() {
+        let mut t = ReadTracker::new();
+        assert!(!t.observe(0, 4096));
+        assert!(t.observe(4096, 4096));
+        // Two streams interleaved, as with several reads in flight.
+        assert!(!t.observe(1 << 30, 65536));
+        assert!(t.observe(8192, 4096));
+        assert!(t.observe((1 << 30) + 65536, 65536));
+        assert!(!t.observe(12345, 1));
+    }
+}
