@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, MergeOperands, Options, WriteBatch, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, MergeOperands, Options, WriteBatch, DB,
+};
 use serde::Serialize;
 
 use crate::clock::Clock;
@@ -122,9 +124,12 @@ impl HeatMap {
     pub fn column_family(config: &HeatConfig) -> ColumnFamilyDescriptor {
         let half_life_ms = config.half_life.as_secs_f64() * 1000.0;
         let mut opts = Options::default();
-        opts.set_merge_operator_associative("tierd-heat-v1", move |k: &[u8], e: Option<&[u8]>, ops: &MergeOperands| {
-            merge_records(half_life_ms, k, e, ops)
-        });
+        opts.set_merge_operator_associative(
+            "tierd-heat-v1",
+            move |k: &[u8], e: Option<&[u8]>, ops: &MergeOperands| {
+                merge_records(half_life_ms, k, e, ops)
+            },
+        );
         ColumnFamilyDescriptor::new(CF_HEAT, opts)
     }
 
@@ -181,7 +186,10 @@ impl HeatMap {
     /// Returns how many extents were flushed. On failure the deltas are put back,
     /// so a later flush retries them.
     pub fn flush(&self) -> Result<usize, HeatError> {
-        let cf = self.db.cf_handle(CF_HEAT).ok_or(HeatError::MissingColumnFamily(CF_HEAT))?;
+        let cf = self
+            .db
+            .cf_handle(CF_HEAT)
+            .ok_or(HeatError::MissingColumnFamily(CF_HEAT))?;
         let mut taken: Vec<Pending> = Vec::with_capacity(SHARDS);
         for s in &self.shards {
             let mut g = s.lock();
@@ -211,7 +219,10 @@ impl HeatMap {
                         .or_insert(r);
                 }
             }
-            return Err(HeatError::Db { op: "write batch", source });
+            return Err(HeatError::Db {
+                op: "write batch",
+                source,
+            });
         }
         Ok(n)
     }
@@ -221,16 +232,31 @@ impl HeatMap {
     pub fn volume_extents(&self, volume: u64) -> Result<Vec<ExtentHeat>, HeatError> {
         self.flush()?;
         let now = self.clock.now_ms();
-        let cf = self.db.cf_handle(CF_HEAT).ok_or(HeatError::MissingColumnFamily(CF_HEAT))?;
+        let cf = self
+            .db
+            .cf_handle(CF_HEAT)
+            .ok_or(HeatError::MissingColumnFamily(CF_HEAT))?;
         let start = key(volume, 0);
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
-            let (k, v) = item.map_err(|source| HeatError::Db { op: "iterate", source })?;
-            let Some((vol, extent)) = split_key(&k) else { break };
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item.map_err(|source| HeatError::Db {
+                op: "iterate",
+                source,
+            })?;
+            let Some((vol, extent)) = split_key(&k) else {
+                break;
+            };
             if vol != volume {
                 break;
             }
-            let r = HeatRecord::decode(&v).map_err(|reason| HeatError::Corrupt { volume, extent, reason })?;
+            let r = HeatRecord::decode(&v).map_err(|reason| HeatError::Corrupt {
+                volume,
+                extent,
+                reason,
+            })?;
             out.push(ExtentHeat::from_record(extent, &r, now, self.half_life_ms));
         }
         Ok(out)
@@ -238,9 +264,16 @@ impl HeatMap {
 
     /// One extent's heat, or `None` if it was never accessed.
     pub fn extent(&self, volume: u64, extent: u64) -> Result<Option<ExtentHeat>, HeatError> {
-        let cf = self.db.cf_handle(CF_HEAT).ok_or(HeatError::MissingColumnFamily(CF_HEAT))?;
+        let cf = self
+            .db
+            .cf_handle(CF_HEAT)
+            .ok_or(HeatError::MissingColumnFamily(CF_HEAT))?;
         let mut rec = match self.db.get_cf(cf, key(volume, extent)) {
-            Ok(Some(v)) => Some(HeatRecord::decode(&v).map_err(|reason| HeatError::Corrupt { volume, extent, reason })?),
+            Ok(Some(v)) => Some(HeatRecord::decode(&v).map_err(|reason| HeatError::Corrupt {
+                volume,
+                extent,
+                reason,
+            })?),
             Ok(None) => None,
             Err(source) => return Err(HeatError::Db { op: "get", source }),
         };
@@ -250,13 +283,21 @@ impl HeatMap {
                 None => rec = Some(*p),
             }
         }
-        Ok(rec.map(|r| ExtentHeat::from_record(extent, &r, self.clock.now_ms(), self.half_life_ms)))
+        Ok(
+            rec.map(|r| {
+                ExtentHeat::from_record(extent, &r, self.clock.now_ms(), self.half_life_ms)
+            }),
+        )
     }
 
     /// The `n` hottest tracked extents, hottest first.
     pub fn hottest(&self, volume: u64, n: usize) -> Result<Vec<ExtentHeat>, HeatError> {
         let mut v = self.volume_extents(volume)?;
-        v.sort_by(|a, b| b.temperature.total_cmp(&a.temperature).then(a.extent.cmp(&b.extent)));
+        v.sort_by(|a, b| {
+            b.temperature
+                .total_cmp(&a.temperature)
+                .then(a.extent.cmp(&b.extent))
+        });
         v.truncate(n);
         Ok(v)
     }
@@ -264,7 +305,11 @@ impl HeatMap {
     /// The `n` coldest tracked extents, coldest first.
     pub fn coldest(&self, volume: u64, n: usize) -> Result<Vec<ExtentHeat>, HeatError> {
         let mut v = self.volume_extents(volume)?;
-        v.sort_by(|a, b| a.temperature.total_cmp(&b.temperature).then(a.extent.cmp(&b.extent)));
+        v.sort_by(|a, b| {
+            a.temperature
+                .total_cmp(&b.temperature)
+                .then(a.extent.cmp(&b.extent))
+        });
         v.truncate(n);
         Ok(v)
     }
@@ -286,12 +331,18 @@ impl HeatMap {
         for s in &self.shards {
             s.lock().retain(|&(v, _), _| v != volume);
         }
-        let cf = self.db.cf_handle(CF_HEAT).ok_or(HeatError::MissingColumnFamily(CF_HEAT))?;
+        let cf = self
+            .db
+            .cf_handle(CF_HEAT)
+            .ok_or(HeatError::MissingColumnFamily(CF_HEAT))?;
         let mut batch = WriteBatch::default();
         // The range end is exclusive, so the last possible extent key is deleted on its own.
         batch.delete_range_cf(cf, key(volume, 0), key(volume, u64::MAX));
         batch.delete_cf(cf, key(volume, u64::MAX));
-        self.db.write(batch).map_err(|source| HeatError::Db { op: "delete range", source })
+        self.db.write(batch).map_err(|source| HeatError::Db {
+            op: "delete range",
+            source,
+        })
     }
 }
 
@@ -364,7 +415,11 @@ mod tests {
         assert_eq!(hot[0].extent, 5);
         assert_eq!(hot[0].reads, 11);
         // Ten accesses one half-life ago plus one now.
-        assert!((hot[0].temperature - 6.0).abs() < 1e-9, "{}", hot[0].temperature);
+        assert!(
+            (hot[0].temperature - 6.0).abs() < 1e-9,
+            "{}",
+            hot[0].temperature
+        );
         assert_eq!(hm.coldest(1, 1).unwrap()[0].extent, 2);
         let idle = hm.idle_since(1, 1_000_001).unwrap();
         assert_eq!(idle.iter().map(|h| h.extent).collect::<Vec<_>>(), vec![2]);
@@ -412,7 +467,10 @@ mod tests {
     #[test]
     fn disabled_map_records_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let c = HeatConfig { enabled: false, ..cfg() };
+        let c = HeatConfig {
+            enabled: false,
+            ..cfg()
+        };
         let hm = HeatMap::new(open(dir.path(), &c), Arc::new(ManualClock::new(0)), &c).unwrap();
         hm.record(1, 1, read(false));
         assert_eq!(hm.pending(), 0);

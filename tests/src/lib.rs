@@ -1,1 +1,260 @@
+//! Harness for end-to-end tests: starts the real `tierd` binary on free loopback
+//! ports with its own data directory, and runs real clients against it.
 
+pub mod raw_nbd;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test: `$TIERD_BIN`, else the workspace's debug build.
+pub fn tierd_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("TIERD_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(root.join("target"));
+    let p = target.join("debug").join("tierd");
+    assert!(
+        p.exists(),
+        "{} does not exist: run `cargo build -p tiering --bin tierd` first, or set TIERD_BIN",
+        p.display()
+    );
+    p
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral loopback port")
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn run(cmd: &str, args: &[&str]) -> Output {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e} (is it installed? see scripts/deps.sh)"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), so images never compress or
+/// hide as holes.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// One running daemon and its data directory.
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub nbd_port: u16,
+    pub http_port: u16,
+    pub config: PathBuf,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Self::start_with("")
+    }
+
+    /// Starts with `extra` TOML appended after the `[server]` table.
+    pub fn start_with(extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let nbd_port = free_port();
+        let http_port = free_port();
+        let config = dir.path().join("tierd.toml");
+        let toml = format!(
+            "[server]\ndata_dir = \"{}\"\nnbd_listen = \"127.0.0.1:{nbd_port}\"\nhttp_listen = \"127.0.0.1:{http_port}\"\nnbd_socket = \"{}\"\n{extra}\n",
+            dir.path().join("data").display(),
+            dir.path().join("nbd.sock").display()
+        );
+        std::fs::write(&config, toml).expect("write config");
+        let mut d = Daemon {
+            child: None,
+            dir,
+            nbd_port,
+            http_port,
+            config,
+        };
+        d.spawn();
+        d
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("tierd.log")
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open log");
+        let child = Command::new(tierd_bin())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("TIERD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tierd");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("{}/readyz", self.api());
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("tierd exited during start-up with {status}\n{}", self.log());
+            }
+            if let Ok(r) = reqwest::blocking::get(&url) {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("tierd not ready after 30 s\n{}", self.log());
+    }
+
+    pub fn api(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn uri(&self, volume: &str) -> String {
+        format!("nbd://127.0.0.1:{}/{volume}", self.nbd_port)
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("nbd.sock")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs the tierd CLI against this daemon.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(tierd_bin())
+            .args(args)
+            .env("TIERD_ENDPOINT", self.api())
+            .output()
+            .expect("run tierd CLI")
+    }
+
+    /// Runs the tierd CLI and returns its stdout, panicking on failure.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "tierd {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    pub fn create_volume(&self, name: &str, size: &str, extent_size: Option<&str>) {
+        let mut args = vec!["volume", "create", name, "--size", size];
+        if let Some(e) = extent_size {
+            args.extend(["--extent-size", e]);
+        }
+        self.cli_ok(&args);
+    }
+
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = reqwest::blocking::get(format!("{}{}", self.api(), path)).expect("GET");
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().expect("JSON body")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("daemon running")
+    }
+
+    /// SIGKILL: no flush, no clean-up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (at most 30 s) for a clean exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("daemon running");
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = c.try_wait().expect("wait") {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("tierd did not exit within 30 s of SIGTERM\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the daemon again on the same configuration and data.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the daemon first");
+        self.spawn();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            let mut s = String::new();
+            if let Ok(mut f) = std::fs::File::open(self.log_path()) {
+                let _ = f.read_to_string(&mut s);
+            }
+            let tail: Vec<&str> = s.lines().rev().take(40).collect();
+            eprintln!("--- last tierd log lines ---");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}

@@ -100,7 +100,8 @@ impl SizeArg {
     fn bytes(&self, field: &str) -> ApiResult<u64> {
         match self {
             SizeArg::Bytes(n) => Ok(*n),
-            SizeArg::Text(s) => parse_size(s).map_err(|m| ApiError::bad_request("invalid_argument", format!("{field}: {m}"))),
+            SizeArg::Text(s) => parse_size(s)
+                .map_err(|m| ApiError::bad_request("invalid_argument", format!("{field}: {m}"))),
         }
     }
 }
@@ -173,15 +174,30 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 }
 
 async fn list_volumes(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
-    let v = blocking(move || Ok(st.volumes.list().iter().map(|v| v.info()).collect::<Vec<_>>())).await?;
+    let v = blocking(move || {
+        Ok(st
+            .volumes
+            .list()
+            .iter()
+            .map(|v| v.info())
+            .collect::<Vec<_>>())
+    })
+    .await?;
     Ok(Json(json!({ "volumes": v })).into_response())
 }
 
-async fn create_volume(State(st): State<Arc<AppState>>, body: Result<Json<CreateBody>, JsonRejection>) -> ApiResult<Response> {
+async fn create_volume(
+    State(st): State<Arc<AppState>>,
+    body: Result<Json<CreateBody>, JsonRejection>,
+) -> ApiResult<Response> {
     let Json(b) = body?;
     let req = CreateVolume {
         size: b.size.bytes("size")?,
-        extent_size: b.extent_size.as_ref().map(|e| e.bytes("extent_size")).transpose()?,
+        extent_size: b
+            .extent_size
+            .as_ref()
+            .map(|e| e.bytes("extent_size"))
+            .transpose()?,
         class: b.class.unwrap_or_else(|| DEFAULT_CLASS.to_string()),
         name: b.name,
     };
@@ -193,7 +209,10 @@ async fn create_volume(State(st): State<Arc<AppState>>, body: Result<Json<Create
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
-async fn show_volume(State(st): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Response> {
+async fn show_volume(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     let info = blocking(move || Ok(st.volumes.get(&name)?.info())).await?;
     Ok(Json(info).into_response())
 }
@@ -239,12 +258,16 @@ async fn volume_heat(
         let histogram = histogram_of(&extents);
         let tracked = extents.len();
         match q.order {
-            HeatOrder::Hottest => {
-                extents.sort_by(|a, b| b.temperature.total_cmp(&a.temperature).then(a.extent.cmp(&b.extent)))
-            }
-            HeatOrder::Coldest => {
-                extents.sort_by(|a, b| a.temperature.total_cmp(&b.temperature).then(a.extent.cmp(&b.extent)))
-            }
+            HeatOrder::Hottest => extents.sort_by(|a, b| {
+                b.temperature
+                    .total_cmp(&a.temperature)
+                    .then(a.extent.cmp(&b.extent))
+            }),
+            HeatOrder::Coldest => extents.sort_by(|a, b| {
+                a.temperature
+                    .total_cmp(&b.temperature)
+                    .then(a.extent.cmp(&b.extent))
+            }),
             HeatOrder::Extent => {}
         }
         if let Some(n) = q.top {
@@ -264,7 +287,9 @@ async fn volume_heat(
 }
 
 /// Runs metadata and RocksDB work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, TierError> + Send + 'static) -> ApiResult<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TierError> + Send + 'static,
+) -> ApiResult<T> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(ApiError::from),
         Err(e) => Err(ApiError {

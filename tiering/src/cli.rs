@@ -9,7 +9,11 @@ use serde_json::Value;
 use crate::units::{format_size, parse_size};
 
 #[derive(Debug, Parser)]
-#[command(name = "tierd", version, about = "Data tiering for block volumes served over NBD")]
+#[command(
+    name = "tierd",
+    version,
+    about = "Data tiering for block volumes served over NBD"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -83,10 +87,15 @@ pub enum VolumeCommand {
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Admin API of the daemon.
-    #[arg(long, env = "TIERD_ENDPOINT", default_value = "http://127.0.0.1:9464")]
+    #[arg(
+        long,
+        env = "TIERD_ENDPOINT",
+        default_value = "http://127.0.0.1:9464",
+        global = true
+    )]
     pub endpoint: String,
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 }
 
@@ -111,7 +120,12 @@ impl Client {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ClientError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url);
         if let Some(b) = body {
@@ -132,7 +146,8 @@ impl Client {
             if text.is_empty() {
                 return Ok(Value::Null);
             }
-            return serde_json::from_str(&text).map_err(|e| ClientError(format!("bad JSON from {url}: {e}")));
+            return serde_json::from_str(&text)
+                .map_err(|e| ClientError(format!("bad JSON from {url}: {e}")));
         }
         let msg = serde_json::from_str::<Value>(&text)
             .ok()
@@ -154,7 +169,11 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{:<w$}", c, w = widths[i])).collect();
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:<w$}", c, w = widths[i]))
+            .collect();
         println!("{}", parts.join("  ").trim_end());
     };
     line(headers.iter().map(|s| s.to_string()).collect());
@@ -254,11 +273,18 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
                                 ]
                             })
                             .collect();
-                        table(&["NAME", "SIZE", "CLASS", "EXTENT", "LOCAL", "REMOTE", "CLIENTS"], rows);
+                        table(
+                            &[
+                                "NAME", "SIZE", "CLASS", "EXTENT", "LOCAL", "REMOTE", "CLIENTS",
+                            ],
+                            rows,
+                        );
                     }
                 }
                 VolumeCommand::Show { name } => {
-                    let v = c.call(Method::GET, &format!("/v1/volumes/{name}"), None).await?;
+                    let v = c
+                        .call(Method::GET, &format!("/v1/volumes/{name}"), None)
+                        .await?;
                     if client.json {
                         print_json(&v)
                     } else {
@@ -267,7 +293,11 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
                 }
                 VolumeCommand::Grow { name, size } => {
                     let v = c
-                        .call(Method::PATCH, &format!("/v1/volumes/{name}"), Some(serde_json::json!({"size": size})))
+                        .call(
+                            Method::PATCH,
+                            &format!("/v1/volumes/{name}"),
+                            Some(serde_json::json!({"size": size})),
+                        )
                         .await?;
                     if client.json {
                         print_json(&v)
@@ -277,7 +307,11 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
                 }
                 VolumeCommand::SetClass { name, class } => {
                     let v = c
-                        .call(Method::PATCH, &format!("/v1/volumes/{name}"), Some(serde_json::json!({"class": class})))
+                        .call(
+                            Method::PATCH,
+                            &format!("/v1/volumes/{name}"),
+                            Some(serde_json::json!({"class": class})),
+                        )
                         .await?;
                     if client.json {
                         print_json(&v)
@@ -286,7 +320,12 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
                     }
                 }
                 VolumeCommand::Delete { name, force } => {
-                    c.call(Method::DELETE, &format!("/v1/volumes/{name}?force={force}"), None).await?;
+                    c.call(
+                        Method::DELETE,
+                        &format!("/v1/volumes/{name}?force={force}"),
+                        None,
+                    )
+                    .await?;
                     if client.json {
                         print_json(&serde_json::json!({"deleted": name}))
                     } else {
@@ -305,7 +344,11 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
             let c = Client::new(&client.endpoint);
             let order = if coldest { "coldest" } else { "hottest" };
             let v = c
-                .call(Method::GET, &format!("/v1/volumes/{volume}/heat?top={top}&order={order}"), None)
+                .call(
+                    Method::GET,
+                    &format!("/v1/volumes/{volume}/heat?top={top}&order={order}"),
+                    None,
+                )
                 .await?;
             if client.json {
                 print_json(&v);
@@ -341,7 +384,16 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
                 })
                 .collect();
             table(
-                &["EXTENT", "TEMP", "READS", "WRITES", "READ", "WRITTEN", "SEQ", "LAST ACCESS"],
+                &[
+                    "EXTENT",
+                    "TEMP",
+                    "READS",
+                    "WRITES",
+                    "READ",
+                    "WRITTEN",
+                    "SEQ",
+                    "LAST ACCESS",
+                ],
                 rows,
             );
             let hist: Vec<String> = v["histogram"]

@@ -32,7 +32,9 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(HumanDuration).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -202,13 +204,18 @@ impl Config {
 
     fn fill_defaults(&mut self) {
         if self.backends.is_empty() {
-            self.backends
-                .insert(DEFAULT_BACKEND.into(), BackendConfig::Fs(FsBackendConfig::default()));
+            self.backends.insert(
+                DEFAULT_BACKEND.into(),
+                BackendConfig::Fs(FsBackendConfig::default()),
+            );
         }
         if self.classes.is_empty() {
-            self.classes.insert(DEFAULT_CLASS.into(), ClassConfig::default());
+            self.classes
+                .insert(DEFAULT_CLASS.into(), ClassConfig::default());
         }
-        let only_backend = (self.backends.len() == 1).then(|| self.backends.keys().next().cloned()).flatten();
+        let only_backend = (self.backends.len() == 1)
+            .then(|| self.backends.keys().next().cloned())
+            .flatten();
         for class in self.classes.values_mut() {
             if class.backend.is_none() {
                 class.backend = only_backend.clone();
@@ -216,7 +223,9 @@ impl Config {
             if class.cooling_period.is_none() {
                 class.cooling_period = match class.tiering_policy {
                     TieringPolicy::Auto => Some(HumanDuration(Duration::from_secs(31 * 86_400))),
-                    TieringPolicy::SnapshotOnly => Some(HumanDuration(Duration::from_secs(2 * 86_400))),
+                    TieringPolicy::SnapshotOnly => {
+                        Some(HumanDuration(Duration::from_secs(2 * 86_400)))
+                    }
                     TieringPolicy::None | TieringPolicy::All => None,
                 };
             }
@@ -230,25 +239,43 @@ impl Config {
             return Err("server.data_dir: must not be empty".into());
         }
         if !s.nbd_listen.is_empty() {
-            s.nbd_listen
-                .parse::<SocketAddr>()
-                .map_err(|e| format!("server.nbd_listen: {:?} is not an address such as 127.0.0.1:10809 ({e})", s.nbd_listen))?;
+            s.nbd_listen.parse::<SocketAddr>().map_err(|e| {
+                format!(
+                    "server.nbd_listen: {:?} is not an address such as 127.0.0.1:10809 ({e})",
+                    s.nbd_listen
+                )
+            })?;
         }
         if s.nbd_listen.is_empty() && s.nbd_socket.is_none() {
-            return Err("server: nbd_listen is empty and nbd_socket is unset, so no client could connect".into());
+            return Err(
+                "server: nbd_listen is empty and nbd_socket is unset, so no client could connect"
+                    .into(),
+            );
         }
-        s.http_listen
-            .parse::<SocketAddr>()
-            .map_err(|e| format!("server.http_listen: {:?} is not an address such as 127.0.0.1:9464 ({e})", s.http_listen))?;
+        s.http_listen.parse::<SocketAddr>().map_err(|e| {
+            format!(
+                "server.http_listen: {:?} is not an address such as 127.0.0.1:9464 ({e})",
+                s.http_listen
+            )
+        })?;
         if self.heat.half_life.0.is_zero() {
             return Err("heat.half_life: must be greater than zero".into());
         }
         if self.heat.flush_interval.0 < Duration::from_millis(10) {
-            return Err(format!("heat.flush_interval: {} is too short (at least 10ms)", self.heat.flush_interval));
+            return Err(format!(
+                "heat.flush_interval: {} is too short (at least 10ms)",
+                self.heat.flush_interval
+            ));
         }
         for name in self.backends.keys().chain(self.classes.keys()) {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                return Err(format!("{name:?}: backend and class names use letters, digits, '-', '_' and '.'"));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(format!(
+                    "{name:?}: backend and class names use letters, digits, '-', '_' and '.'"
+                ));
             }
         }
         for (name, class) in &self.classes {
@@ -287,7 +314,10 @@ mod tests {
         assert_eq!(c.server.nbd_listen, "127.0.0.1:10809");
         assert_eq!(c.server.http_listen, "127.0.0.1:9464");
         assert_eq!(c.server.data_dir, PathBuf::from("./tierd-data"));
-        assert_eq!(c.classes[DEFAULT_CLASS].backend.as_deref(), Some(DEFAULT_BACKEND));
+        assert_eq!(
+            c.classes[DEFAULT_CLASS].backend.as_deref(),
+            Some(DEFAULT_BACKEND)
+        );
         assert!(c.validate().is_ok());
     }
 
@@ -316,7 +346,10 @@ mod tests {
         assert_eq!(c.heat.half_life.0, Duration::from_secs(12 * 3600));
         let std = &c.classes["standard"];
         assert_eq!(std.tiering_policy, TieringPolicy::Auto);
-        assert_eq!(std.cooling_period.unwrap().0, Duration::from_secs(31 * 86_400));
+        assert_eq!(
+            std.cooling_period.unwrap().0,
+            Duration::from_secs(31 * 86_400)
+        );
         assert_eq!(std.backend.as_deref(), Some("cold"));
     }
 
@@ -325,7 +358,8 @@ mod tests {
         let e = Config::parse("[server]\nnbd_lisen = \"127.0.0.1:1\"\n", "my.toml").unwrap_err();
         let m = e.to_string();
         assert!(m.contains("my.toml") && m.contains("nbd_lisen"), "{m}");
-        let e = Config::parse("[backends.b]\nkind = \"fs\"\nbucket = \"x\"\n", "b.toml").unwrap_err();
+        let e =
+            Config::parse("[backends.b]\nkind = \"fs\"\nbucket = \"x\"\n", "b.toml").unwrap_err();
         assert!(e.to_string().contains("bucket"), "{e}");
         let e = Config::parse("[surprise]\n", "s.toml").unwrap_err();
         assert!(e.to_string().contains("surprise"), "{e}");
@@ -334,10 +368,14 @@ mod tests {
     #[test]
     fn bad_values_are_errors_naming_the_key() {
         let e = Config::parse("[heat]\nhalf_life = \"soon\"\n", "h.toml").unwrap_err();
-        assert!(e.to_string().contains("half_life") && e.to_string().contains("soon"), "{e}");
+        assert!(
+            e.to_string().contains("half_life") && e.to_string().contains("soon"),
+            "{e}"
+        );
         let e = Config::parse("[server]\nhttp_listen = \"localhost\"\n", "a.toml").unwrap_err();
         assert!(e.to_string().contains("server.http_listen"), "{e}");
-        let e = Config::parse("[classes.x]\ntiering_policy = \"sometimes\"\n", "p.toml").unwrap_err();
+        let e =
+            Config::parse("[classes.x]\ntiering_policy = \"sometimes\"\n", "p.toml").unwrap_err();
         assert!(e.to_string().contains("sometimes"), "{e}");
         let e = Config::parse(
             "[backends.a]\nkind=\"fs\"\n[backends.b]\nkind=\"fs\"\n[classes.x]\nbackend=\"c\"\n",

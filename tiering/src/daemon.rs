@@ -49,11 +49,13 @@ pub async fn serve(config: Config) -> Result<()> {
     let mut tasks = Vec::new();
     if !config.server.nbd_listen.is_empty() {
         let addr = &config.server.nbd_listen;
-        let l = TcpListener::bind(addr).await.map_err(|source| TierError::Bind {
-            what: "listen for NBD",
-            addr: addr.clone(),
-            source,
-        })?;
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| TierError::Bind {
+                what: "listen for NBD",
+                addr: addr.clone(),
+                source,
+            })?;
         tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "NBD listening on TCP");
         tasks.push(tokio::spawn(nbd.clone().serve_tcp(l)));
     }
@@ -78,11 +80,13 @@ pub async fn serve(config: Config) -> Result<()> {
         config: RwLock::new(Arc::new(config.clone())),
         ready: Default::default(),
     });
-    let http = TcpListener::bind(&config.server.http_listen).await.map_err(|source| TierError::Bind {
-        what: "listen for HTTP",
-        addr: config.server.http_listen.clone(),
-        source,
-    })?;
+    let http = TcpListener::bind(&config.server.http_listen)
+        .await
+        .map_err(|source| TierError::Bind {
+            what: "listen for HTTP",
+            addr: config.server.http_listen.clone(),
+            source,
+        })?;
     tracing::info!(addr = %config.server.http_listen, "admin API listening");
     let mut http_shutdown = shutdown_rx.clone();
     let app = api::router(state.clone());
@@ -159,10 +163,16 @@ pub async fn serve(config: Config) -> Result<()> {
     })
     .await;
     match finish {
-        Ok(Ok(n)) => tracing::info!(heat_extents_flushed = n, "heat flushed and volumes synced; bye"),
+        Ok(Ok(n)) => tracing::info!(
+            heat_extents_flushed = n,
+            "heat flushed and volumes synced; bye"
+        ),
         Ok(Err(e)) => return Err(e),
         Err(e) => tracing::error!(error = %e, "final flush task failed"),
     }
-    db.flush().map_err(|source| TierError::Db { op: "flush memtables", source })?;
+    db.flush().map_err(|source| TierError::Db {
+        op: "flush memtables",
+        source,
+    })?;
     Ok(())
 }

@@ -35,12 +35,16 @@ pub fn open(dir: &Path, heat: &HeatConfig) -> Result<Arc<DB>> {
 pub fn write_synced(db: &DB, batch: WriteBatch) -> Result<()> {
     let mut wo = WriteOptions::default();
     wo.set_sync(true);
-    db.write_opt(batch, &wo).map_err(|source| TierError::Db { op: "write", source })
+    db.write_opt(batch, &wo).map_err(|source| TierError::Db {
+        op: "write",
+        source,
+    })
 }
 
 pub fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a rocksdb::ColumnFamily> {
-    db.cf_handle(name).ok_or_else(|| TierError::CorruptMetadata {
-        key: name.into(),
-        reason: "column family missing".into(),
-    })
+    db.cf_handle(name)
+        .ok_or_else(|| TierError::CorruptMetadata {
+            key: name.into(),
+            reason: "column family missing".into(),
+        })
 }

@@ -42,7 +42,10 @@ fn main() -> ExitCode {
             }
         }
         command => {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start runtime: {e}");
@@ -61,7 +64,9 @@ fn main() -> ExitCode {
 }
 
 fn run_serve(cfg: Config) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(tiering::daemon::serve(cfg))?;
     Ok(())
 }

@@ -10,9 +10,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("{s:?} is not a size: expected a whole number with an optional unit such as 10GiB"));
+        return Err(format!(
+            "{s:?} is not a size: expected a whole number with an optional unit such as 10GiB"
+        ));
     }
-    let n: u64 = num.parse().map_err(|_| format!("{s:?}: number too large"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: number too large"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -31,7 +35,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
             ))
         }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?}: size too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?}: size too large"))
 }
 
 /// Formats a byte count with the largest IEC unit that keeps it readable.
@@ -62,13 +67,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = t;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("{s:?} is not a duration: expected a number and a unit such as 31d, 2h, 30s"));
+            return Err(format!(
+                "{s:?} is not a duration: expected a number and a unit such as 31d, 2h, 30s"
+            ));
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| format!("{s:?}: number too large"))?;
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{s:?}: number too large"))?;
         rest = &rest[digits..];
-        let ulen = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let ulen = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = rest[..ulen].trim();
         rest = &rest[ulen..];
         let secs: u64 = match unit {
@@ -81,10 +94,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "h" | "hour" | "hours" => 3600,
             "d" | "day" | "days" => 86_400,
             "w" | "week" | "weeks" => 7 * 86_400,
-            "" => return Err(format!("{s:?}: missing unit after {n} (use ms, s, m, h, d or w)")),
-            other => return Err(format!("{s:?}: unknown duration unit {other:?} (use ms, s, m, h, d or w)")),
+            "" => {
+                return Err(format!(
+                    "{s:?}: missing unit after {n} (use ms, s, m, h, d or w)"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "{s:?}: unknown duration unit {other:?} (use ms, s, m, h, d or w)"
+                ))
+            }
         };
-        let add = n.checked_mul(secs).ok_or_else(|| format!("{s:?}: duration too large"))?;
+        let add = n
+            .checked_mul(secs)
+            .ok_or_else(|| format!("{s:?}: duration too large"))?;
         total += Duration::from_secs(add);
     }
     Ok(total)
@@ -117,8 +140,12 @@ mod tests {
         assert_eq!(parse_size("1 TiB").unwrap(), 1 << 40);
         assert_eq!(parse_size("2GB").unwrap(), 2_000_000_000);
         assert!(parse_size("GiB").unwrap_err().contains("not a size"));
-        assert!(parse_size("3 furlongs").unwrap_err().contains("unknown size unit"));
-        assert!(parse_size("99999999999P").unwrap_err().contains("too large"));
+        assert!(parse_size("3 furlongs")
+            .unwrap_err()
+            .contains("unknown size unit"));
+        assert!(parse_size("99999999999P")
+            .unwrap_err()
+            .contains("too large"));
         assert_eq!(format_size(10 << 30), "10 GiB");
         assert_eq!(format_size(1536), "1.5 KiB");
         assert_eq!(format_size(17), "17 B");
@@ -126,12 +153,17 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("31d").unwrap(), Duration::from_secs(31 * 86_400));
+        assert_eq!(
+            parse_duration("31d").unwrap(),
+            Duration::from_secs(31 * 86_400)
+        );
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("10").unwrap_err().contains("missing unit"));
-        assert!(parse_duration("5 fortnights").unwrap_err().contains("unknown duration unit"));
+        assert!(parse_duration("5 fortnights")
+            .unwrap_err()
+            .contains("unknown duration unit"));
         assert!(parse_duration("").is_err());
         assert_eq!(format_duration(Duration::from_secs(31 * 86_400)), "31d");
         assert_eq!(format_duration(Duration::from_secs(90)), "90s");

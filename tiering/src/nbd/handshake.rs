@@ -69,9 +69,15 @@ fn parse_info(mut data: &[u8]) -> Result<InfoRequest<'_>, String> {
     let n = u16::from_be_bytes([data[0], data[1]]) as usize;
     data = &data[2..];
     if data.len() != n * 2 {
-        return Err(format!("{n} information requests announced, {} bytes follow", data.len()));
+        return Err(format!(
+            "{n} information requests announced, {} bytes follow",
+            data.len()
+        ));
     }
-    let infos = data.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+    let infos = data
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
     Ok(InfoRequest { name, infos })
 }
 
@@ -97,11 +103,22 @@ fn parse_meta(mut data: &[u8]) -> Result<MetaRequest<'_>, String> {
     Ok(MetaRequest { export, queries })
 }
 
-async fn reply<S: AsyncWrite + Unpin>(s: &mut S, opt: u32, kind: u32, data: &[u8]) -> io::Result<()> {
+async fn reply<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    opt: u32,
+    kind: u32,
+    data: &[u8],
+) -> io::Result<()> {
     s.write_all(&option_reply(opt, kind, data)).await
 }
 
-async fn reply_err<S: AsyncWrite + Unpin>(s: &mut S, opt: u32, kind: u32, msg: &str, peer: &str) -> io::Result<()> {
+async fn reply_err<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    opt: u32,
+    kind: u32,
+    msg: &str,
+    peer: &str,
+) -> io::Result<()> {
     tracing::info!(peer, option = opt, error = msg, "refusing NBD option");
     reply(s, opt, kind, msg.as_bytes()).await?;
     s.flush().await
@@ -140,7 +157,9 @@ where
         let opt = s.read_u32().await?;
         let len = s.read_u32().await?;
         if len > MAX_OPTION_LEN {
-            return Err(invalid(format!("option {opt} is {len} bytes, over the {MAX_OPTION_LEN}-byte limit")));
+            return Err(invalid(format!(
+                "option {opt} is {len} bytes, over the {MAX_OPTION_LEN}-byte limit"
+            )));
         }
         let mut data = vec![0u8; len as usize];
         s.read_exact(&mut data).await?;
@@ -191,7 +210,14 @@ where
             }
             OPT_STRUCTURED_REPLY => {
                 if !data.is_empty() {
-                    reply_err(s, opt, REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data", peer).await?;
+                    reply_err(
+                        s,
+                        opt,
+                        REP_ERR_INVALID,
+                        "NBD_OPT_STRUCTURED_REPLY takes no data",
+                        peer,
+                    )
+                    .await?;
                     continue;
                 }
                 structured = true;
@@ -209,7 +235,11 @@ where
                 let vol = match volumes.get(req.name) {
                     Ok(v) => v,
                     Err(_) => {
-                        let msg = format!("no export named {:?}; exports: {}", req.name, volumes.names().join(", "));
+                        let msg = format!(
+                            "no export named {:?}; exports: {}",
+                            req.name,
+                            volumes.names().join(", ")
+                        );
                         reply_err(s, opt, REP_ERR_UNKNOWN, &msg, peer).await?;
                         continue;
                     }
@@ -229,7 +259,9 @@ where
                 for kind in req.infos {
                     let text = match kind {
                         INFO_NAME => req.name.to_string(),
-                        INFO_DESCRIPTION => format!("tierd volume {} (class {})", req.name, vol.meta().class),
+                        INFO_DESCRIPTION => {
+                            format!("tierd volume {} (class {})", req.name, vol.meta().class)
+                        }
                         _ => continue,
                     };
                     let mut d = Vec::with_capacity(2 + text.len());
@@ -252,7 +284,14 @@ where
             }
             OPT_LIST_META_CONTEXT | OPT_SET_META_CONTEXT => {
                 if !structured {
-                    reply_err(s, opt, REP_ERR_INVALID, "negotiate structured replies first", peer).await?;
+                    reply_err(
+                        s,
+                        opt,
+                        REP_ERR_INVALID,
+                        "negotiate structured replies first",
+                        peer,
+                    )
+                    .await?;
                     continue;
                 }
                 let req = match parse_meta(&data) {
@@ -269,7 +308,11 @@ where
                 }
                 let listing = opt == OPT_LIST_META_CONTEXT;
                 let matched = if listing {
-                    req.queries.is_empty() || req.queries.iter().any(|q| *q == "base:" || *q == BASE_ALLOCATION)
+                    req.queries.is_empty()
+                        || req
+                            .queries
+                            .iter()
+                            .any(|q| *q == "base:" || *q == BASE_ALLOCATION)
                 } else {
                     req.queries.iter().any(|q| *q == BASE_ALLOCATION)
                 };
@@ -286,11 +329,24 @@ where
                 s.flush().await?;
             }
             OPT_STARTTLS => {
-                reply_err(s, opt, REP_ERR_POLICY, "TLS is not offered; tierd serves loopback and unix sockets", peer)
-                    .await?;
+                reply_err(
+                    s,
+                    opt,
+                    REP_ERR_POLICY,
+                    "TLS is not offered; tierd serves loopback and unix sockets",
+                    peer,
+                )
+                .await?;
             }
             _ => {
-                reply_err(s, opt, REP_ERR_UNSUP, &format!("option {opt} is not supported"), peer).await?;
+                reply_err(
+                    s,
+                    opt,
+                    REP_ERR_UNSUP,
+                    &format!("option {opt} is not supported"),
+                    peer,
+                )
+                .await?;
             }
         }
     }

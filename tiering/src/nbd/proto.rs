@@ -160,7 +160,12 @@ pub fn chunk_header(flags: u16, kind: u16, handle: u64, length: u32) -> [u8; 20]
 pub fn error_chunk(handle: u64, error: u32, message: &str) -> Vec<u8> {
     let msg = &message.as_bytes()[..message.len().min(4096)];
     let mut v = Vec::with_capacity(20 + 6 + msg.len());
-    v.extend_from_slice(&chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_ERROR, handle, 6 + msg.len() as u32));
+    v.extend_from_slice(&chunk_header(
+        REPLY_FLAG_DONE,
+        REPLY_TYPE_ERROR,
+        handle,
+        6 + msg.len() as u32,
+    ));
     v.extend_from_slice(&error.to_be_bytes());
     v.extend_from_slice(&(msg.len() as u16).to_be_bytes());
     v.extend_from_slice(msg);

@@ -21,7 +21,11 @@ pub struct NbdServer {
 }
 
 impl NbdServer {
-    pub fn new(volumes: Arc<Volumes>, shutdown: watch::Receiver<bool>, drain: mpsc::Sender<()>) -> Self {
+    pub fn new(
+        volumes: Arc<Volumes>,
+        shutdown: watch::Receiver<bool>,
+        drain: mpsc::Sender<()>,
+    ) -> Self {
         Self {
             volumes,
             shutdown,

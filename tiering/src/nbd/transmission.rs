@@ -26,10 +26,24 @@ const RECENT_READS: usize = 16;
 
 #[derive(Debug)]
 enum Reply {
-    Ok { handle: u64 },
-    Data { handle: u64, offset: u64, data: Vec<u8> },
-    Status { handle: u64, runs: Vec<(u32, u32)> },
-    Error { handle: u64, errno: u32, message: String, chunk: bool },
+    Ok {
+        handle: u64,
+    },
+    Data {
+        handle: u64,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Status {
+        handle: u64,
+        runs: Vec<(u32, u32)>,
+    },
+    Error {
+        handle: u64,
+        errno: u32,
+        message: String,
+        chunk: bool,
+    },
 }
 
 fn errno_of(e: &TierError) -> u32 {
@@ -66,7 +80,13 @@ impl ReadTracker {
     }
 }
 
-fn execute(vol: &Volume, req: Request, payload: Vec<u8>, sequential: bool, structured: bool) -> Reply {
+fn execute(
+    vol: &Volume,
+    req: Request,
+    payload: Vec<u8>,
+    sequential: bool,
+    structured: bool,
+) -> Reply {
     let handle = req.handle;
     let fua = req.flags & CMD_FLAG_FUA != 0;
     let len = req.length as u64;
@@ -87,21 +107,35 @@ fn execute(vol: &Volume, req: Request, payload: Vec<u8>, sequential: bool, struc
         CMD_WRITE => vol.write(req.offset, &payload, fua),
         CMD_FLUSH => vol.flush(),
         CMD_TRIM => vol.trim(req.offset, len, fua),
-        CMD_WRITE_ZEROES => vol.write_zeroes(req.offset, len, req.flags & CMD_FLAG_NO_HOLE == 0, fua),
+        CMD_WRITE_ZEROES => {
+            vol.write_zeroes(req.offset, len, req.flags & CMD_FLAG_NO_HOLE == 0, fua)
+        }
         CMD_BLOCK_STATUS => {
-            let max = if req.flags & CMD_FLAG_REQ_ONE != 0 { 1 } else { MAX_STATUS_RUNS };
+            let max = if req.flags & CMD_FLAG_REQ_ONE != 0 {
+                1
+            } else {
+                MAX_STATUS_RUNS
+            };
             match vol.allocation(req.offset, len, max) {
                 Ok(runs) => {
                     let runs = runs
                         .iter()
-                        .map(|a| (a.len as u32, if a.hole { STATE_HOLE | STATE_ZERO } else { 0 }))
+                        .map(|a| {
+                            (
+                                a.len as u32,
+                                if a.hole { STATE_HOLE | STATE_ZERO } else { 0 },
+                            )
+                        })
                         .collect();
                     return Reply::Status { handle, runs };
                 }
                 Err(e) => Err(e),
             }
         }
-        _ => Err(TierError::InvalidArgument(format!("command {} is not supported", req.command))),
+        _ => Err(TierError::InvalidArgument(format!(
+            "command {} is not supported",
+            req.command
+        ))),
     };
     match result {
         Ok(()) => Reply::Ok { handle },
@@ -120,25 +154,44 @@ fn execute(vol: &Volume, req: Request, payload: Vec<u8>, sequential: bool, struc
     }
 }
 
-async fn write_reply<W: AsyncWrite + Unpin>(w: &mut W, r: Reply, structured: bool) -> io::Result<()> {
+async fn write_reply<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    r: Reply,
+    structured: bool,
+) -> io::Result<()> {
     match r {
         Reply::Ok { handle } => w.write_all(&simple_reply(handle, 0)).await,
-        Reply::Data { handle, offset, data } => {
+        Reply::Data {
+            handle,
+            offset,
+            data,
+        } => {
             if !structured {
                 w.write_all(&simple_reply(handle, 0)).await?;
                 w.write_all(&data).await
             } else if data.is_empty() {
-                w.write_all(&chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_NONE, handle, 0)).await
+                w.write_all(&chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_NONE, handle, 0))
+                    .await
             } else {
-                w.write_all(&chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, handle, 8 + data.len() as u32))
-                    .await?;
+                w.write_all(&chunk_header(
+                    REPLY_FLAG_DONE,
+                    REPLY_TYPE_OFFSET_DATA,
+                    handle,
+                    8 + data.len() as u32,
+                ))
+                .await?;
                 w.write_all(&offset.to_be_bytes()).await?;
                 w.write_all(&data).await
             }
         }
         Reply::Status { handle, runs } => {
             let mut b = Vec::with_capacity(20 + 4 + runs.len() * 8);
-            b.extend_from_slice(&chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, handle, 4 + 8 * runs.len() as u32));
+            b.extend_from_slice(&chunk_header(
+                REPLY_FLAG_DONE,
+                REPLY_TYPE_BLOCK_STATUS,
+                handle,
+                4 + 8 * runs.len() as u32,
+            ));
             b.extend_from_slice(&BASE_ALLOCATION_ID.to_be_bytes());
             for (len, flags) in runs {
                 b.extend_from_slice(&len.to_be_bytes());
@@ -146,7 +199,12 @@ async fn write_reply<W: AsyncWrite + Unpin>(w: &mut W, r: Reply, structured: boo
             }
             w.write_all(&b).await
         }
-        Reply::Error { handle, errno, message, chunk } => {
+        Reply::Error {
+            handle,
+            errno,
+            message,
+            chunk,
+        } => {
             if chunk {
                 w.write_all(&error_chunk(handle, errno, &message)).await
             } else {
@@ -158,8 +216,13 @@ async fn write_reply<W: AsyncWrite + Unpin>(w: &mut W, r: Reply, structured: boo
 
 /// Serves one connection until the client disconnects, breaks framing, the
 /// volume is deleted, or `shutdown` turns true.
-pub async fn serve<R, W>(reader: R, writer: W, session: Session, peer: String, mut shutdown: watch::Receiver<bool>)
-where
+pub async fn serve<R, W>(
+    reader: R,
+    writer: W,
+    session: Session,
+    peer: String,
+    mut shutdown: watch::Receiver<bool>,
+) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -196,7 +259,9 @@ where
         };
         match read {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break "client hung up without NBD_CMD_DISC".into(),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                break "client hung up without NBD_CMD_DISC".into()
+            }
             Err(e) => break format!("read error: {e}"),
         }
         let req = match Request::parse(&header) {
@@ -216,13 +281,22 @@ where
                 chunk: structured && matches!(req.command, CMD_READ | CMD_BLOCK_STATUS),
             }
         };
-        let in_range = req.offset.checked_add(req.length as u64).is_some_and(|end| end <= size);
+        let in_range = req
+            .offset
+            .checked_add(req.length as u64)
+            .is_some_and(|end| end <= size);
         let mut payload = Vec::new();
         if req.command == CMD_WRITE {
             if req.length > MAX_PAYLOAD {
                 // The payload cannot be skipped cheaply, so framing is lost: answer and hang up.
                 let _ = tx
-                    .send(reject(EINVAL, format!("write of {} bytes exceeds the {MAX_PAYLOAD}-byte maximum", req.length)))
+                    .send(reject(
+                        EINVAL,
+                        format!(
+                            "write of {} bytes exceeds the {MAX_PAYLOAD}-byte maximum",
+                            req.length
+                        ),
+                    ))
                     .await;
                 break "oversized write payload".into();
             }
@@ -232,28 +306,43 @@ where
             }
         }
         if vol.is_closed() {
-            let _ = tx.send(reject(ESHUTDOWN, "volume was deleted".into())).await;
+            let _ = tx
+                .send(reject(ESHUTDOWN, "volume was deleted".into()))
+                .await;
             break "volume deleted".into();
         }
         let early = match req.command {
             CMD_DISC => break "client disconnected".into(),
             CMD_READ if req.length > MAX_PAYLOAD => Some(reject(
                 EINVAL,
-                format!("read of {} bytes exceeds the {MAX_PAYLOAD}-byte maximum", req.length),
+                format!(
+                    "read of {} bytes exceeds the {MAX_PAYLOAD}-byte maximum",
+                    req.length
+                ),
             )),
             CMD_READ | CMD_TRIM | CMD_BLOCK_STATUS if !in_range => Some(reject(
                 EINVAL,
-                format!("range {}+{} is beyond the {size}-byte export", req.offset, req.length),
+                format!(
+                    "range {}+{} is beyond the {size}-byte export",
+                    req.offset, req.length
+                ),
             )),
             CMD_WRITE | CMD_WRITE_ZEROES if !in_range => Some(reject(
                 ENOSPC,
-                format!("range {}+{} is beyond the {size}-byte export", req.offset, req.length),
+                format!(
+                    "range {}+{} is beyond the {size}-byte export",
+                    req.offset, req.length
+                ),
             )),
             CMD_BLOCK_STATUS if !(structured && session.allocation) => {
                 Some(reject(EINVAL, "no metadata context was negotiated".into()))
             }
-            CMD_BLOCK_STATUS if req.length == 0 => Some(reject(EINVAL, "block status of zero length".into())),
-            CMD_READ | CMD_WRITE | CMD_FLUSH | CMD_TRIM | CMD_WRITE_ZEROES | CMD_BLOCK_STATUS => None,
+            CMD_BLOCK_STATUS if req.length == 0 => {
+                Some(reject(EINVAL, "block status of zero length".into()))
+            }
+            CMD_READ | CMD_WRITE | CMD_FLUSH | CMD_TRIM | CMD_WRITE_ZEROES | CMD_BLOCK_STATUS => {
+                None
+            }
             other => Some(reject(EINVAL, format!("unknown command {other}"))),
         };
         if let Some(reply) = early {

@@ -35,7 +35,11 @@ fn check(ret: libc::c_int) -> io::Result<()> {
 impl LocalTier {
     /// Creates the file with the given size, or fails if it exists.
     pub fn create(path: &Path, size: u64) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
         file.set_len(size)?;
         file.sync_all()?;
         Ok(Self {
@@ -148,7 +152,12 @@ impl LocalTier {
 
     /// Data and hole runs covering `[offset, offset + len)`, at most `max_runs`
     /// of them (the last run then ends early; callers ask again from there).
-    pub fn allocation(&self, offset: u64, len: u64, max_runs: usize) -> io::Result<Vec<Allocation>> {
+    pub fn allocation(
+        &self,
+        offset: u64,
+        len: u64,
+        max_runs: usize,
+    ) -> io::Result<Vec<Allocation>> {
         let end = offset + len;
         let mut out = Vec::new();
         let mut pos = offset;
@@ -196,9 +205,21 @@ mod tests {
         assert_eq!(
             runs,
             vec![
-                Allocation { offset: 0, len: 8 << 20, hole: true },
-                Allocation { offset: 8 << 20, len: 4 << 20, hole: false },
-                Allocation { offset: 12 << 20, len: 52 << 20, hole: true },
+                Allocation {
+                    offset: 0,
+                    len: 8 << 20,
+                    hole: true
+                },
+                Allocation {
+                    offset: 8 << 20,
+                    len: 4 << 20,
+                    hole: false
+                },
+                Allocation {
+                    offset: 12 << 20,
+                    len: 52 << 20,
+                    hole: true
+                },
             ]
         );
         assert_eq!(t.allocation(0, 64 << 20, 1).unwrap().len(), 1);

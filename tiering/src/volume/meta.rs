@@ -47,10 +47,20 @@ pub fn validate_name(name: &str) -> Result<()> {
         return bad("must not be empty".into());
     }
     if name.len() > MAX_NAME_LEN {
-        return bad(format!("is {} bytes long; at most {MAX_NAME_LEN} allowed", name.len()));
+        return bad(format!(
+            "is {} bytes long; at most {MAX_NAME_LEN} allowed",
+            name.len()
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c))) {
-        let what = if c == '/' || c == '\\' { "a path separator" } else { "a character" };
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
+    {
+        let what = if c == '/' || c == '\\' {
+            "a path separator"
+        } else {
+            "a character"
+        };
         return bad(format!(
             "contains {what} {c:?}; only letters, digits, '.', '_' and '-' are allowed"
         ));
@@ -63,7 +73,9 @@ pub fn validate_name(name: &str) -> Result<()> {
 
 pub fn validate_size(size: u64) -> Result<()> {
     if size == 0 {
-        return Err(TierError::InvalidArgument("size must be greater than zero".into()));
+        return Err(TierError::InvalidArgument(
+            "size must be greater than zero".into(),
+        ));
     }
     if size % BLOCK_SIZE != 0 {
         return Err(TierError::InvalidArgument(format!(
@@ -81,7 +93,8 @@ pub fn validate_size(size: u64) -> Result<()> {
 }
 
 pub fn validate_extent_size(extent_size: u64) -> Result<()> {
-    if !extent_size.is_power_of_two() || !(MIN_EXTENT_SIZE..=MAX_EXTENT_SIZE).contains(&extent_size) {
+    if !extent_size.is_power_of_two() || !(MIN_EXTENT_SIZE..=MAX_EXTENT_SIZE).contains(&extent_size)
+    {
         return Err(TierError::InvalidArgument(format!(
             "extent size {extent_size} must be a power of two from 1 MiB to 64 MiB"
         )));
@@ -107,14 +120,20 @@ mod tests {
             assert!(e.contains(want), "{name:?}: {e}");
         }
         let long = "a".repeat(MAX_NAME_LEN + 1);
-        assert!(validate_name(&long).unwrap_err().to_string().contains("at most"));
+        assert!(validate_name(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("at most"));
     }
 
     #[test]
     fn geometry() {
         assert!(validate_size(10 << 30).is_ok());
         assert!(validate_size(0).is_err());
-        assert!(validate_size(4097).unwrap_err().to_string().contains("multiple"));
+        assert!(validate_size(4097)
+            .unwrap_err()
+            .to_string()
+            .contains("multiple"));
         assert!(validate_extent_size(4 << 20).is_ok());
         assert!(validate_extent_size(3 << 20).is_err());
         assert!(validate_extent_size(128 << 20).is_err());

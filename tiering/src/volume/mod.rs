@@ -18,8 +18,8 @@ use serde::Serialize;
 
 pub use local_tier::{Allocation, LocalTier};
 pub use meta::{
-    validate_extent_size, validate_name, validate_size, VolumeMeta, BLOCK_SIZE, DEFAULT_EXTENT_SIZE, MAX_EXTENT_SIZE,
-    MIN_EXTENT_SIZE,
+    validate_extent_size, validate_name, validate_size, VolumeMeta, BLOCK_SIZE,
+    DEFAULT_EXTENT_SIZE, MAX_EXTENT_SIZE, MIN_EXTENT_SIZE,
 };
 pub use registry::{CreateVolume, PatchVolume, Volumes};
 
@@ -179,7 +179,9 @@ impl Volume {
     /// continues an earlier read of the same client.
     pub fn read(&self, offset: u64, buf: &mut [u8], sequential: bool) -> Result<()> {
         self.check_range(offset, buf.len() as u64)?;
-        self.tier.read_at(buf, offset).map_err(|e| self.io_err("read", e))?;
+        self.tier
+            .read_at(buf, offset)
+            .map_err(|e| self.io_err("read", e))?;
         self.record(AccessKind::Read, offset, buf.len() as u64, sequential);
         Ok(())
     }
@@ -187,7 +189,9 @@ impl Volume {
     /// Writes `data` at `offset`; with `fua` it is durable before this returns.
     pub fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<()> {
         self.check_range(offset, data.len() as u64)?;
-        self.tier.write_at(data, offset).map_err(|e| self.io_err("write", e))?;
+        self.tier
+            .write_at(data, offset)
+            .map_err(|e| self.io_err("write", e))?;
         self.record(AccessKind::Write, offset, data.len() as u64, false);
         if fua {
             self.flush()?;
@@ -198,7 +202,9 @@ impl Volume {
     /// Discards a range: it reads as zeros afterwards and its space is freed.
     pub fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<()> {
         self.check_range(offset, len)?;
-        self.tier.punch_hole(offset, len).map_err(|e| self.io_err("trim", e))?;
+        self.tier
+            .punch_hole(offset, len)
+            .map_err(|e| self.io_err("trim", e))?;
         self.record(AccessKind::Write, offset, len, false);
         if fua {
             self.flush()?;
@@ -280,7 +286,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v = volume(dir.path());
         let mut buf = vec![0u8; 4096];
-        assert!(matches!(v.read(8 << 20, &mut buf, false), Err(TierError::InvalidArgument(_))));
+        assert!(matches!(
+            v.read(8 << 20, &mut buf, false),
+            Err(TierError::InvalidArgument(_))
+        ));
         assert!(v.write(u64::MAX - 10, &buf, false).is_err());
         assert!(v.trim((8 << 20) - 4096, 8192, false).is_err());
     }

@@ -14,7 +14,9 @@ use heatmap::{Clock, HeatMap};
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{IteratorMode, WriteBatch, DB};
 
-use super::meta::{validate_extent_size, validate_name, validate_size, VolumeMeta, DEFAULT_EXTENT_SIZE};
+use super::meta::{
+    validate_extent_size, validate_name, validate_size, VolumeMeta, DEFAULT_EXTENT_SIZE,
+};
 use super::{LocalTier, Volume};
 use crate::config::Config;
 use crate::db::{self, CF_META, CF_VOLUMES};
@@ -66,7 +68,12 @@ fn check_class(class: &str, config: &Config) -> Result<()> {
 
 impl Volumes {
     /// Loads every volume recorded in the database and removes orphaned files.
-    pub fn open(db: Arc<DB>, heat: Arc<HeatMap>, clock: Arc<dyn Clock>, data_dir: &Path) -> Result<Self> {
+    pub fn open(
+        db: Arc<DB>,
+        heat: Arc<HeatMap>,
+        clock: Arc<dyn Clock>,
+        data_dir: &Path,
+    ) -> Result<Self> {
         let dir = data_dir.join("volumes");
         std::fs::create_dir_all(&dir).map_err(|source| TierError::Startup {
             context: format!("cannot create {}", dir.display()),
@@ -76,12 +83,16 @@ impl Volumes {
         {
             let cf = db::cf(&db, CF_VOLUMES)?;
             for item in db.iterator_cf(cf, IteratorMode::Start) {
-                let (k, v) = item.map_err(|source| TierError::Db { op: "iterate volumes", source })?;
-                let key = String::from_utf8_lossy(&k).to_string();
-                let meta: VolumeMeta = serde_json::from_slice(&v).map_err(|e| TierError::CorruptMetadata {
-                    key: key.clone(),
-                    reason: e.to_string(),
+                let (k, v) = item.map_err(|source| TierError::Db {
+                    op: "iterate volumes",
+                    source,
                 })?;
+                let key = String::from_utf8_lossy(&k).to_string();
+                let meta: VolumeMeta =
+                    serde_json::from_slice(&v).map_err(|e| TierError::CorruptMetadata {
+                        key: key.clone(),
+                        reason: e.to_string(),
+                    })?;
                 let path = dir.join(file_name(meta.id));
                 let tier = LocalTier::open(&path).map_err(|source| TierError::Io {
                     volume: meta.name.clone(),
@@ -98,10 +109,14 @@ impl Volumes {
                         source,
                     })?;
                 }
-                map.insert(meta.name.clone(), Arc::new(Volume::new(meta, tier, heat.clone())));
+                map.insert(
+                    meta.name.clone(),
+                    Arc::new(Volume::new(meta, tier, heat.clone())),
+                );
             }
         }
-        let known: std::collections::HashSet<String> = map.values().map(|v| file_name(v.id())).collect();
+        let known: std::collections::HashSet<String> =
+            map.values().map(|v| file_name(v.id())).collect();
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().to_string();
@@ -154,14 +169,20 @@ impl Volumes {
         let cur = self
             .db
             .get_cf(cf, NEXT_ID_KEY)
-            .map_err(|source| TierError::Db { op: "read next volume id", source })?;
+            .map_err(|source| TierError::Db {
+                op: "read next volume id",
+                source,
+            })?;
         match cur {
             None => Ok(1),
             Some(b) => {
-                let arr: [u8; 8] = b.as_slice().try_into().map_err(|_| TierError::CorruptMetadata {
-                    key: "next_volume_id".into(),
-                    reason: format!("{} bytes, expected 8", b.len()),
-                })?;
+                let arr: [u8; 8] =
+                    b.as_slice()
+                        .try_into()
+                        .map_err(|_| TierError::CorruptMetadata {
+                            key: "next_volume_id".into(),
+                            reason: format!("{} bytes, expected 8", b.len()),
+                        })?;
                 Ok(u64::from_be_bytes(arr))
             }
         }
@@ -195,7 +216,11 @@ impl Volumes {
         })?;
         let mut batch = WriteBatch::default();
         self.put_meta(&mut batch, &meta)?;
-        batch.put_cf(db::cf(&self.db, CF_META)?, NEXT_ID_KEY, (id + 1).to_be_bytes());
+        batch.put_cf(
+            db::cf(&self.db, CF_META)?,
+            NEXT_ID_KEY,
+            (id + 1).to_be_bytes(),
+        );
         if let Err(e) = db::write_synced(&self.db, batch) {
             let _ = std::fs::remove_file(&path);
             return Err(e);
@@ -232,7 +257,9 @@ impl Volumes {
         }
         // Grow the file first: metadata must never claim more than the file holds.
         if let Some(size) = grow_to {
-            vol.tier.set_len(size).map_err(|e| vol.io_err("grow local tier", e))?;
+            vol.tier
+                .set_len(size)
+                .map_err(|e| vol.io_err("grow local tier", e))?;
         }
         let mut batch = WriteBatch::default();
         self.put_meta(&mut batch, &meta)?;
@@ -309,16 +336,41 @@ mod tests {
             let vols = open(dir.path());
             let a = vols.create(req("a", 16 << 20), &config).unwrap();
             vols.create(req("b", 8 << 20), &config).unwrap();
-            assert!(matches!(vols.create(req("a", 4096), &config), Err(TierError::VolumeExists(_))));
+            assert!(matches!(
+                vols.create(req("a", 4096), &config),
+                Err(TierError::VolumeExists(_))
+            ));
             a.write(4096, &[5u8; 4096], true).unwrap();
-            vols.patch("a", PatchVolume { size: Some(32 << 20), class: None }, &config).unwrap();
+            vols.patch(
+                "a",
+                PatchVolume {
+                    size: Some(32 << 20),
+                    class: None,
+                },
+                &config,
+            )
+            .unwrap();
             assert!(vols
-                .patch("a", PatchVolume { size: Some(4 << 20), class: None }, &config)
+                .patch(
+                    "a",
+                    PatchVolume {
+                        size: Some(4 << 20),
+                        class: None
+                    },
+                    &config
+                )
                 .unwrap_err()
                 .to_string()
                 .contains("shrinking"));
             let e = vols
-                .patch("a", PatchVolume { size: None, class: Some("gold".into()) }, &config)
+                .patch(
+                    "a",
+                    PatchVolume {
+                        size: None,
+                        class: Some("gold".into()),
+                    },
+                    &config,
+                )
                 .unwrap_err();
             assert!(matches!(e, TierError::UnknownClass { .. }), "{e}");
         }
@@ -339,12 +391,18 @@ mod tests {
         let v = vols.create(req("gone", 8 << 20), &config).unwrap();
         let path = v.tier.path().to_path_buf();
         let attached = v.attach();
-        assert!(matches!(vols.delete("gone", false), Err(TierError::VolumeBusy { connections: 1, .. })));
+        assert!(matches!(
+            vols.delete("gone", false),
+            Err(TierError::VolumeBusy { connections: 1, .. })
+        ));
         drop(attached);
         vols.delete("gone", false).unwrap();
         assert!(!path.exists());
         assert!(v.is_closed());
-        assert!(matches!(vols.get("gone"), Err(TierError::VolumeNotFound(_))));
+        assert!(matches!(
+            vols.get("gone"),
+            Err(TierError::VolumeNotFound(_))
+        ));
         // Ids are never reused.
         let again = vols.create(req("gone", 8 << 20), &config).unwrap();
         assert_ne!(again.id(), v.id());
@@ -365,7 +423,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::embedded();
         let vols = open(dir.path());
-        assert!(matches!(vols.create(req("a/b", 4096), &config), Err(TierError::InvalidName { .. })));
+        assert!(matches!(
+            vols.create(req("a/b", 4096), &config),
+            Err(TierError::InvalidName { .. })
+        ));
         assert!(vols.create(req("ok", 1000), &config).is_err());
         let mut r = req("ok", 8 << 20);
         r.class = "platinum".into();
