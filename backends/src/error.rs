@@ -1,0 +1,108 @@
+//! The crate's one error type. Each variant is a class the caller acts on
+//! differently, and carries the backend, the operation and the key.
+
+use std::fmt;
+
+use thiserror::Error;
+
+/// Where an error happened.
+#[derive(Debug, Clone)]
+pub struct ErrorContext {
+    pub backend: String,
+    pub op: &'static str,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ErrorContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "backend {:?}: {} {:?}: {}",
+            self.backend, self.op, self.key, self.message
+        )
+    }
+}
+
+/// What went wrong talking to an object store.
+#[derive(Debug, Error)]
+pub enum BackendError {
+    /// The object (or bucket) does not exist.
+    #[error("{0} (not found)")]
+    NotFound(ErrorContext),
+    /// A conditional request's condition did not hold.
+    #[error("{0} (precondition failed)")]
+    PreconditionFailed(ErrorContext),
+    /// The service asked us to slow down; retried with backoff.
+    #[error("{0} (throttled)")]
+    Throttled(ErrorContext),
+    /// Timeouts, 5xx answers, refused connections; retried with backoff.
+    #[error("{0} (transient)")]
+    Transient(ErrorContext),
+    /// Authentication, bad requests, configuration: retrying cannot help.
+    #[error("{0} (permanent)")]
+    Permanent(ErrorContext),
+}
+
+impl BackendError {
+    pub fn context(&self) -> &ErrorContext {
+        match self {
+            BackendError::NotFound(c)
+            | BackendError::PreconditionFailed(c)
+            | BackendError::Throttled(c)
+            | BackendError::Transient(c)
+            | BackendError::Permanent(c) => c,
+        }
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Throttled(_) | BackendError::Transient(_)
+        )
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, BackendError::NotFound(_))
+    }
+
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendError::NotFound(_) => "not_found",
+            BackendError::PreconditionFailed(_) => "precondition_failed",
+            BackendError::Throttled(_) => "throttled",
+            BackendError::Transient(_) => "transient",
+            BackendError::Permanent(_) => "permanent",
+        }
+    }
+
+    /// Builds the variant an HTTP status implies.
+    pub fn from_status(status: u16, ctx: ErrorContext) -> Self {
+        match status {
+            404 => BackendError::NotFound(ctx),
+            412 => BackendError::PreconditionFailed(ctx),
+            429 | 503 => BackendError::Throttled(ctx),
+            408 | 500..=599 => BackendError::Transient(ctx),
+            _ => BackendError::Permanent(ctx),
+        }
+    }
+}
+
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// Shorthand for building contexts inside one backend.
+pub(crate) fn ctx(
+    backend: &str,
+    op: &'static str,
+    key: &str,
+    message: impl Into<String>,
+) -> ErrorContext {
+    ErrorContext {
+        backend: backend.to_string(),
+        op,
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
