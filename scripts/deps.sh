@@ -26,3 +26,8 @@ if ! command -v cargo >/dev/null; then
   echo "deps: cargo not found. Install a Rust toolchain (1.80 or newer) with rustup, then re-run." >&2
   exit 1
 fi
+
+# The emulators need Python 3 (venv), Node.js with npm, and curl for health checks.
+for tool in python3 npm curl; do
+  command -v "$tool" >/dev/null || { echo "deps: $tool not found; install it (Debian: python3-venv, nodejs, npm, curl)" >&2; exit 1; }
+done

@@ -1,0 +1,144 @@
+//! The conformance suite and failure behaviour against real LocalStack S3.
+//! Needs `TIERD_S3_ENDPOINT` (see localstack/with-emulators.sh).
+
+mod common;
+
+use std::sync::Arc;
+
+use backends::{
+    build, conformance, BackendConfig, BackendError, BackendMetrics, ObjectStore, PutOptions,
+    S3Config,
+};
+use bytes::Bytes;
+use common::*;
+
+async fn store(c: S3Config, metrics: BackendMetrics) -> Arc<dyn ObjectStore> {
+    build(
+        "s3",
+        &BackendConfig::S3(c),
+        std::path::Path::new("/nonexistent"),
+        metrics,
+    )
+    .await
+    .expect("build s3 backend")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_conformance() {
+    let Some(ep) = emulator_env("TIERD_S3_ENDPOINT") else {
+        return;
+    };
+    let s = store(
+        s3_config(&ep, &unique("conf")),
+        BackendMetrics::unregistered(),
+    )
+    .await;
+    conformance::run_all(s.as_ref(), "suite/").await;
+}
+
+#[tokio::test]
+async fn s3_storage_class_is_applied() {
+    let Some(ep) = emulator_env("TIERD_S3_ENDPOINT") else {
+        return;
+    };
+    let bucket = unique("sc");
+    let s = store(s3_config(&ep, &bucket), BackendMetrics::unregistered()).await;
+    let opts = PutOptions {
+        tier: Some("STANDARD_IA".into()),
+    };
+    s.put("ia", Bytes::from_static(b"cold"), &opts)
+        .await
+        .unwrap();
+    // Ask S3 directly which storage class the object got.
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&ep)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "t",
+        ))
+        .load()
+        .await;
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let head = client
+        .head_object()
+        .bucket(&bucket)
+        .key("tierd/ia")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.storage_class().map(|c| c.as_str()),
+        Some("STANDARD_IA")
+    );
+}
+
+#[tokio::test]
+async fn s3_missing_bucket_is_a_clear_error() {
+    let Some(ep) = emulator_env("TIERD_S3_ENDPOINT") else {
+        return;
+    };
+    let mut c = s3_config(&ep, &unique("absent"));
+    c.create_bucket = false;
+    let s = store(c, BackendMetrics::unregistered()).await;
+    let e = s
+        .put("k", Bytes::from_static(b"x"), &PutOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackendError::NotFound(_)), "{e}");
+    assert!(e.to_string().contains("NoSuchBucket"), "{e}");
+}
+
+#[tokio::test]
+async fn s3_injected_slowdown_and_500_are_retried() {
+    let Some(ep) = emulator_env("TIERD_S3_ENDPOINT") else {
+        return;
+    };
+    let upstream: u16 = ep
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port in endpoint");
+    let proxy = FaultProxy::start(upstream).await;
+    let metrics = BackendMetrics::unregistered();
+    let s = store(
+        s3_config(
+            &format!("http://127.0.0.1:{}", proxy.port),
+            &unique("fault"),
+        ),
+        metrics.clone(),
+    )
+    .await;
+    proxy.inject(vec![s3_slowdown(), s3_slowdown(), s3_internal()]);
+    s.put(
+        "obj",
+        Bytes::from_static(b"survives"),
+        &PutOptions::default(),
+    )
+    .await
+    .expect("put retried to success");
+    proxy.inject(vec![s3_internal(), s3_slowdown()]);
+    assert_eq!(
+        &s.get("obj").await.expect("get retried to success")[..],
+        b"survives"
+    );
+    assert_eq!(proxy.injected.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert_eq!(
+        metrics
+            .requests
+            .with_label_values(&["s3", "put", "throttled"])
+            .get(),
+        2
+    );
+    assert_eq!(
+        metrics
+            .requests
+            .with_label_values(&["s3", "put", "transient"])
+            .get(),
+        1
+    );
+    assert_eq!(metrics.retries.with_label_values(&["s3", "get"]).get(), 2);
+}
