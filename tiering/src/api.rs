@@ -10,14 +10,14 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use heatmap::{histogram_of, HeatMap};
-use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::{Config, DEFAULT_CLASS};
+use crate::config::DEFAULT_CLASS;
+use crate::engine::Engine;
 use crate::error::TierError;
 use crate::units::parse_size;
 use crate::volume::{CreateVolume, PatchVolume, Volumes};
@@ -25,7 +25,10 @@ use crate::volume::{CreateVolume, PatchVolume, Volumes};
 pub struct AppState {
     pub volumes: Arc<Volumes>,
     pub heat: Arc<HeatMap>,
-    pub config: RwLock<Arc<Config>>,
+    pub engine: Arc<Engine>,
+    /// The file the configuration came from (None: embedded defaults).
+    pub config_path: Option<std::path::PathBuf>,
+    pub backend_metrics: backends::BackendMetrics,
     pub ready: AtomicBool,
 }
 
@@ -54,6 +57,9 @@ impl From<TierError> for ApiError {
             TierError::InvalidName { .. } => (StatusCode::BAD_REQUEST, "invalid_name"),
             TierError::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
             TierError::UnknownClass { .. } => (StatusCode::BAD_REQUEST, "unknown_class"),
+            TierError::Busy { .. } => (StatusCode::CONFLICT, "busy"),
+            TierError::Config(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),
+            TierError::Backend(_) => (StatusCode::BAD_GATEWAY, "backend_error"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status.is_server_error() {
@@ -202,7 +208,7 @@ async fn create_volume(
         name: b.name,
     };
     let info = blocking(move || {
-        let config = st.config.read().clone();
+        let config = st.engine.config();
         Ok(st.volumes.create(req, &config)?.info())
     })
     .await?;
@@ -213,8 +219,76 @@ async fn show_volume(
     State(st): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let info = blocking(move || Ok(st.volumes.get(&name)?.info())).await?;
+    let info = blocking(move || {
+        let vol = st.volumes.get(&name)?;
+        let mut info = vol.info();
+        info.bytes_inactive = vol.inactive_bytes().ok();
+        Ok(info)
+    })
+    .await?;
     Ok(Json(info).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassQuery {
+    /// Wait for the pass and return its report (default: start it and return 202).
+    #[serde(default)]
+    pub wait: bool,
+}
+
+async fn pass(
+    st: Arc<AppState>,
+    name: String,
+    wait: bool,
+    kind: &'static str,
+) -> ApiResult<Response> {
+    let vol = st.volumes.get(&name).map_err(ApiError::from)?;
+    let dir = st.engine.config().server.data_dir.clone();
+    let job = move || match kind {
+        "promote" => crate::migrate::promote(&vol),
+        _ => crate::migrate::run_pass(&vol, &dir),
+    };
+    if wait {
+        let report = blocking(job).await?;
+        return Ok(Json(report).into_response());
+    }
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = job() {
+            tracing::warn!(volume = %name, error = %e, "{kind} pass failed");
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(json!({"started": kind}))).into_response())
+}
+
+async fn tier_volume(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    q: Result<Query<PassQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = q?;
+    pass(st, name, q.wait, "tier").await
+}
+
+async fn promote_volume(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    q: Result<Query<PassQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = q?;
+    pass(st, name, q.wait, "promote").await
+}
+
+async fn run_gc(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
+    let grace = st.engine.config().tiering.gc_grace.0;
+    let now = st.heat.clock().now_ms();
+    let report = crate::gc::collect(&st.engine, &st.volumes, now, grace).await?;
+    Ok(Json(report).into_response())
+}
+
+async fn reload_config(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
+    crate::daemon::reload(&st).await?;
+    Ok(Json(json!({"reloaded": true})).into_response())
 }
 
 async fn patch_volume(
@@ -228,7 +302,7 @@ async fn patch_volume(
         class: b.class,
     };
     let info = blocking(move || {
-        let config = st.config.read().clone();
+        let config = st.engine.config();
         Ok(st.volumes.patch(&name, patch, &config)?.info())
     })
     .await?;
@@ -318,6 +392,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(show_volume).patch(patch_volume).delete(delete_volume),
         )
         .route("/v1/volumes/{name}/heat", get(volume_heat))
+        .route("/v1/volumes/{name}/tier", post(tier_volume))
+        .route("/v1/volumes/{name}/promote", post(promote_volume))
+        .route("/v1/gc", post(run_gc))
+        .route("/v1/config/reload", post(reload_config))
         .fallback(not_found)
         .with_state(state)
 }

@@ -17,6 +17,8 @@ use thiserror::Error;
 
 use crate::units::{format_duration, parse_duration};
 
+pub use backends::{AzureConfig, BackendConfig, FsConfig, S3Config};
+
 /// A configuration file that cannot be used, and why.
 #[derive(Debug, Error)]
 #[error("configuration {file}: {message}")]
@@ -56,6 +58,7 @@ impl fmt::Display for HumanDuration {
 pub struct Config {
     pub server: ServerConfig,
     pub heat: HeatSettings,
+    pub tiering: TieringSettings,
     /// Object stores cold extents go to, by name.
     pub backends: BTreeMap<String, BackendConfig>,
     /// Storage classes (tiering policies), by name.
@@ -109,21 +112,6 @@ impl Default for HeatSettings {
     }
 }
 
-/// `[backends.NAME]`: one object store.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum BackendConfig {
-    /// A local directory.
-    Fs(FsBackendConfig),
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FsBackendConfig {
-    /// Directory holding the objects. Default `<data_dir>/objects`.
-    pub root: Option<PathBuf>,
-}
-
 /// When a class moves extents off the local tier.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -164,6 +152,80 @@ pub struct ClassConfig {
     pub retrieval_policy: RetrievalPolicy,
     /// The backend tiered extents go to. Default: the only backend, if there is one.
     pub backend: Option<String>,
+    /// Compression of tiered extents (independently compressed frames). Default none.
+    pub compression: crate::extent_map::Compression,
+    /// S3 storage class or Azure access tier for uploads; default the backend's.
+    pub upload_tier: Option<String>,
+    /// Tier only while the local tier is fuller than this percentage of the
+    /// volumes' provisioned size. Default 0: always.
+    pub local_fullness_threshold: u8,
+    /// Upload bandwidth cap for this class, e.g. "100MiB" (per second). Default none.
+    pub max_upload_bandwidth: Option<String>,
+    /// Uploads at once for this class. Default 4.
+    pub max_concurrent_uploads: Option<usize>,
+}
+
+impl ClassConfig {
+    pub fn cooling(&self) -> Duration {
+        self.cooling_period.map(|d| d.0).unwrap_or(Duration::ZERO)
+    }
+
+    /// Upload bandwidth cap in bytes per second, if any.
+    pub fn upload_bandwidth(&self) -> Option<u64> {
+        self.max_upload_bandwidth
+            .as_deref()
+            .and_then(|s| crate::units::parse_size(s).ok())
+    }
+}
+
+/// `[tiering]`: the engine's knobs shared by every class.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TieringSettings {
+    /// How often every volume gets a policy pass. Default 1m.
+    pub scan_interval: HumanDuration,
+    /// Memory for recently fetched cold extents, e.g. "256MiB".
+    pub cache_size: String,
+    /// Extents read ahead when a client reads cold data sequentially. Default 2.
+    pub readahead_extents: u32,
+    /// Uncompressed bytes per checksummed frame of a tiered extent: a power of
+    /// two from 4KiB to 1MiB. Default 64KiB.
+    pub frame_size: String,
+    /// Unreferenced objects younger than this are kept (uploads in flight). Default 1h.
+    pub gc_grace: HumanDuration,
+    /// How often garbage objects are collected. Default 10m.
+    pub gc_interval: HumanDuration,
+    /// Uploads at once across all classes. Default 8.
+    pub max_concurrent_uploads: usize,
+    /// Consecutive backend failures that pause migration to a backend. Default 5.
+    pub breaker_failures: u32,
+    /// How long a tripped breaker pauses migration. Default 30s.
+    pub breaker_pause: HumanDuration,
+}
+
+impl Default for TieringSettings {
+    fn default() -> Self {
+        Self {
+            scan_interval: HumanDuration(Duration::from_secs(60)),
+            cache_size: "256MiB".into(),
+            readahead_extents: 2,
+            frame_size: "64KiB".into(),
+            gc_grace: HumanDuration(Duration::from_secs(3600)),
+            gc_interval: HumanDuration(Duration::from_secs(600)),
+            max_concurrent_uploads: 8,
+            breaker_failures: 5,
+            breaker_pause: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl TieringSettings {
+    pub fn cache_bytes(&self) -> u64 {
+        crate::units::parse_size(&self.cache_size).unwrap_or(256 << 20)
+    }
+    pub fn frame_bytes(&self) -> u32 {
+        crate::units::parse_size(&self.frame_size).unwrap_or(64 << 10) as u32
+    }
 }
 
 /// Names of the embedded backend and class that exist when the file defines none.
@@ -206,7 +268,7 @@ impl Config {
         if self.backends.is_empty() {
             self.backends.insert(
                 DEFAULT_BACKEND.into(),
-                BackendConfig::Fs(FsBackendConfig::default()),
+                BackendConfig::Fs(FsConfig::default()),
             );
         }
         if self.classes.is_empty() {
@@ -278,7 +340,40 @@ impl Config {
                 ));
             }
         }
+        let t = &self.tiering;
+        crate::units::parse_size(&t.cache_size).map_err(|m| format!("tiering.cache_size: {m}"))?;
+        let fs = crate::units::parse_size(&t.frame_size)
+            .map_err(|m| format!("tiering.frame_size: {m}"))?;
+        if !fs.is_power_of_two() || !(4096..=(1 << 20)).contains(&fs) {
+            return Err(format!(
+                "tiering.frame_size: {} must be a power of two from 4KiB to 1MiB",
+                t.frame_size
+            ));
+        }
+        if t.scan_interval.0 < Duration::from_millis(10) {
+            return Err("tiering.scan_interval: at least 10ms".into());
+        }
+        if t.max_concurrent_uploads == 0 {
+            return Err("tiering.max_concurrent_uploads: at least 1".into());
+        }
+        for (name, backend) in &self.backends {
+            backend
+                .validate()
+                .map_err(|m| format!("backends.{name}.{m}"))?;
+        }
         for (name, class) in &self.classes {
+            if class.local_fullness_threshold > 100 {
+                return Err(format!(
+                    "classes.{name}.local_fullness_threshold: a percentage from 0 to 100"
+                ));
+            }
+            if let Some(b) = &class.max_upload_bandwidth {
+                crate::units::parse_size(b)
+                    .map_err(|m| format!("classes.{name}.max_upload_bandwidth: {m}"))?;
+            }
+            if class.max_concurrent_uploads == Some(0) {
+                return Err(format!("classes.{name}.max_concurrent_uploads: at least 1"));
+            }
             match &class.backend {
                 None => {
                     return Err(format!(
@@ -296,6 +391,22 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Settings that are valid but unusual enough to say so at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        for (name, class) in &self.classes {
+            if let Some(c) = class.cooling_period {
+                let days = c.0.as_secs_f64() / 86_400.0;
+                if !(2.0..=183.0).contains(&days) {
+                    w.push(format!(
+                        "classes.{name}.cooling_period = {c} is outside FabricPool's 2 to 183 days; fine for tests, unusual in production"
+                    ));
+                }
+            }
+        }
+        w
     }
 
     /// The configured class names, for error messages.
@@ -383,5 +494,48 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("classes.x.backend"), "{e}");
+        let e = Config::parse("[backends.a]\nkind=\"s3\"\n", "s.toml").unwrap_err();
+        assert!(e.to_string().contains("backends.a.bucket: required"), "{e}");
+        let e = Config::parse(
+            "[backends.a]\nkind=\"azure\"\ncontainer=\"c\"\naccess_tier=\"Frozen\"\n",
+            "z.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("backends.a.access_tier"), "{e}");
+    }
+
+    #[test]
+    fn cloud_backends_parse() {
+        let c = Config::parse(
+            r#"
+            [backends.s3]
+            kind = "s3"
+            bucket = "tier"
+            endpoint = "http://127.0.0.1:4566"
+            path_style = true
+            storage_class = "STANDARD_IA"
+            [backends.s3.limits]
+            max_concurrency = 16
+            attempt_timeout = "10s"
+            [backends.blob]
+            kind = "azure"
+            account = "devstoreaccount1"
+            container = "tier"
+            access_tier = "Cool"
+            [classes.standard]
+            tiering_policy = "auto"
+            backend = "s3"
+            "#,
+            "cloud.toml",
+        )
+        .unwrap();
+        match &c.backends["s3"] {
+            BackendConfig::S3(s) => {
+                assert_eq!(s.limits.max_concurrency, 16);
+                assert_eq!(s.storage_class.as_deref(), Some("STANDARD_IA"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.backends["blob"].kind(), "azure");
     }
 }

@@ -8,14 +8,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use heatmap::{Clock, HeatConfig, HeatMap, SystemClock};
-use parking_lot::RwLock;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::error::{Result, TierError};
 use crate::nbd::NbdServer;
 use crate::volume::Volumes;
@@ -30,7 +32,50 @@ fn heat_config(c: &Config) -> HeatConfig {
     }
 }
 
-pub async fn serve(config: Config) -> Result<()> {
+/// Builds every configured backend. An fs backend without `root` keeps its
+/// objects in `<data_dir>/objects`.
+pub async fn build_backends(
+    config: &Config,
+    metrics: &backends::BackendMetrics,
+) -> Result<BTreeMap<String, Arc<dyn backends::ObjectStore>>> {
+    let mut out = BTreeMap::new();
+    let default_root = config.server.data_dir.join("objects");
+    for (name, b) in &config.backends {
+        let store = backends::build(name, b, &default_root, metrics.clone()).await?;
+        out.insert(name.clone(), store);
+    }
+    Ok(out)
+}
+
+/// Reloads the configuration file: on success the new classes and backends
+/// apply from the next request and pass; on failure the old ones stay.
+pub async fn reload(state: &AppState) -> Result<()> {
+    let Some(path) = &state.config_path else {
+        return Err(TierError::InvalidArgument(
+            "tierd runs on its embedded defaults (no --config): there is nothing to reload".into(),
+        ));
+    };
+    let new = Config::load(path)?;
+    let old = state.engine.config();
+    if new.server.data_dir != old.server.data_dir
+        || new.server.nbd_listen != old.server.nbd_listen
+        || new.server.http_listen != old.server.http_listen
+        || new.server.nbd_socket != old.server.nbd_socket
+    {
+        return Err(TierError::InvalidArgument(
+            "[server] settings cannot change on reload; restart tierd for those".into(),
+        ));
+    }
+    for w in new.warnings() {
+        tracing::warn!("{w}");
+    }
+    let stores = build_backends(&new, &state.backend_metrics).await?;
+    state.engine.replace(Arc::new(new), stores);
+    tracing::info!(path = %path.display(), "configuration reloaded");
+    Ok(())
+}
+
+pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> Result<()> {
     let data_dir = config.server.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| TierError::Startup {
         context: format!("cannot create data directory {}", data_dir.display()),
@@ -40,7 +85,28 @@ pub async fn serve(config: Config) -> Result<()> {
     let db = crate::db::open(&data_dir.join("db"), &heat_cfg)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let heat = Arc::new(HeatMap::new(db.clone(), clock.clone(), &heat_cfg)?);
-    let volumes = Arc::new(Volumes::open(db.clone(), heat.clone(), clock, &data_dir)?);
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
+    let registry = prometheus::Registry::new();
+    let backend_metrics =
+        backends::BackendMetrics::register(&registry).map_err(|e| TierError::Startup {
+            context: "cannot register metrics".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    let stores = build_backends(&config, &backend_metrics).await?;
+    let engine = Arc::new(Engine::new(
+        Arc::new(config.clone()),
+        stores,
+        tokio::runtime::Handle::current(),
+    ));
+    let volumes = Arc::new(Volumes::open(
+        db.clone(),
+        heat.clone(),
+        engine.clone(),
+        clock.clone(),
+        &data_dir,
+    )?);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
@@ -77,7 +143,9 @@ pub async fn serve(config: Config) -> Result<()> {
     let state = Arc::new(AppState {
         volumes: volumes.clone(),
         heat: heat.clone(),
-        config: RwLock::new(Arc::new(config.clone())),
+        engine: engine.clone(),
+        config_path,
+        backend_metrics: backend_metrics.clone(),
         ready: Default::default(),
     });
     let http = TcpListener::bind(&config.server.http_listen)
@@ -123,6 +191,77 @@ pub async fn serve(config: Config) -> Result<()> {
         })
     };
 
+    let policy_loop = {
+        let (volumes, engine, dir) = (volumes.clone(), engine.clone(), data_dir.clone());
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                let every = engine.config().tiering.scan_interval.0;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|v| *v) => break,
+                }
+                for vol in volumes.list() {
+                    let dir = dir.clone();
+                    let name = vol.name();
+                    match tokio::task::spawn_blocking(move || crate::migrate::run_pass(&vol, &dir))
+                        .await
+                    {
+                        Ok(Ok(_)) | Ok(Err(TierError::Busy { .. })) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(volume = %name, error = %e, "policy pass failed")
+                        }
+                        Err(e) => {
+                            tracing::error!(volume = %name, error = %e, "policy pass panicked")
+                        }
+                    }
+                    if *stop.borrow() {
+                        break;
+                    }
+                }
+            }
+        })
+    };
+    let gc_loop = {
+        let (volumes, engine, clock) = (volumes.clone(), engine.clone(), clock.clone());
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                let cfg = engine.config();
+                tokio::select! {
+                    _ = tokio::time::sleep(cfg.tiering.gc_interval.0) => {}
+                    _ = stop.wait_for(|v| *v) => break,
+                }
+                if let Err(e) =
+                    crate::gc::collect(&engine, &volumes, clock.now_ms(), cfg.tiering.gc_grace.0)
+                        .await
+                {
+                    tracing::warn!(error = %e, "garbage collection failed");
+                }
+            }
+        })
+    };
+    let mut hup = signal(SignalKind::hangup()).map_err(|source| TierError::Startup {
+        context: "cannot install SIGHUP handler".into(),
+        source,
+    })?;
+    let reloader = {
+        let state = state.clone();
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => {
+                        if let Err(e) = reload(&state).await {
+                            tracing::error!(error = %e, "SIGHUP: configuration refused; the previous one stays in force");
+                        }
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    };
+
     state.ready.store(true, Ordering::SeqCst);
     tracing::info!(data_dir = %data_dir.display(), volumes = volumes.list().len(), "tierd ready");
 
@@ -154,6 +293,11 @@ pub async fn serve(config: Config) -> Result<()> {
         t.abort();
     }
     let _ = flusher.await;
+    let _ = reloader.await;
+    // A pass in progress finishes its current extents (each is safe to stop
+    // between); the loops only check for shutdown between volumes.
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, policy_loop).await;
+    gc_loop.abort();
     let _ = http_task.await;
     let (heat, volumes) = (heat.clone(), volumes.clone());
     let finish = tokio::task::spawn_blocking(move || -> Result<usize> {

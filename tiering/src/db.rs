@@ -1,7 +1,7 @@
 //! The one RocksDB database of a tierd data directory and its column families.
 //!
 //! `volumes` maps a volume name to its metadata; `meta` holds counters such as
-//! the next volume id; `heat` belongs to the heatmap crate. Metadata writes are
+//! the next volume id; `extents` is the extent map (see `extent_map`); `heat` belongs to the heatmap crate. Metadata writes are
 //! synced: a volume that was reported created survives a crash.
 
 use std::path::Path;
@@ -14,6 +14,7 @@ use crate::error::{Result, TierError};
 
 pub const CF_VOLUMES: &str = "volumes";
 pub const CF_META: &str = "meta";
+pub const CF_EXTENTS: &str = "extents";
 
 /// Opens (creating if needed) the database under `dir`.
 pub fn open(dir: &Path, heat: &HeatConfig) -> Result<Arc<DB>> {
@@ -24,6 +25,7 @@ pub fn open(dir: &Path, heat: &HeatConfig) -> Result<Arc<DB>> {
     let cfs = vec![
         ColumnFamilyDescriptor::new(CF_VOLUMES, Options::default()),
         ColumnFamilyDescriptor::new(CF_META, Options::default()),
+        ColumnFamilyDescriptor::new(CF_EXTENTS, Options::default()),
         HeatMap::column_family(heat),
     ];
     DB::open_cf_descriptors(&opts, dir, cfs)

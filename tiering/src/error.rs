@@ -37,6 +37,24 @@ pub enum TierError {
     },
     #[error("metadata store: corrupt record {key:?}: {reason}")]
     CorruptMetadata { key: String, reason: String },
+    #[error("volume {volume:?} extent {extent}: object {key:?} failed verification: {reason}")]
+    Integrity {
+        volume: String,
+        extent: u64,
+        key: String,
+        reason: String,
+    },
+    #[error("volume {volume:?} extent {extent}: cannot fetch object {key:?}: {reason}")]
+    Fetch {
+        volume: String,
+        extent: u64,
+        key: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Backend(#[from] backends::BackendError),
+    #[error("volume {volume:?}: {reason}")]
+    Busy { volume: String, reason: String },
     #[error(transparent)]
     Heat(#[from] heatmap::HeatError),
     #[error(transparent)]

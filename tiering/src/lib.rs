@@ -3,11 +3,18 @@
 
 pub mod api;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod daemon;
 pub mod db;
+pub mod engine;
 pub mod error;
+pub mod extent_map;
+pub mod failpoint;
+pub mod gc;
+pub mod migrate;
 pub mod nbd;
+pub mod policy;
 pub mod units;
 pub mod volume;
 

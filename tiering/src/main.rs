@@ -32,7 +32,7 @@ fn main() -> ExitCode {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
-            match run_serve(cfg) {
+            match run_serve(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -63,10 +63,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_serve(cfg: Config) -> anyhow::Result<()> {
+fn run_serve(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(tiering::daemon::serve(cfg))?;
+    rt.block_on(tiering::daemon::serve(cfg, path))?;
     Ok(())
 }

@@ -81,7 +81,7 @@ impl ReadTracker {
 }
 
 fn execute(
-    vol: &Volume,
+    vol: &Arc<Volume>,
     req: Request,
     payload: Vec<u8>,
     sequential: bool,

@@ -1,9 +1,17 @@
 //! Volumes: named block devices served over NBD, each backed by a sparse local
-//! file, and the registry that creates, finds, resizes and deletes them.
+//! file and, for tiered extents, by objects in a backend; and the registry that
+//! creates, finds, resizes and deletes them.
 //!
-//! A [`Volume`] is the one I/O path every client goes through: each request is
-//! checked against the volume's bounds, served from the local tier, and reported
-//! to the heat map extent by extent. The heat map never blocks it.
+//! A [`Volume`] is the one I/O path every client goes through. Each request is
+//! checked against the volume's bounds, split by extent, and served from where
+//! the extent map says the data is; every access is reported to the heat map,
+//! which never blocks. Invariants kept here:
+//! - an extent's state only changes under its stripe's write lock; I/O that
+//!   reads the state holds the read lock for as long as it relies on it;
+//! - a cold extent is made local again only after its data is durable in the
+//!   local file, so a crash can never expose zeros or stale bytes;
+//! - every write bumps its stripe's sequence number, so a migration that read
+//!   the data before the write cannot commit (the write wins).
 
 mod local_tier;
 mod meta;
@@ -23,7 +31,31 @@ pub use meta::{
 };
 pub use registry::{CreateVolume, PatchVolume, Volumes};
 
+use crate::engine::{brings_back, Engine, FetchFailure};
 use crate::error::{Result, TierError};
+use crate::extent_map::{ExtentMap, ExtentRecord, ExtentState, RemoteExtent};
+
+/// Lock stripes per volume: extents map onto them by index.
+const STRIPES: usize = 1024;
+
+/// One lock stripe: the lock that guards extent state changes, and the count of
+/// writes that went through it.
+#[derive(Debug, Default)]
+pub(crate) struct Stripe {
+    pub(crate) lock: RwLock<()>,
+    pub(crate) seq: AtomicU64,
+}
+
+/// Counters of one volume's traffic with the object store.
+#[derive(Debug, Default)]
+pub struct VolumeStats {
+    pub bytes_fetched: AtomicU64,
+    pub fetches: AtomicU64,
+    pub rehydrations: AtomicU64,
+    pub integrity_errors: AtomicU64,
+    pub bytes_tiered: AtomicU64,
+    pub extents_tiered: AtomicU64,
+}
 
 /// One volume, shared by every connection that serves it.
 #[derive(Debug)]
@@ -31,8 +63,16 @@ pub struct Volume {
     meta: RwLock<VolumeMeta>,
     size: AtomicU64,
     extent_shift: u32,
-    tier: LocalTier,
+    pub(crate) tier: LocalTier,
     heat: Arc<HeatMap>,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) map: RwLock<ExtentMap>,
+    pub(crate) stripes: Vec<Stripe>,
+    pub stats: VolumeStats,
+    /// Serialises policy and promote passes of this volume.
+    pub(crate) pass: parking_lot::Mutex<()>,
+    /// What the last pass said, for the status.
+    pub(crate) last_pass: RwLock<Option<serde_json::Value>>,
     connections: AtomicUsize,
     closed: AtomicBool,
 }
@@ -47,12 +87,24 @@ pub struct VolumeInfo {
     pub extent_size: u64,
     pub block_size: u64,
     pub extents: u64,
+    pub extents_local: u64,
+    pub extents_remote: u64,
+    pub extents_zero: u64,
     /// Disk space the local tier really occupies.
     pub bytes_local: u64,
-    /// Bytes held in the object store (tiering lands later; always 0 until then).
+    /// Logical bytes whose only copy is in the object store.
     pub bytes_remote: u64,
+    /// Local bytes idle longer than the class's cooling period, not yet tiered
+    /// (FabricPool's inactive data reporting). Filled in by `tierd volume show`.
+    pub bytes_inactive: Option<u64>,
+    pub bytes_fetched: u64,
+    pub rehydrations: u64,
+    pub integrity_errors: u64,
     pub connections: usize,
     pub created_ms: u64,
+    /// Why tiering is not happening, or what the last pass did.
+    pub status: Vec<String>,
+    pub last_pass: Option<serde_json::Value>,
 }
 
 /// Holds a volume's connection count up while a client is attached.
@@ -72,17 +124,63 @@ impl std::ops::Deref for Attachment {
     }
 }
 
+fn integrity(vol: &str, extent: u64, key: &str, f: FetchFailure) -> TierError {
+    match f {
+        FetchFailure::Integrity(reason) => TierError::Integrity {
+            volume: vol.to_string(),
+            extent,
+            key: key.to_string(),
+            reason,
+        },
+        FetchFailure::Backend(reason) => TierError::Fetch {
+            volume: vol.to_string(),
+            extent,
+            key: key.to_string(),
+            reason,
+        },
+    }
+}
+
 impl Volume {
-    fn new(meta: VolumeMeta, tier: LocalTier, heat: Arc<HeatMap>) -> Self {
+    fn new(
+        meta: VolumeMeta,
+        tier: LocalTier,
+        heat: Arc<HeatMap>,
+        engine: Arc<Engine>,
+        map: ExtentMap,
+    ) -> Self {
         Self {
             size: AtomicU64::new(meta.size),
             extent_shift: meta.extent_size.trailing_zeros(),
             meta: RwLock::new(meta),
             tier,
             heat,
+            engine,
+            map: RwLock::new(map),
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+            stats: VolumeStats::default(),
+            pass: parking_lot::Mutex::new(()),
+            last_pass: RwLock::new(None),
             connections: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
         }
+    }
+
+    /// Frees the local copy of every extent whose data lives elsewhere: after a
+    /// crash between committing a migration and punching its hole.
+    pub(crate) fn repair_local_copies(&self) -> Result<u64> {
+        let map = self.map.read();
+        let mut n = 0;
+        for e in 0..map.len() {
+            if map.state(e) != ExtentState::Local {
+                let (start, len) = self.extent_range(e);
+                self.tier
+                    .punch_hole(start, len)
+                    .map_err(|err| self.io_err("punch tiered extent", err))?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     pub fn meta(&self) -> VolumeMeta {
@@ -101,6 +199,10 @@ impl Volume {
         self.size.load(Ordering::SeqCst)
     }
 
+    pub fn extent_size(&self) -> u64 {
+        1 << self.extent_shift
+    }
+
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
@@ -115,12 +217,79 @@ impl Volume {
         Attachment(self.clone())
     }
 
+    pub fn heat(&self) -> &Arc<HeatMap> {
+        &self.heat
+    }
+
+    /// Start and length of extent `e` (the last one may be short).
+    pub fn extent_range(&self, e: u64) -> (u64, u64) {
+        let start = e << self.extent_shift;
+        (
+            start,
+            self.extent_size().min(self.size().saturating_sub(start)),
+        )
+    }
+
+    pub(crate) fn stripe(&self, e: u64) -> &Stripe {
+        &self.stripes[(e as usize) % STRIPES]
+    }
+
+    pub fn extent_state(&self, e: u64) -> ExtentState {
+        self.map.read().state(e)
+    }
+
     pub fn info(&self) -> VolumeInfo {
         let m = self.meta();
+        let [local, remote, zero] = self.map.read().counts();
+        let mut status = Vec::new();
+        if let Ok(class) = self.engine.class(&m.class) {
+            use crate::config::TieringPolicy;
+            match class.tiering_policy {
+                TieringPolicy::None => status.push("tiering policy none: nothing is tiered".to_string()),
+                TieringPolicy::SnapshotOnly => {
+                    status.push("tiering policy snapshot-only: the volume has no snapshots, so nothing is tiered".into())
+                }
+                _ => {}
+            }
+            if let Some(b) = class
+                .backend
+                .as_deref()
+                .and_then(|b| self.engine.breaker_open(b))
+            {
+                status.push(b);
+            }
+        } else {
+            status.push(format!(
+                "class {:?} is not configured: the volume is not tiered",
+                m.class
+            ));
+        }
+        // The last extent may be short; count remote bytes exactly.
+        let last = m.extent_count().saturating_sub(1);
+        let remote_bytes = {
+            let map = self.map.read();
+            (0..map.len())
+                .filter(|&e| map.state(e) == ExtentState::Remote)
+                .map(|e| {
+                    if e == last {
+                        self.extent_range(e).1
+                    } else {
+                        m.extent_size
+                    }
+                })
+                .sum()
+        };
         VolumeInfo {
             bytes_local: self.tier.allocated_bytes().unwrap_or(0),
-            bytes_remote: 0,
+            bytes_remote: remote_bytes,
+            bytes_inactive: None,
+            bytes_fetched: self.stats.bytes_fetched.load(Ordering::Relaxed),
+            rehydrations: self.stats.rehydrations.load(Ordering::Relaxed),
+            integrity_errors: self.stats.integrity_errors.load(Ordering::Relaxed),
             extents: m.extent_count(),
+            extents_local: local,
+            extents_remote: remote,
+            extents_zero: zero,
             connections: self.connections(),
             name: m.name,
             id: m.id,
@@ -129,10 +298,12 @@ impl Volume {
             extent_size: m.extent_size,
             block_size: BLOCK_SIZE,
             created_ms: m.created_ms,
+            status,
+            last_pass: self.last_pass.read().clone(),
         }
     }
 
-    fn io_err(&self, op: &'static str, source: std::io::Error) -> TierError {
+    pub(crate) fn io_err(&self, op: &'static str, source: std::io::Error) -> TierError {
         TierError::Io {
             volume: self.name(),
             op,
@@ -152,46 +323,275 @@ impl Volume {
         }
     }
 
+    /// Splits `[offset, offset + len)` into (extent, start within volume, length) pieces.
+    fn pieces(&self, offset: u64, len: u64) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        let end = offset + len;
+        let first = offset >> self.extent_shift;
+        let last = if len == 0 {
+            first
+        } else {
+            (end - 1) >> self.extent_shift
+        };
+        (first..=last).filter_map(move |e| {
+            let s = (e << self.extent_shift).max(offset);
+            let t = ((e + 1) << self.extent_shift).min(end);
+            (t > s).then_some((e, s, t - s))
+        })
+    }
+
     /// Reports an access to every extent it touches.
     fn record(&self, kind: AccessKind, offset: u64, len: u64, sequential: bool) {
         if len == 0 || !self.heat.enabled() {
             return;
         }
         let id = self.id();
-        let first = offset >> self.extent_shift;
-        let last = (offset + len - 1) >> self.extent_shift;
-        for extent in first..=last {
-            let start = (extent << self.extent_shift).max(offset);
-            let end = ((extent + 1) << self.extent_shift).min(offset + len);
+        for (extent, _, n) in self.pieces(offset, len) {
             self.heat.record(
                 id,
                 extent,
                 Access {
                     kind,
-                    bytes: end - start,
+                    bytes: n,
                     sequential,
                 },
             );
         }
     }
 
+    fn remote_record(&self, e: u64) -> Result<RemoteExtent> {
+        match self.map.read().record(e)? {
+            Some(ExtentRecord::Remote(r)) => Ok(r),
+            other => Err(TierError::CorruptMetadata {
+                key: format!("extent {}/{e}", self.id()),
+                reason: format!("state says remote but the record is {other:?}"),
+            }),
+        }
+    }
+
+    /// The whole extent `e` from the backend (or the cache).
+    pub(crate) fn fetch_whole(&self, e: u64, rec: &RemoteExtent) -> Result<bytes::Bytes> {
+        let (_, len) = self.extent_range(e);
+        let fk = (self.id(), e, rec.generation);
+        let cached = self.engine.cached(&fk);
+        let r = self.engine.fetch_extent(fk, rec, len as usize);
+        if !cached {
+            self.stats.fetches.fetch_add(1, Ordering::Relaxed);
+            if r.is_ok() {
+                self.stats
+                    .bytes_fetched
+                    .fetch_add(rec.stored_size(), Ordering::Relaxed);
+            }
+        }
+        r.map_err(|f| self.fetch_failed(e, &rec.key, f))
+    }
+
+    fn fetch_failed(&self, e: u64, key: &str, f: FetchFailure) -> TierError {
+        if matches!(f, FetchFailure::Integrity(_)) {
+            self.stats.integrity_errors.fetch_add(1, Ordering::Relaxed);
+            self.engine
+                .stats
+                .integrity_errors
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let err = integrity(&self.name(), e, key, f);
+        tracing::error!(volume = %self.name(), extent = e, key, error = %err, "cold read failed");
+        err
+    }
+
+    /// Reads part of a remote extent into `buf`; returns the whole extent if it
+    /// was fetched whole (so the caller can bring it back).
+    fn read_remote(
+        &self,
+        e: u64,
+        rec: &RemoteExtent,
+        within: u64,
+        buf: &mut [u8],
+        whole: bool,
+    ) -> Result<Option<bytes::Bytes>> {
+        let (_, ext_len) = self.extent_range(e);
+        let fk = (self.id(), e, rec.generation);
+        if whole || self.engine.cached(&fk) || buf.len() as u64 * 2 >= ext_len {
+            let data = self.fetch_whole(e, rec)?;
+            buf.copy_from_slice(&data[within as usize..within as usize + buf.len()]);
+            return Ok(Some(data));
+        }
+        let fs = rec.frame_size as u64;
+        let first = (within / fs) as usize;
+        let last = ((within + buf.len() as u64).div_ceil(fs) as usize).min(rec.frames.len());
+        let data = self
+            .engine
+            .fetch_frames(rec, first, last, ext_len as usize)
+            .map_err(|f| self.fetch_failed(e, &rec.key, f))?;
+        self.stats.fetches.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_fetched.fetch_add(
+            rec.frame_offset(last) - rec.frame_offset(first),
+            Ordering::Relaxed,
+        );
+        let skip = (within - first as u64 * fs) as usize;
+        buf.copy_from_slice(&data[skip..skip + buf.len()]);
+        Ok(None)
+    }
+
+    /// Makes a remote extent local with `data` (its full content), if it is
+    /// still the same remote generation. Durable before the record goes.
+    pub(crate) fn rehydrate_with(&self, e: u64, generation: u64, data: &[u8]) -> Result<bool> {
+        let stripe = self.stripe(e);
+        let _g = stripe.lock.write();
+        let map = self.map.read();
+        if map.state(e) != ExtentState::Remote {
+            return Ok(false);
+        }
+        match map.record(e)? {
+            Some(ExtentRecord::Remote(r)) if r.generation == generation => {}
+            _ => return Ok(false),
+        }
+        let (start, _) = self.extent_range(e);
+        self.tier
+            .write_at(data, start)
+            .map_err(|err| self.io_err("rehydrate", err))?;
+        self.tier
+            .sync()
+            .map_err(|err| self.io_err("fdatasync", err))?;
+        map.make_local(e)?;
+        stripe.seq.fetch_add(1, Ordering::SeqCst);
+        self.engine.forget(&(self.id(), e, generation));
+        self.stats.rehydrations.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(volume = %self.name(), extent = e, "extent rehydrated");
+        Ok(true)
+    }
+
+    /// Brings extent `e` back if it is remote (promote passes, writes).
+    pub(crate) fn rehydrate(&self, e: u64) -> Result<bool> {
+        let rec = {
+            let _g = self.stripe(e).lock.read();
+            if self.map.read().state(e) != ExtentState::Remote {
+                return Ok(false);
+            }
+            self.remote_record(e)?
+        };
+        let data = self.fetch_whole(e, &rec)?;
+        self.rehydrate_with(e, rec.generation, &data)
+    }
+
+    fn readahead(self: &Arc<Self>, after: u64) {
+        let n = self.engine.config().tiering.readahead_extents as u64;
+        let count = self.map.read().len();
+        for e in (after + 1)..(after + 1 + n).min(count) {
+            if self.extent_state(e) != ExtentState::Remote {
+                continue;
+            }
+            let Ok(rec) = self.remote_record(e) else {
+                continue;
+            };
+            if self.engine.cached(&(self.id(), e, rec.generation)) {
+                continue;
+            }
+            let vol = self.clone();
+            self.engine.runtime().spawn_blocking(move || {
+                let _ = vol.fetch_whole(e, &rec);
+            });
+        }
+    }
+
     /// Reads `buf.len()` bytes at `offset`. `sequential` says whether the read
     /// continues an earlier read of the same client.
-    pub fn read(&self, offset: u64, buf: &mut [u8], sequential: bool) -> Result<()> {
+    pub fn read(self: &Arc<Self>, offset: u64, buf: &mut [u8], sequential: bool) -> Result<()> {
         self.check_range(offset, buf.len() as u64)?;
-        self.tier
-            .read_at(buf, offset)
-            .map_err(|e| self.io_err("read", e))?;
+        let mut pos = 0usize;
+        for (e, start, n) in self.pieces(offset, buf.len() as u64) {
+            let out = &mut buf[pos..pos + n as usize];
+            pos += n as usize;
+            let bring_back = {
+                let _g = self.stripe(e).lock.read();
+                if self.map.read().state(e) != ExtentState::Remote {
+                    self.tier
+                        .read_at(out, start)
+                        .map_err(|err| self.io_err("read", err))?;
+                    None
+                } else {
+                    let rec = self.remote_record(e)?;
+                    let class = self.engine.class(&self.meta.read().class).ok();
+                    let back = class.as_ref().is_some_and(|c| brings_back(c, sequential));
+                    let (ext_start, _) = self.extent_range(e);
+                    let whole = self.read_remote(e, &rec, start - ext_start, out, back)?;
+                    if sequential {
+                        self.readahead(e);
+                    }
+                    whole.filter(|_| back).map(|d| (rec.generation, d))
+                }
+            };
+            if let Some((generation, data)) = bring_back {
+                if let Err(err) = self.rehydrate_with(e, generation, &data) {
+                    // The read itself succeeded; the extent just stays cold.
+                    tracing::warn!(volume = %self.name(), extent = e, error = %err, "could not bring extent back");
+                }
+            }
+        }
         self.record(AccessKind::Read, offset, buf.len() as u64, sequential);
         Ok(())
+    }
+
+    /// Takes extent `e` out of the remote or zero state so it can be written
+    /// locally. `covering` is the part the caller is about to overwrite
+    /// completely, if it is the whole extent (then no fetch is needed).
+    fn make_writable(&self, e: u64, whole_overwrite: Option<&[u8]>) -> Result<()> {
+        let stripe = self.stripe(e);
+        let state = self.map.read().state(e);
+        match state {
+            ExtentState::Local => Ok(()),
+            ExtentState::Zero => {
+                let _g = stripe.lock.write();
+                // The local range is a hole, which reads as the zeros the record promises.
+                if self.map.read().state(e) == ExtentState::Zero {
+                    self.map.read().make_local(e)?;
+                }
+                Ok(())
+            }
+            ExtentState::Remote => match whole_overwrite {
+                Some(data) => {
+                    let _g = stripe.lock.write();
+                    if self.map.read().state(e) != ExtentState::Remote {
+                        return Ok(());
+                    }
+                    let (start, _) = self.extent_range(e);
+                    self.tier
+                        .write_at(data, start)
+                        .map_err(|err| self.io_err("write", err))?;
+                    self.tier
+                        .sync()
+                        .map_err(|err| self.io_err("fdatasync", err))?;
+                    self.map.read().make_local(e)?;
+                    stripe.seq.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
+                None => self.rehydrate(e).map(|_| ()),
+            },
+        }
     }
 
     /// Writes `data` at `offset`; with `fua` it is durable before this returns.
     pub fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<()> {
         self.check_range(offset, data.len() as u64)?;
-        self.tier
-            .write_at(data, offset)
-            .map_err(|e| self.io_err("write", e))?;
+        let mut pos = 0usize;
+        for (e, start, n) in self.pieces(offset, data.len() as u64) {
+            let chunk = &data[pos..pos + n as usize];
+            pos += n as usize;
+            let whole = (n == self.extent_range(e).1).then_some(chunk);
+            loop {
+                {
+                    let stripe = self.stripe(e);
+                    let _g = stripe.lock.read();
+                    if self.map.read().state(e) == ExtentState::Local {
+                        stripe.seq.fetch_add(1, Ordering::SeqCst);
+                        self.tier
+                            .write_at(chunk, start)
+                            .map_err(|err| self.io_err("write", err))?;
+                        break;
+                    }
+                }
+                self.make_writable(e, whole)?;
+            }
+        }
         self.record(AccessKind::Write, offset, data.len() as u64, false);
         if fua {
             self.flush()?;
@@ -199,12 +599,51 @@ impl Volume {
         Ok(())
     }
 
+    /// Zeroes a range, freeing its space when `may_punch`. A whole remote
+    /// extent becomes a zero extent without a fetch.
+    fn zero(&self, offset: u64, len: u64, may_punch: bool, op: &'static str) -> Result<()> {
+        for (e, start, n) in self.pieces(offset, len) {
+            let whole = n == self.extent_range(e).1;
+            loop {
+                let stripe = self.stripe(e);
+                let state = self.map.read().state(e);
+                if state == ExtentState::Zero {
+                    break;
+                }
+                if state == ExtentState::Remote && whole {
+                    let _g = stripe.lock.write();
+                    if self.map.read().state(e) == ExtentState::Remote {
+                        // The local range is already a hole; the old object becomes garbage.
+                        self.map.read().commit(e, &ExtentRecord::Zero)?;
+                        stripe.seq.fetch_add(1, Ordering::SeqCst);
+                    }
+                    continue;
+                }
+                if state == ExtentState::Remote {
+                    self.rehydrate(e)?;
+                    continue;
+                }
+                let _g = stripe.lock.read();
+                if self.map.read().state(e) != ExtentState::Local {
+                    continue;
+                }
+                stripe.seq.fetch_add(1, Ordering::SeqCst);
+                let r = if may_punch {
+                    self.tier.punch_hole(start, n)
+                } else {
+                    self.tier.zero_range(start, n)
+                };
+                r.map_err(|err| self.io_err(op, err))?;
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Discards a range: it reads as zeros afterwards and its space is freed.
     pub fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<()> {
         self.check_range(offset, len)?;
-        self.tier
-            .punch_hole(offset, len)
-            .map_err(|e| self.io_err("trim", e))?;
+        self.zero(offset, len, true, "trim")?;
         self.record(AccessKind::Write, offset, len, false);
         if fua {
             self.flush()?;
@@ -216,12 +655,7 @@ impl Volume {
     /// it stays allocated.
     pub fn write_zeroes(&self, offset: u64, len: u64, may_punch: bool, fua: bool) -> Result<()> {
         self.check_range(offset, len)?;
-        let r = if may_punch {
-            self.tier.punch_hole(offset, len)
-        } else {
-            self.tier.zero_range(offset, len)
-        };
-        r.map_err(|e| self.io_err("write zeroes", e))?;
+        self.zero(offset, len, may_punch, "write zeroes")?;
         self.record(AccessKind::Write, offset, len, false);
         if fua {
             self.flush()?;
@@ -234,12 +668,49 @@ impl Volume {
         self.tier.sync().map_err(|e| self.io_err("fdatasync", e))
     }
 
-    /// Allocation runs of `[offset, offset + len)`, at most `max_runs`.
+    /// Allocation runs of `[offset, offset + len)`, at most `max_runs`: remote
+    /// extents are data, zero extents holes, local ones as the file says.
     pub fn allocation(&self, offset: u64, len: u64, max_runs: usize) -> Result<Vec<Allocation>> {
         self.check_range(offset, len)?;
-        self.tier
-            .allocation(offset, len, max_runs)
-            .map_err(|e| self.io_err("seek data/hole", e))
+        let mut out: Vec<Allocation> = Vec::new();
+        let push = |a: Allocation, out: &mut Vec<Allocation>| match out.last_mut() {
+            Some(l) if l.hole == a.hole && l.offset + l.len == a.offset => l.len += a.len,
+            _ => out.push(a),
+        };
+        for (e, start, n) in self.pieces(offset, len) {
+            if out.len() >= max_runs {
+                break;
+            }
+            match self.extent_state(e) {
+                ExtentState::Remote => push(
+                    Allocation {
+                        offset: start,
+                        len: n,
+                        hole: false,
+                    },
+                    &mut out,
+                ),
+                ExtentState::Zero => push(
+                    Allocation {
+                        offset: start,
+                        len: n,
+                        hole: true,
+                    },
+                    &mut out,
+                ),
+                ExtentState::Local => {
+                    for a in self
+                        .tier
+                        .allocation(start, n, max_runs)
+                        .map_err(|err| self.io_err("seek data/hole", err))?
+                    {
+                        push(a, &mut out);
+                    }
+                }
+            }
+        }
+        out.truncate(max_runs);
+        Ok(out)
     }
 }
 
@@ -248,10 +719,11 @@ mod tests {
     use super::*;
     use heatmap::{HeatConfig, ManualClock};
 
-    fn volume(dir: &std::path::Path) -> Volume {
+    fn volume(dir: &std::path::Path) -> Arc<Volume> {
         let cfg = HeatConfig::default();
         let db = crate::db::open(&dir.join("db"), &cfg).unwrap();
-        let heat = Arc::new(HeatMap::new(db, Arc::new(ManualClock::new(1000)), &cfg).unwrap());
+        let heat =
+            Arc::new(HeatMap::new(db.clone(), Arc::new(ManualClock::new(1000)), &cfg).unwrap());
         let meta = VolumeMeta {
             id: 3,
             name: "v".into(),
@@ -261,7 +733,14 @@ mod tests {
             created_ms: 0,
         };
         let tier = LocalTier::create(&dir.join("v.img"), meta.size).unwrap();
-        Volume::new(meta, tier, heat)
+        let map = ExtentMap::load(db, meta.id, meta.extent_count()).unwrap();
+        Arc::new(Volume::new(
+            meta,
+            tier,
+            heat,
+            crate::engine::tests::engine(),
+            map,
+        ))
     }
 
     #[test]

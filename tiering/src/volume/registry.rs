@@ -19,8 +19,10 @@ use super::meta::{
 };
 use super::{LocalTier, Volume};
 use crate::config::Config;
-use crate::db::{self, CF_META, CF_VOLUMES};
+use crate::db::{self, CF_EXTENTS, CF_META, CF_VOLUMES};
+use crate::engine::Engine;
 use crate::error::{Result, TierError};
+use crate::extent_map::{extent_key, ExtentMap};
 
 const NEXT_ID_KEY: &[u8] = b"next_volume_id";
 
@@ -44,6 +46,7 @@ pub struct PatchVolume {
 pub struct Volumes {
     db: Arc<DB>,
     heat: Arc<HeatMap>,
+    engine: Arc<Engine>,
     clock: Arc<dyn Clock>,
     dir: PathBuf,
     map: RwLock<BTreeMap<String, Arc<Volume>>>,
@@ -71,6 +74,7 @@ impl Volumes {
     pub fn open(
         db: Arc<DB>,
         heat: Arc<HeatMap>,
+        engine: Arc<Engine>,
         clock: Arc<dyn Clock>,
         data_dir: &Path,
     ) -> Result<Self> {
@@ -109,10 +113,13 @@ impl Volumes {
                         source,
                     })?;
                 }
-                map.insert(
-                    meta.name.clone(),
-                    Arc::new(Volume::new(meta, tier, heat.clone())),
-                );
+                let extents = ExtentMap::load(db.clone(), meta.id, meta.extent_count())?;
+                let vol = Volume::new(meta, tier, heat.clone(), engine.clone(), extents);
+                let repaired = vol.repair_local_copies()?;
+                if repaired > 0 {
+                    tracing::debug!(volume = %vol.name(), extents = repaired, "local copies of tiered extents freed");
+                }
+                map.insert(vol.name(), Arc::new(vol));
             }
         }
         let known: std::collections::HashSet<String> =
@@ -130,6 +137,7 @@ impl Volumes {
         Ok(Self {
             db,
             heat,
+            engine,
             clock,
             dir,
             map: RwLock::new(map),
@@ -225,7 +233,14 @@ impl Volumes {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        let vol = Arc::new(Volume::new(meta, tier, self.heat.clone()));
+        let extents = ExtentMap::load(self.db.clone(), meta.id, meta.extent_count())?;
+        let vol = Arc::new(Volume::new(
+            meta,
+            tier,
+            self.heat.clone(),
+            self.engine.clone(),
+            extents,
+        ));
         self.map.write().insert(req.name.clone(), vol.clone());
         tracing::info!(volume = %req.name, id, size = vol.size(), "volume created");
         Ok(vol)
@@ -264,6 +279,7 @@ impl Volumes {
         let mut batch = WriteBatch::default();
         self.put_meta(&mut batch, &meta)?;
         db::write_synced(&self.db, batch)?;
+        vol.map.write().grow(meta.extent_count());
         vol.size.store(meta.size, Ordering::SeqCst);
         *vol.meta.write() = meta;
         tracing::info!(volume = %name, size = vol.size(), "volume updated");
@@ -282,8 +298,16 @@ impl Volumes {
                 connections,
             });
         }
+        // The volume's extent records go with its metadata; its objects become
+        // garbage for the collector (their volume id is never reused).
         let mut batch = WriteBatch::default();
         batch.delete_cf(db::cf(&self.db, CF_VOLUMES)?, name.as_bytes());
+        let cf_ext = db::cf(&self.db, CF_EXTENTS)?;
+        batch.delete_range_cf(
+            cf_ext,
+            extent_key(vol.id(), 0),
+            extent_key(vol.id(), u64::MAX),
+        );
         db::write_synced(&self.db, batch)?;
         vol.closed.store(true, Ordering::SeqCst);
         self.map.write().remove(name);
@@ -316,7 +340,7 @@ mod tests {
         let db = db::open(&dir.join("db"), &cfg).unwrap();
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(5));
         let heat = Arc::new(HeatMap::new(db.clone(), clock.clone(), &cfg).unwrap());
-        Volumes::open(db, heat, clock, dir).unwrap()
+        Volumes::open(db, heat, crate::engine::tests::engine(), clock, dir).unwrap()
     }
 
     fn req(name: &str, size: u64) -> CreateVolume {

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Object-store throughput: PUT and GET of 4 MiB objects at concurrency 1, 8 and
+# 32 against LocalStack S3 and Azurite, through tierd's backend stack and
+# through the plain client (boto3, azure-storage-blob) in the same run.
+# Usage: bench/backends.sh [OBJECTS] [RUNS]   (inside or outside the emulators)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${TIERD_S3_ENDPOINT:-}" ]; then
+  scripts/deps.sh
+  localstack/install.sh
+  cargo build --release -p backends --example throughput >&2
+  exec localstack/with-emulators.sh "$0" "$@"
+fi
+N=${1:-48}
+RUNS=${2:-3}
+SIZE=$((4 << 20))
+OUT=bench/out
+mkdir -p "$OUT"
+TP=target/release/examples/throughput
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read())['$1'])"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+{
+  echo "| backend | concurrency | tierd PUT MiB/s | plain PUT MiB/s | PUT ratio | tierd GET MiB/s | plain GET MiB/s | GET ratio |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  for kind in s3 azure; do
+    plain=$([ $kind = s3 ] && echo boto3 || echo azure-storage-blob)
+    for c in 1 8 32; do
+      tp=(); tg=(); pp=(); pg=()
+      for _ in $(seq "$RUNS"); do
+        r=$("$TP" "$kind" "$c" "$N" "$SIZE"); tp+=("$(field put_mib_s <<<"$r")"); tg+=("$(field get_mib_s <<<"$r")")
+        r=$("$TIERD_EMU_PYTHON" bench/plain_clients.py "$kind" "$c" "$N" "$SIZE"); pp+=("$(field put_mib_s <<<"$r")"); pg+=("$(field get_mib_s <<<"$r")")
+      done
+      TPm=$(printf '%s\n' "${tp[@]}" | median); TGm=$(printf '%s\n' "${tg[@]}" | median)
+      PPm=$(printf '%s\n' "${pp[@]}" | median); PGm=$(printf '%s\n' "${pg[@]}" | median)
+      echo "| $kind (vs $plain) | $c | $TPm | $PPm | $(ratio "$TPm" "$PPm") | $TGm | $PGm | $(ratio "$TGm" "$PGm") |"
+    done
+  done
+  echo
+  echo "$N objects of 4 MiB per run, median of $RUNS runs, alternating tierd and plain client; $(nproc) cores; $(date -u +%Y-%m-%d)."
+} | tee "$OUT/backends.md"

@@ -1,0 +1,342 @@
+//! What every volume shares for tiering: the configuration in force, the
+//! backends by name, the cache of recently fetched cold extents, the map of
+//! fetches in flight (so concurrent readers of one cold extent share one GET),
+//! object generations, upload slots and the per-backend circuit breakers.
+//!
+//! The volume I/O path runs on blocking threads; it reaches the async backends
+//! through [`Engine::block_on`]. Fetched data is verified frame by frame before
+//! anything is cached or served: a mismatch is an error, never data.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backends::{BackendError, ObjectStore};
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::runtime::Handle;
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::codec;
+use crate::config::{ClassConfig, Config, RetrievalPolicy, TieringPolicy};
+use crate::error::{Result, TierError};
+use crate::extent_map::RemoteExtent;
+
+/// Identifies one immutable object version: (volume id, extent, generation).
+pub type FetchKey = (u64, u64, u64);
+
+type Inflight = Arc<OnceCell<std::result::Result<Bytes, FetchFailure>>>;
+
+/// Why a fetch failed, kept cloneable so every waiter of a shared fetch sees it.
+#[derive(Debug, Clone)]
+pub enum FetchFailure {
+    Integrity(String),
+    Backend(String),
+}
+
+/// Counters the API and metrics read.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    pub integrity_errors: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub gc_objects_deleted: AtomicU64,
+}
+
+/// Pauses migration to a backend after repeated failures.
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+    last_error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    config: RwLock<Arc<Config>>,
+    backends: RwLock<BTreeMap<String, Arc<dyn ObjectStore>>>,
+    rt: Handle,
+    cache: Mutex<lru::LruCache<FetchKey, Bytes>>,
+    inflight: Mutex<HashMap<FetchKey, Inflight>>,
+    last_generation: AtomicU64,
+    pub upload_slots: Arc<Semaphore>,
+    breakers: Mutex<HashMap<String, Breaker>>,
+    pub stats: EngineStats,
+}
+
+/// What a read of a cold extent should do with the extent afterwards.
+pub fn brings_back(class: &ClassConfig, sequential: bool) -> bool {
+    match class.retrieval_policy {
+        RetrievalPolicy::OnRead | RetrievalPolicy::Promote => true,
+        RetrievalPolicy::Never => false,
+        // FabricPool's "default": the tiering policy decides. Under auto and
+        // snapshot-only random reads bring data back and scans do not; under
+        // all nothing comes back; a class tiering nothing brings back every read.
+        RetrievalPolicy::Default => match class.tiering_policy {
+            TieringPolicy::Auto | TieringPolicy::SnapshotOnly => !sequential,
+            TieringPolicy::All => false,
+            TieringPolicy::None => true,
+        },
+    }
+}
+
+impl Engine {
+    pub fn new(
+        config: Arc<Config>,
+        backends: BTreeMap<String, Arc<dyn ObjectStore>>,
+        rt: Handle,
+    ) -> Self {
+        let per_extent = 4u64 << 20;
+        let entries = (config.tiering.cache_bytes() / per_extent).max(1) as usize;
+        let uploads = config.tiering.max_concurrent_uploads;
+        Self {
+            config: RwLock::new(config),
+            backends: RwLock::new(backends),
+            rt,
+            cache: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(entries).unwrap_or(NonZeroUsize::MIN),
+            )),
+            inflight: Mutex::new(HashMap::new()),
+            last_generation: AtomicU64::new(0),
+            upload_slots: Arc::new(Semaphore::new(uploads)),
+            breakers: Mutex::new(HashMap::new()),
+            stats: EngineStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().clone()
+    }
+
+    /// Replaces the configuration and the backends it names (after a reload).
+    pub fn replace(&self, config: Arc<Config>, backends: BTreeMap<String, Arc<dyn ObjectStore>>) {
+        *self.backends.write() = backends;
+        *self.config.write() = config;
+    }
+
+    pub fn runtime(&self) -> &Handle {
+        &self.rt
+    }
+
+    /// Runs a future from a blocking thread (the volume I/O path).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    pub fn class(&self, name: &str) -> Result<ClassConfig> {
+        let c = self.config.read();
+        c.classes
+            .get(name)
+            .cloned()
+            .ok_or_else(|| TierError::UnknownClass {
+                class: name.to_string(),
+                known: c.class_names(),
+            })
+    }
+
+    pub fn backend(&self, name: &str) -> Result<Arc<dyn ObjectStore>> {
+        self.backends.read().get(name).cloned().ok_or_else(|| {
+            TierError::InvalidArgument(format!("no backend named {name:?} is configured"))
+        })
+    }
+
+    /// A fresh generation: milliseconds since the epoch, strictly increasing, so
+    /// object keys are unique and their age can be read off the key.
+    pub fn next_generation(&self, now_ms: u64) -> u64 {
+        let mut cur = self.last_generation.load(Ordering::SeqCst);
+        loop {
+            let next = now_ms.max(cur + 1);
+            match self.last_generation.compare_exchange(
+                cur,
+                next,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return next,
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// The whole uncompressed extent, from the cache or one shared fetch.
+    pub fn fetch_extent(
+        &self,
+        fk: FetchKey,
+        rec: &RemoteExtent,
+        extent_len: usize,
+    ) -> std::result::Result<Bytes, FetchFailure> {
+        if let Some(b) = self.cache.lock().get(&fk) {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(b.clone());
+        }
+        self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let cell = self.inflight.lock().entry(fk).or_default().clone();
+        let result = self.block_on(cell.get_or_init(|| async {
+            let store = self
+                .backend(&rec.backend)
+                .map_err(|e| FetchFailure::Backend(e.to_string()))?;
+            let stored = store
+                .get(&rec.key)
+                .await
+                .map_err(|e| FetchFailure::Backend(e.to_string()))?;
+            let data = codec::decode(
+                &stored,
+                &rec.frames,
+                0,
+                rec.frame_size as usize,
+                extent_len,
+                rec.compression,
+            )
+            .map_err(FetchFailure::Integrity)?;
+            if xxhash_rust::xxh3::xxh3_64(&data) != rec.checksum {
+                return Err(FetchFailure::Integrity(
+                    "whole-extent checksum mismatch".into(),
+                ));
+            }
+            Ok(Bytes::from(data))
+        }));
+        let out = result.clone();
+        if let Ok(b) = &out {
+            self.cache.lock().put(fk, b.clone());
+        }
+        self.inflight.lock().remove(&fk);
+        out
+    }
+
+    /// Uncompressed frames `first..last` of an extent, with one ranged GET.
+    pub fn fetch_frames(
+        &self,
+        rec: &RemoteExtent,
+        first: usize,
+        last: usize,
+        extent_len: usize,
+    ) -> std::result::Result<Vec<u8>, FetchFailure> {
+        let start = rec.frame_offset(first);
+        let end = rec.frame_offset(last);
+        let store = self
+            .backend(&rec.backend)
+            .map_err(|e| FetchFailure::Backend(e.to_string()))?;
+        let stored = self
+            .block_on(store.get_range(&rec.key, start..end))
+            .map_err(|e| FetchFailure::Backend(e.to_string()))?;
+        codec::decode(
+            &stored,
+            &rec.frames[first..last],
+            first,
+            rec.frame_size as usize,
+            extent_len,
+            rec.compression,
+        )
+        .map_err(FetchFailure::Integrity)
+    }
+
+    /// Whether a cached copy exists (readahead skips those).
+    pub fn cached(&self, fk: &FetchKey) -> bool {
+        self.cache.lock().contains(fk)
+    }
+
+    pub fn forget(&self, fk: &FetchKey) {
+        self.cache.lock().pop(fk);
+    }
+
+    /// `Some(reason)` while migration to `backend` is paused.
+    pub fn breaker_open(&self, backend: &str) -> Option<String> {
+        let b = self.breakers.lock();
+        let br = b.get(backend)?;
+        match br.open_until {
+            Some(t) if Instant::now() < t => Some(format!(
+                "migration to backend {backend:?} paused for {}s after {} consecutive failures: {}",
+                t.saturating_duration_since(Instant::now()).as_secs() + 1,
+                br.failures,
+                br.last_error.as_deref().unwrap_or("?")
+            )),
+            _ => None,
+        }
+    }
+
+    pub fn record_backend_result(
+        &self,
+        backend: &str,
+        result: std::result::Result<(), &BackendError>,
+    ) {
+        let (limit, pause) = {
+            let c = self.config.read();
+            (c.tiering.breaker_failures.max(1), c.tiering.breaker_pause.0)
+        };
+        let mut b = self.breakers.lock();
+        let br = b.entry(backend.to_string()).or_default();
+        match result {
+            Ok(()) => *br = Breaker::default(),
+            Err(e) => {
+                br.failures += 1;
+                br.last_error = Some(e.to_string());
+                if br.failures >= limit {
+                    br.open_until = Some(Instant::now() + pause);
+                }
+            }
+        }
+    }
+
+    pub fn pause(&self) -> Duration {
+        self.config.read().tiering.breaker_pause.0
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// An engine on the embedded configuration, for unit tests. Its runtime
+    /// lives for the rest of the test process.
+    pub(crate) fn engine() -> Arc<Engine> {
+        static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+        let rt = RT.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("test runtime")
+        });
+        Arc::new(Engine::new(
+            Arc::new(Config::embedded()),
+            BTreeMap::new(),
+            rt.handle().clone(),
+        ))
+    }
+
+    fn class(t: TieringPolicy, r: RetrievalPolicy) -> ClassConfig {
+        ClassConfig {
+            tiering_policy: t,
+            retrieval_policy: r,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn retrieval_policies() {
+        use RetrievalPolicy::*;
+        use TieringPolicy::*;
+        assert!(brings_back(&class(Auto, Default), false));
+        assert!(!brings_back(&class(Auto, Default), true));
+        assert!(!brings_back(&class(All, Default), false));
+        assert!(brings_back(&class(All, OnRead), true));
+        assert!(!brings_back(&class(Auto, Never), false));
+        assert!(brings_back(&class(None, Default), true));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn generations_strictly_increase() {
+        let e = Engine::new(
+            Arc::new(Config::embedded()),
+            BTreeMap::new(),
+            Handle::current(),
+        );
+        let a = e.next_generation(1000);
+        let b = e.next_generation(1000);
+        let c = e.next_generation(500);
+        assert!(a < b && b < c, "{a} {b} {c}");
+        assert_eq!(e.next_generation(5000), 5000);
+    }
+}
