@@ -1,6 +1,7 @@
 //! Harness for end-to-end tests: starts the real `tierd` binary on free loopback
 //! ports with its own data directory, and runs real clients against it.
 
+pub mod backends;
 pub mod raw_nbd;
 
 use std::io::Read;
@@ -72,6 +73,8 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 /// One running daemon and its data directory.
 pub struct Daemon {
     child: Option<Child>,
+    /// Extra environment for the next start (failpoints).
+    pub env: Vec<(String, String)>,
     pub dir: tempfile::TempDir,
     pub nbd_port: u16,
     pub http_port: u16,
@@ -97,6 +100,7 @@ impl Daemon {
         std::fs::write(&config, toml).expect("write config");
         let mut d = Daemon {
             child: None,
+            env: Vec::new(),
             dir,
             nbd_port,
             http_port,
@@ -125,6 +129,7 @@ impl Daemon {
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("TIERD_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -239,6 +244,71 @@ impl Daemon {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the daemon first");
         self.spawn();
+    }
+
+    /// Starts the daemon without waiting for it to be ready (it may abort).
+    pub fn spawn_unchecked(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open log");
+        let child = Command::new(tierd_bin())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("TIERD_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tierd");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits (at most `secs`) for the daemon to exit by itself; true if it did.
+    pub fn wait_exit(&mut self, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if c.try_wait().ok().flatten().is_some() {
+                    self.child = None;
+                    return true;
+                }
+            } else {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends a signal to the running daemon.
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.pid() as i32, sig);
+        }
+    }
+
+    /// Replaces everything after the `[server]` table of the configuration.
+    pub fn rewrite_config(&self, extra: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        let mut keep = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if i > 0 && line.starts_with('[') {
+                break;
+            }
+            keep.push(line);
+        }
+        std::fs::write(&self.config, format!("{}\n{extra}\n", keep.join("\n"))).expect("write config");
+    }
+
+    /// POSTs to the API and returns (status, JSON body).
+    pub fn post(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .expect("client")
+            .post(format!("{}{}", self.api(), path))
+            .send()
+            .expect("POST");
+        (r.status().as_u16(), r.json().unwrap_or(serde_json::Value::Null))
     }
 }
 

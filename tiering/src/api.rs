@@ -279,6 +279,44 @@ async fn promote_volume(
     pass(st, name, q.wait, "promote").await
 }
 
+#[derive(Debug, Serialize)]
+pub struct ExtentEntry {
+    pub extent: u64,
+    pub state: crate::extent_map::ExtentState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_size: Option<u64>,
+}
+
+/// Every extent that is not simply local: where its data lives.
+async fn volume_extents(State(st): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Response> {
+    let entries = blocking(move || {
+        let vol = st.volumes.get(&name)?;
+        let mut out = Vec::new();
+        let n = vol.meta().extent_count();
+        for e in 0..n {
+            let state = vol.extent_state(e);
+            if state == crate::extent_map::ExtentState::Local {
+                continue;
+            }
+            let rec = vol.extent_record(e)?;
+            let (backend, key, stored_size) = match rec {
+                Some(crate::extent_map::ExtentRecord::Remote(r)) => {
+                    (Some(r.backend.clone()), Some(r.key.clone()), Some(r.stored_size()))
+                }
+                _ => (None, None, None),
+            };
+            out.push(ExtentEntry { extent: e, state, backend, key, stored_size });
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(Json(json!({ "extents": entries })).into_response())
+}
+
 async fn run_gc(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
     let grace = st.engine.config().tiering.gc_grace.0;
     let now = st.heat.clock().now_ms();
@@ -392,6 +430,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(show_volume).patch(patch_volume).delete(delete_volume),
         )
         .route("/v1/volumes/{name}/heat", get(volume_heat))
+        .route("/v1/volumes/{name}/extents", get(volume_extents))
         .route("/v1/volumes/{name}/tier", post(tier_volume))
         .route("/v1/volumes/{name}/promote", post(promote_volume))
         .route("/v1/gc", post(run_gc))

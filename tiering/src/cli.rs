@@ -34,6 +34,33 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Run a policy pass on a volume now (tier its cold extents).
+    Tier {
+        volume: String,
+        /// Wait for the pass and print its report.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Bring every tiered extent of a volume back to the local tier.
+    Promote {
+        volume: String,
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete objects no extent refers to any more.
+    Gc {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Ask the daemon to reload its configuration file.
+    Reload {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show the heat of a volume's extents.
     Heat {
         volume: String,
@@ -193,18 +220,56 @@ fn print_volume(v: &Value) {
         ("size", "size"),
         ("extent_size", "extent size"),
         ("extents", "extents"),
+        ("extents_local", "  local"),
+        ("extents_remote", "  remote"),
+        ("extents_zero", "  zero"),
         ("bytes_local", "local"),
         ("bytes_remote", "remote"),
+        ("bytes_inactive", "inactive"),
+        ("bytes_fetched", "fetched"),
+        ("rehydrations", "rehydrated"),
+        ("integrity_errors", "integrity errors"),
         ("connections", "connections"),
     ] {
+        if v[k].is_null() {
+            continue;
+        }
         let val = match k {
-            "size" | "extent_size" | "bytes_local" | "bytes_remote" => size_of(&v[k]),
+            "size" | "extent_size" | "bytes_local" | "bytes_remote" | "bytes_inactive" | "bytes_fetched" => {
+                size_of(&v[k])
+            }
             _ => match &v[k] {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             },
         };
-        println!("{label:<12} {val}");
+        println!("{label:<17} {val}");
+    }
+    for s in v["status"].as_array().cloned().unwrap_or_default() {
+        println!("status            {}", s.as_str().unwrap_or(""));
+    }
+}
+
+fn print_report(v: &Value) {
+    let kind = v["kind"].as_str().unwrap_or("pass");
+    if let Some(held) = v["held"].as_str() {
+        println!("{kind} pass of {}: nothing done: {held}", v["volume"].as_str().unwrap_or("?"));
+        return;
+    }
+    println!(
+        "{kind} pass of {}: {} candidates, {} tiered, {} zero, {} rehydrated, {} raced with writes, {} failed, {} uploaded in {:.1}s",
+        v["volume"].as_str().unwrap_or("?"),
+        v["candidates"],
+        v["tiered"],
+        v["zero"],
+        v["rehydrated"],
+        v["raced"],
+        v["failed"],
+        size_of(&v["bytes_uploaded"]),
+        v["seconds"].as_f64().unwrap_or(0.0)
+    );
+    for e in v["errors"].as_array().cloned().unwrap_or_default() {
+        println!("  error: {}", e.as_str().unwrap_or(""));
     }
 }
 
@@ -228,6 +293,10 @@ fn age(ms: u64) -> String {
 /// Runs a client command.
 pub async fn run_client(command: Command) -> Result<(), ClientError> {
     use reqwest::Method;
+    let command_kind = match &command {
+        Command::Promote { .. } => "promote",
+        _ => "other",
+    };
     match command {
         Command::Serve { .. } => Err(ClientError("serve is not a client command".into())),
         Command::Volume { command, client } => {
@@ -333,6 +402,38 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
                     }
                 }
             }
+            Ok(())
+        }
+        Command::Tier { volume, wait, client } | Command::Promote { volume, wait, client } => {
+            let what = if matches!(command_kind, "promote") { "promote" } else { "tier" };
+            let c = Client::new(&client.endpoint);
+            let v = c
+                .call(Method::POST, &format!("/v1/volumes/{volume}/{what}?wait={wait}"), None)
+                .await?;
+            if client.json {
+                print_json(&v);
+            } else if wait {
+                print_report(&v);
+            } else {
+                println!("{what} pass of {volume} started; `tierd volume show {volume}` reports its outcome");
+            }
+            Ok(())
+        }
+        Command::Gc { client } => {
+            let v = Client::new(&client.endpoint).call(Method::POST, "/v1/gc", None).await?;
+            if client.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "listed {} objects: {} referenced, {} too young, {} deleted, {} not ours",
+                    v["listed"], v["referenced"], v["young"], v["deleted"], v["foreign"]
+                );
+            }
+            Ok(())
+        }
+        Command::Reload { client } => {
+            Client::new(&client.endpoint).call(Method::POST, "/v1/config/reload", None).await?;
+            println!("configuration reloaded");
             Ok(())
         }
         Command::Heat {

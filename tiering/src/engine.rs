@@ -160,20 +160,23 @@ impl Engine {
         }
     }
 
-    /// The whole uncompressed extent, from the cache or one shared fetch.
+    /// The whole uncompressed extent, from the cache or one shared fetch. The
+    /// flag says whether this call is the one that performed the GET.
     pub fn fetch_extent(
         &self,
         fk: FetchKey,
         rec: &RemoteExtent,
         extent_len: usize,
-    ) -> std::result::Result<Bytes, FetchFailure> {
+    ) -> std::result::Result<(Bytes, bool), FetchFailure> {
         if let Some(b) = self.cache.lock().get(&fk) {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(b.clone());
+            return Ok((b.clone(), false));
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
         let cell = self.inflight.lock().entry(fk).or_default().clone();
+        let mut performed = false;
         let result = self.block_on(cell.get_or_init(|| async {
+            performed = true;
             let store = self
                 .backend(&rec.backend)
                 .map_err(|e| FetchFailure::Backend(e.to_string()))?;
@@ -202,7 +205,7 @@ impl Engine {
             self.cache.lock().put(fk, b.clone());
         }
         self.inflight.lock().remove(&fk);
-        out
+        out.map(|b| (b, performed))
     }
 
     /// Uncompressed frames `first..last` of an extent, with one ranged GET.

@@ -23,6 +23,9 @@ const MAX_IN_FLIGHT: usize = 64;
 const MAX_STATUS_RUNS: usize = 1024;
 /// Read ends remembered per connection to call a read sequential.
 const RECENT_READS: usize = 16;
+/// Reads at least this long are streaming reads whatever came before: scans
+/// use large requests, and their first request continues nothing.
+const LARGE_READ: u64 = 1 << 20;
 
 #[derive(Debug)]
 enum Reply {
@@ -73,7 +76,7 @@ impl ReadTracker {
         }
     }
     fn observe(&mut self, offset: u64, len: u64) -> bool {
-        let sequential = self.ends.contains(&offset);
+        let sequential = len >= LARGE_READ || self.ends.contains(&offset);
         self.ends[self.next] = offset + len;
         self.next = (self.next + 1) % RECENT_READS;
         sequential
@@ -384,5 +387,7 @@ mod tests {
         assert!(t.observe(8192, 4096));
         assert!(t.observe((1 << 30) + 65536, 65536));
         assert!(!t.observe(12345, 1));
+        // A large read streams even when it continues nothing.
+        assert!(t.observe(7 << 30, 2 << 20));
     }
 }

@@ -238,6 +238,11 @@ impl Volume {
         self.map.read().state(e)
     }
 
+    /// The persisted record of extent `e`, if it is not local.
+    pub fn extent_record(&self, e: u64) -> Result<Option<ExtentRecord>> {
+        self.map.read().record(e)
+    }
+
     pub fn info(&self) -> VolumeInfo {
         let m = self.meta();
         let [local, remote, zero] = self.map.read().counts();
@@ -372,17 +377,15 @@ impl Volume {
     pub(crate) fn fetch_whole(&self, e: u64, rec: &RemoteExtent) -> Result<bytes::Bytes> {
         let (_, len) = self.extent_range(e);
         let fk = (self.id(), e, rec.generation);
-        let cached = self.engine.cached(&fk);
-        let r = self.engine.fetch_extent(fk, rec, len as usize);
-        if !cached {
+        let (data, performed) = self
+            .engine
+            .fetch_extent(fk, rec, len as usize)
+            .map_err(|f| self.fetch_failed(e, &rec.key, f))?;
+        if performed {
             self.stats.fetches.fetch_add(1, Ordering::Relaxed);
-            if r.is_ok() {
-                self.stats
-                    .bytes_fetched
-                    .fetch_add(rec.stored_size(), Ordering::Relaxed);
-            }
+            self.stats.bytes_fetched.fetch_add(rec.stored_size(), Ordering::Relaxed);
         }
-        r.map_err(|f| self.fetch_failed(e, &rec.key, f))
+        Ok(data)
     }
 
     fn fetch_failed(&self, e: u64, key: &str, f: FetchFailure) -> TierError {
@@ -452,7 +455,9 @@ impl Volume {
         self.tier
             .sync()
             .map_err(|err| self.io_err("fdatasync", err))?;
+        crate::failpoint::hit("rehydrate-before-commit");
         map.make_local(e)?;
+        crate::failpoint::hit("rehydrate-after-commit");
         stripe.seq.fetch_add(1, Ordering::SeqCst);
         self.engine.forget(&(self.id(), e, generation));
         self.stats.rehydrations.fetch_add(1, Ordering::Relaxed);
