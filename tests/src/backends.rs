@@ -89,8 +89,17 @@ pub enum Tamper {
 
 fn python(code: &str, args: &[&str]) {
     let py = std::env::var("TIERD_EMU_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(py).arg("-c").arg(code).args(args).output().expect("run python");
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(py)
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Changes the object `key` (as tierd names it) behind the daemon's back.

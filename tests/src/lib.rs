@@ -248,7 +248,11 @@ impl Daemon {
 
     /// Starts the daemon without waiting for it to be ready (it may abort).
     pub fn spawn_unchecked(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open log");
         let child = Command::new(tierd_bin())
             .args(["serve", "--config"])
             .arg(&self.config)
@@ -296,7 +300,8 @@ impl Daemon {
             }
             keep.push(line);
         }
-        std::fs::write(&self.config, format!("{}\n{extra}\n", keep.join("\n"))).expect("write config");
+        std::fs::write(&self.config, format!("{}\n{extra}\n", keep.join("\n")))
+            .expect("write config");
     }
 
     /// POSTs to the API and returns (status, JSON body).
@@ -308,7 +313,10 @@ impl Daemon {
             .post(format!("{}{}", self.api(), path))
             .send()
             .expect("POST");
-        (r.status().as_u16(), r.json().unwrap_or(serde_json::Value::Null))
+        (
+            r.status().as_u16(),
+            r.json().unwrap_or(serde_json::Value::Null),
+        )
     }
 }
 

@@ -41,11 +41,31 @@ fn daemon(s: &Spec, class_toml: &str) -> Daemon {
 /// Creates volume `v` of `size_mib` in class `c` and fills its first
 /// `data_mib` with random bytes; returns those bytes.
 fn filled(d: &Daemon, size_mib: u64, data_mib: u64) -> Vec<u8> {
-    d.cli_ok(&["volume", "create", "v", "--size", &format!("{size_mib}MiB"), "--class", "c"]);
+    d.cli_ok(&[
+        "volume",
+        "create",
+        "v",
+        "--size",
+        &format!("{size_mib}MiB"),
+        "--class",
+        "c",
+    ]);
     let data = random_bytes((data_mib * MIB) as usize, size_mib * 31 + data_mib);
     let src = d.dir.path().join("src.raw");
     std::fs::write(&src, &data).unwrap();
-    run("qemu-img", &["convert", "-n", "-f", "raw", "-O", "raw", src.to_str().unwrap(), &d.uri("v")]);
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-n",
+            "-f",
+            "raw",
+            "-O",
+            "raw",
+            src.to_str().unwrap(),
+            &d.uri("v"),
+        ],
+    );
     data
 }
 
@@ -53,11 +73,25 @@ fn filled(d: &Daemon, size_mib: u64, data_mib: u64) -> Vec<u8> {
 fn verify(d: &Daemon, data: &[u8], size_mib: u64) {
     let out = d.dir.path().join("back.raw");
     let _ = std::fs::remove_file(&out);
-    run("qemu-img", &["convert", "-f", "raw", "-O", "raw", &d.uri("v"), out.to_str().unwrap()]);
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "raw",
+            &d.uri("v"),
+            out.to_str().unwrap(),
+        ],
+    );
     let back = std::fs::read(&out).unwrap();
     assert_eq!(back.len() as u64, size_mib * MIB);
     assert!(back[..data.len()] == *data, "data differs after tiering");
-    assert!(back[data.len()..].iter().all(|&b| b == 0), "the unwritten tail is not zero");
+    assert!(
+        back[data.len()..].iter().all(|&b| b == 0),
+        "the unwritten tail is not zero"
+    );
 }
 
 fn info(d: &Daemon) -> serde_json::Value {
@@ -91,7 +125,10 @@ fn tier_and_read_back(kind: Kind) {
     assert_eq!(v["extents_remote"], 5, "{v}");
     assert_eq!(v["bytes_remote"], 20 * MIB);
     let after = v["bytes_local"].as_u64().unwrap();
-    assert!(after < MIB, "local disk use did not fall: {after} bytes still allocated");
+    assert!(
+        after < MIB,
+        "local disk use did not fall: {after} bytes still allocated"
+    );
     // The objects exist in the store, and each is referenced by exactly one extent.
     let (_, gc) = d.post("/v1/gc");
     assert_eq!(gc["referenced"], 5, "{gc}");
@@ -103,11 +140,31 @@ fn tier_and_read_back(kind: Kind) {
     assert!(d.stop().success());
     d.restart();
     let fetched0 = info(&d)["bytes_fetched"].as_u64().unwrap();
-    run("qemu-io", &["-f", "raw", "-c", "read 1M 4k", "-c", "read 9437184 4k", "-c", "read 17M 4k", &d.uri("v")]);
+    run(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            "-c",
+            "read 1M 4k",
+            "-c",
+            "read 9437184 4k",
+            "-c",
+            "read 17M 4k",
+            &d.uri("v"),
+        ],
+    );
     let fetched = info(&d)["bytes_fetched"].as_u64().unwrap() - fetched0;
     assert!(fetched > 0, "the reads must have fetched something");
-    assert!(fetched <= 3 * 128 * 1024, "3 random 4 KiB reads fetched {fetched} bytes (an extent is 4 MiB)");
-    assert_eq!(info(&d)["extents_remote"], 5, "class all with default retrieval keeps data cold");
+    assert!(
+        fetched <= 3 * 128 * 1024,
+        "3 random 4 KiB reads fetched {fetched} bytes (an extent is 4 MiB)"
+    );
+    assert_eq!(
+        info(&d)["extents_remote"],
+        5,
+        "class all with default retrieval keeps data cold"
+    );
 }
 for_each_backend!(tier_and_read_back);
 
@@ -122,11 +179,30 @@ fn auto_scans_stay_cold_random_reads_come_back(kind: Kind) {
     // A sequential scan (qemu-img reads 2 MiB at a time) leaves everything cold.
     verify(&d, &data, 16);
     let v = info(&d);
-    assert_eq!((v["extents_remote"].as_u64(), v["rehydrations"].as_u64()), (Some(4), Some(0)), "{v}");
+    assert_eq!(
+        (v["extents_remote"].as_u64(), v["rehydrations"].as_u64()),
+        (Some(4), Some(0)),
+        "{v}"
+    );
     // Random small reads bring their extents back.
-    run("qemu-io", &["-f", "raw", "-c", "read 4100k 4k", "-c", "read 9000k 4k", &d.uri("v")]);
+    run(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            "-c",
+            "read 4100k 4k",
+            "-c",
+            "read 9000k 4k",
+            &d.uri("v"),
+        ],
+    );
     let v = info(&d);
-    assert_eq!((v["extents_remote"].as_u64(), v["rehydrations"].as_u64()), (Some(2), Some(2)), "{v}");
+    assert_eq!(
+        (v["extents_remote"].as_u64(), v["rehydrations"].as_u64()),
+        (Some(2), Some(2)),
+        "{v}"
+    );
     verify(&d, &data, 16);
 }
 for_each_backend!(auto_scans_stay_cold_random_reads_come_back);
@@ -134,19 +210,40 @@ for_each_backend!(auto_scans_stay_cold_random_reads_come_back);
 fn retrieval_policies(kind: Kind) {
     let Some(s) = spec(kind) else { return };
     // on-read: even a scan brings data back.
-    let d = daemon(&s, "tiering_policy = \"all\"\nretrieval_policy = \"on-read\"\n");
+    let d = daemon(
+        &s,
+        "tiering_policy = \"all\"\nretrieval_policy = \"on-read\"\n",
+    );
     let data = filled(&d, 8, 8);
     assert_eq!(tier(&d)["tiered"], 2);
     verify(&d, &data, 8);
-    assert_eq!(info(&d)["extents_remote"], 0, "on-read brings every read extent back");
+    assert_eq!(
+        info(&d)["extents_remote"],
+        0,
+        "on-read brings every read extent back"
+    );
     drop(d);
     // never: random reads leave it cold.
     let Some(s) = spec(kind) else { return };
-    let d = daemon(&s, "tiering_policy = \"auto\"\ncooling_period = \"1s\"\nretrieval_policy = \"never\"\n");
+    let d = daemon(
+        &s,
+        "tiering_policy = \"auto\"\ncooling_period = \"1s\"\nretrieval_policy = \"never\"\n",
+    );
     let data = filled(&d, 8, 8);
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(tier(&d)["tiered"], 2);
-    run("qemu-io", &["-f", "raw", "-c", "read 100k 4k", "-c", "read 5000k 4k", &d.uri("v")]);
+    run(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            "-c",
+            "read 100k 4k",
+            "-c",
+            "read 5000k 4k",
+            &d.uri("v"),
+        ],
+    );
     assert_eq!(info(&d)["extents_remote"], 2, "never keeps data cold");
     // promote: a pass brings the whole volume back.
     let (status, report) = d.post("/v1/volumes/v/promote?wait=true");
@@ -170,11 +267,16 @@ fn writes_and_trims_on_cold_extents(kind: Kind) {
     run(
         "qemu-io",
         &[
-            "-f", "raw",
-            "-c", "write -P 0x42 5M 8k",
-            "-c", "write -P 0x43 8M 4M",
-            "-c", "discard 12M 4M",
-            "-c", "discard 17M 1M",
+            "-f",
+            "raw",
+            "-c",
+            "write -P 0x42 5M 8k",
+            "-c",
+            "write -P 0x43 8M 4M",
+            "-c",
+            "discard 12M 4M",
+            "-c",
+            "discard 17M 1M",
             &d.uri("v"),
         ],
     );
@@ -187,7 +289,12 @@ fn writes_and_trims_on_cold_extents(kind: Kind) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["extent"].as_u64().unwrap(), e["state"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["extent"].as_u64().unwrap(),
+                e["state"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(
         states,
@@ -202,7 +309,10 @@ for_each_backend!(writes_and_trims_on_cold_extents);
 
 fn tampered_objects_give_eio(kind: Kind) {
     let Some(s) = spec(kind) else { return };
-    let d = daemon(&s, "tiering_policy = \"all\"\nretrieval_policy = \"never\"\n");
+    let d = daemon(
+        &s,
+        "tiering_policy = \"all\"\nretrieval_policy = \"never\"\n",
+    );
     filled(&d, 8, 8);
     assert_eq!(tier(&d)["tiered"], 2);
     let k = keys(&d);
@@ -214,12 +324,19 @@ fn tampered_objects_give_eio(kind: Kind) {
             .args(["-f", "raw", "-c", &format!("read {off} 64k"), &d.uri("v")])
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-        assert!(text.contains("Input/output error"), "read at {off} must fail with EIO: {text}");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("Input/output error"),
+            "read at {off} must fail with EIO: {text}"
+        );
     }
     assert!(info(&d)["integrity_errors"].as_u64().unwrap() >= 1);
     let log = d.log();
-    assert!(log.contains(&k[0].1) && log.contains(&k[1].1), "the log names the keys");
+    assert!(
+        log.contains(&k[0].1) && log.contains(&k[1].1),
+        "the log names the keys"
+    );
 }
 for_each_backend!(tampered_objects_give_eio);
 
@@ -228,9 +345,15 @@ fn policy_edit_and_sighup(kind: Kind) {
     let d = daemon(&s, "tiering_policy = \"none\"\n");
     let data = filled(&d, 8, 8);
     let report = tier(&d);
-    assert!(report["held"].as_str().unwrap_or("").contains("none"), "{report}");
+    assert!(
+        report["held"].as_str().unwrap_or("").contains("none"),
+        "{report}"
+    );
     // An invalid edit is refused and the old policy stays.
-    d.rewrite_config(&format!("{}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"eventually\"\n", s.toml));
+    d.rewrite_config(&format!(
+        "{}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"eventually\"\n",
+        s.toml
+    ));
     d.signal(libc::SIGHUP);
     std::thread::sleep(Duration::from_millis(500));
     assert!(d.log().contains("configuration refused"), "{}", d.log());
@@ -243,7 +366,11 @@ fn policy_edit_and_sighup(kind: Kind) {
     d.signal(libc::SIGHUP);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !d.log().contains("configuration reloaded") {
-        assert!(std::time::Instant::now() < deadline, "no reload: {}", d.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload: {}",
+            d.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(tier(&d)["tiered"], 2);

@@ -292,7 +292,10 @@ pub struct ExtentEntry {
 }
 
 /// Every extent that is not simply local: where its data lives.
-async fn volume_extents(State(st): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Response> {
+async fn volume_extents(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     let entries = blocking(move || {
         let vol = st.volumes.get(&name)?;
         let mut out = Vec::new();
@@ -304,12 +307,20 @@ async fn volume_extents(State(st): State<Arc<AppState>>, Path(name): Path<String
             }
             let rec = vol.extent_record(e)?;
             let (backend, key, stored_size) = match rec {
-                Some(crate::extent_map::ExtentRecord::Remote(r)) => {
-                    (Some(r.backend.clone()), Some(r.key.clone()), Some(r.stored_size()))
-                }
+                Some(crate::extent_map::ExtentRecord::Remote(r)) => (
+                    Some(r.backend.clone()),
+                    Some(r.key.clone()),
+                    Some(r.stored_size()),
+                ),
                 _ => (None, None, None),
             };
-            out.push(ExtentEntry { extent: e, state, backend, key, stored_size });
+            out.push(ExtentEntry {
+                extent: e,
+                state,
+                backend,
+                key,
+                stored_size,
+            });
         }
         Ok(out)
     })

@@ -235,9 +235,8 @@ fn print_volume(v: &Value) {
             continue;
         }
         let val = match k {
-            "size" | "extent_size" | "bytes_local" | "bytes_remote" | "bytes_inactive" | "bytes_fetched" => {
-                size_of(&v[k])
-            }
+            "size" | "extent_size" | "bytes_local" | "bytes_remote" | "bytes_inactive"
+            | "bytes_fetched" => size_of(&v[k]),
             _ => match &v[k] {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
@@ -253,7 +252,10 @@ fn print_volume(v: &Value) {
 fn print_report(v: &Value) {
     let kind = v["kind"].as_str().unwrap_or("pass");
     if let Some(held) = v["held"].as_str() {
-        println!("{kind} pass of {}: nothing done: {held}", v["volume"].as_str().unwrap_or("?"));
+        println!(
+            "{kind} pass of {}: nothing done: {held}",
+            v["volume"].as_str().unwrap_or("?")
+        );
         return;
     }
     println!(
@@ -404,11 +406,28 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
             }
             Ok(())
         }
-        Command::Tier { volume, wait, client } | Command::Promote { volume, wait, client } => {
-            let what = if matches!(command_kind, "promote") { "promote" } else { "tier" };
+        Command::Tier {
+            volume,
+            wait,
+            client,
+        }
+        | Command::Promote {
+            volume,
+            wait,
+            client,
+        } => {
+            let what = if matches!(command_kind, "promote") {
+                "promote"
+            } else {
+                "tier"
+            };
             let c = Client::new(&client.endpoint);
             let v = c
-                .call(Method::POST, &format!("/v1/volumes/{volume}/{what}?wait={wait}"), None)
+                .call(
+                    Method::POST,
+                    &format!("/v1/volumes/{volume}/{what}?wait={wait}"),
+                    None,
+                )
                 .await?;
             if client.json {
                 print_json(&v);
@@ -420,7 +439,9 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
             Ok(())
         }
         Command::Gc { client } => {
-            let v = Client::new(&client.endpoint).call(Method::POST, "/v1/gc", None).await?;
+            let v = Client::new(&client.endpoint)
+                .call(Method::POST, "/v1/gc", None)
+                .await?;
             if client.json {
                 print_json(&v);
             } else {
@@ -432,7 +453,9 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
             Ok(())
         }
         Command::Reload { client } => {
-            Client::new(&client.endpoint).call(Method::POST, "/v1/config/reload", None).await?;
+            Client::new(&client.endpoint)
+                .call(Method::POST, "/v1/config/reload", None)
+                .await?;
             println!("configuration reloaded");
             Ok(())
         }

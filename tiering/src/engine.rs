@@ -294,6 +294,13 @@ pub(crate) mod tests {
     /// An engine on the embedded configuration, for unit tests. Its runtime
     /// lives for the rest of the test process.
     pub(crate) fn engine() -> Arc<Engine> {
+        engine_with(Config::embedded(), BTreeMap::new())
+    }
+
+    pub(crate) fn engine_with(
+        config: Config,
+        backends: BTreeMap<String, Arc<dyn ObjectStore>>,
+    ) -> Arc<Engine> {
         static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
         let rt = RT.get_or_init(|| {
             tokio::runtime::Builder::new_multi_thread()
@@ -302,11 +309,7 @@ pub(crate) mod tests {
                 .build()
                 .expect("test runtime")
         });
-        Arc::new(Engine::new(
-            Arc::new(Config::embedded()),
-            BTreeMap::new(),
-            rt.handle().clone(),
-        ))
+        Arc::new(Engine::new(Arc::new(config), backends, rt.handle().clone()))
     }
 
     fn class(t: TieringPolicy, r: RetrievalPolicy) -> ClassConfig {

@@ -372,6 +372,162 @@ pub fn promote(vol: &Arc<Volume>) -> Result<PassReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::mpsc;
+
+    use async_trait::async_trait;
+    use backends::{BackendError, ObjectMeta};
+    use bytes::Bytes;
+    use futures::stream::BoxStream;
+
+    use crate::config::{Config, TieringPolicy};
+
+    /// An in-memory store whose puts wait for the test to open a gate.
+    #[derive(Debug)]
+    struct GateStore {
+        objects: parking_lot::Mutex<HashMap<String, Bytes>>,
+        entered: parking_lot::Mutex<mpsc::Sender<()>>,
+        release: parking_lot::Mutex<mpsc::Receiver<()>>,
+    }
+
+    #[async_trait]
+    impl ObjectStore for GateStore {
+        fn name(&self) -> &str {
+            "gate"
+        }
+        async fn put(
+            &self,
+            key: &str,
+            data: Bytes,
+            _: &PutOptions,
+        ) -> backends::Result<ObjectMeta> {
+            let _ = self.entered.lock().send(());
+            let _ = self.release.lock().recv();
+            let size = data.len() as u64;
+            self.objects.lock().insert(key.to_string(), data);
+            Ok(ObjectMeta {
+                key: key.to_string(),
+                size,
+                etag: None,
+            })
+        }
+        async fn get(&self, key: &str) -> backends::Result<Bytes> {
+            self.objects.lock().get(key).cloned().ok_or_else(|| {
+                BackendError::NotFound(backends::ErrorContext {
+                    backend: "gate".into(),
+                    op: "get",
+                    key: key.into(),
+                    message: "absent".into(),
+                })
+            })
+        }
+        async fn get_range(&self, key: &str, r: std::ops::Range<u64>) -> backends::Result<Bytes> {
+            let b = self.get(key).await?;
+            Ok(b.slice(r.start as usize..(r.end as usize).min(b.len())))
+        }
+        async fn head(&self, key: &str) -> backends::Result<ObjectMeta> {
+            let b = self.get(key).await?;
+            Ok(ObjectMeta {
+                key: key.into(),
+                size: b.len() as u64,
+                etag: None,
+            })
+        }
+        async fn delete(&self, key: &str) -> backends::Result<()> {
+            self.objects.lock().remove(key);
+            Ok(())
+        }
+        fn list<'a>(&'a self, _: &'a str) -> BoxStream<'a, backends::Result<ObjectMeta>> {
+            Box::pin(futures::stream::empty())
+        }
+        async fn create_container(&self) -> backends::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn setup(
+        dir: &std::path::Path,
+    ) -> (
+        Arc<Volume>,
+        Arc<GateStore>,
+        mpsc::Receiver<()>,
+        mpsc::Sender<()>,
+        ClassConfig,
+    ) {
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        let gate = Arc::new(GateStore {
+            objects: Default::default(),
+            entered: parking_lot::Mutex::new(entered_tx),
+            release: parking_lot::Mutex::new(release_rx),
+        });
+        let mut config = Config::embedded();
+        let class = ClassConfig {
+            tiering_policy: TieringPolicy::All,
+            backend: Some("gate".into()),
+            ..Default::default()
+        };
+        config.classes.insert("cold".into(), class.clone());
+        let store: Arc<dyn ObjectStore> = gate.clone();
+        let engine = crate::engine::tests::engine_with(
+            config,
+            BTreeMap::from([("gate".to_string(), store)]),
+        );
+        let vol = crate::volume::tests::volume_with(dir, engine, "cold");
+        (vol, gate, entered_rx, release_tx, class)
+    }
+
+    #[test]
+    fn a_write_during_the_upload_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vol, gate, entered, release, class) = setup(dir.path());
+        vol.write(0, &vec![1u8; 1 << 20], false).unwrap();
+        let store: Arc<dyn ObjectStore> = gate.clone();
+        let v = vol.clone();
+        let c = class.clone();
+        let t = std::thread::spawn(move || v.tier_extent(0, &c, "gate", &store));
+        entered.recv().unwrap(); // the upload is in flight
+        vol.write(4096, &[2u8; 4096], false).unwrap();
+        release.send(()).unwrap();
+        assert_eq!(t.join().unwrap().unwrap(), Outcome::Raced);
+        assert_eq!(vol.extent_state(0), ExtentState::Local);
+        let mut buf = vec![0u8; 8192];
+        vol.read(0, &mut buf, false).unwrap();
+        assert!(buf[..4096].iter().all(|&b| b == 1) && buf[4096..].iter().all(|&b| b == 2));
+        assert_eq!(
+            gate.objects.lock().len(),
+            1,
+            "the dropped upload is left for the collector"
+        );
+    }
+
+    #[test]
+    fn without_writes_the_extent_is_tiered_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vol, gate, _entered, release, class) = setup(dir.path());
+        let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 253) as u8).collect();
+        vol.write(1 << 20, &data, false).unwrap();
+        release.send(()).unwrap();
+        let store: Arc<dyn ObjectStore> = gate.clone();
+        assert!(matches!(
+            vol.tier_extent(1, &class, "gate", &store).unwrap(),
+            Outcome::Tiered { .. }
+        ));
+        assert_eq!(vol.extent_state(1), ExtentState::Remote);
+        assert!(
+            vol.tier.allocated_bytes().unwrap() < 1 << 20,
+            "the local copy was punched"
+        );
+        // A zero extent needs no object at all.
+        assert_eq!(
+            vol.tier_extent(5, &class, "gate", &store).unwrap(),
+            Outcome::Zero
+        );
+        let mut back = vec![0u8; 1 << 20];
+        vol.read(1 << 20, &mut back, false).unwrap();
+        assert!(back == data);
+        assert_eq!(gate.objects.lock().len(), 1);
+    }
 
     #[test]
     fn keys_round_trip() {

@@ -383,7 +383,9 @@ impl Volume {
             .map_err(|f| self.fetch_failed(e, &rec.key, f))?;
         if performed {
             self.stats.fetches.fetch_add(1, Ordering::Relaxed);
-            self.stats.bytes_fetched.fetch_add(rec.stored_size(), Ordering::Relaxed);
+            self.stats
+                .bytes_fetched
+                .fetch_add(rec.stored_size(), Ordering::Relaxed);
         }
         Ok(data)
     }
@@ -720,11 +722,20 @@ impl Volume {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use heatmap::{HeatConfig, ManualClock};
 
     fn volume(dir: &std::path::Path) -> Arc<Volume> {
+        volume_with(dir, crate::engine::tests::engine(), "default")
+    }
+
+    /// A 8 MiB volume of 1 MiB extents in `class`, on `engine`.
+    pub(crate) fn volume_with(
+        dir: &std::path::Path,
+        engine: Arc<Engine>,
+        class: &str,
+    ) -> Arc<Volume> {
         let cfg = HeatConfig::default();
         let db = crate::db::open(&dir.join("db"), &cfg).unwrap();
         let heat =
@@ -733,19 +744,13 @@ mod tests {
             id: 3,
             name: "v".into(),
             size: 8 << 20,
-            class: "default".into(),
+            class: class.into(),
             extent_size: 1 << 20,
             created_ms: 0,
         };
         let tier = LocalTier::create(&dir.join("v.img"), meta.size).unwrap();
         let map = ExtentMap::load(db, meta.id, meta.extent_count()).unwrap();
-        Arc::new(Volume::new(
-            meta,
-            tier,
-            heat,
-            crate::engine::tests::engine(),
-            map,
-        ))
+        Arc::new(Volume::new(meta, tier, heat, engine, map))
     }
 
     #[test]
