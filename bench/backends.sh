@@ -23,7 +23,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 {
   echo "| backend | concurrency | tierd PUT MiB/s | plain PUT MiB/s | PUT ratio | tierd GET MiB/s | plain GET MiB/s | GET ratio |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-  for kind in s3 azure; do
+  for kind in ${KINDS:-s3 azure}; do
     plain=$([ $kind = s3 ] && echo boto3 || echo azure-storage-blob)
     for c in 1 8 32; do
       tp=(); tg=(); pp=(); pg=()
