@@ -76,7 +76,7 @@ read -r P50 P99 <<<"$LAT"; read -r Q50 Q99 <<<"$PLAIN"
 echo "cold 4K p50 ${P50} ms p99 ${P99} ms; plain ranged GET p50 ${Q50} ms p99 ${Q99} ms" >&2
 
 # 1 TiB sparse volume: RSS after creating it, and after I/O at both ends.
-"$TIERD" volume create huge --size 1TiB >/dev/null
+"$TIERD" volume create huge --size 1TiB --class cold >/dev/null
 qemu-io -f raw -c 'write -P 7 0 4M' -c 'write -P 8 1099507433472 4M' -c 'read -P 8 1099507433472 4M' "nbd://127.0.0.1:$NP/huge" >/dev/null
 RSS=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' /proc/$pid/status)
 stop

@@ -404,7 +404,9 @@ impl Volume {
     }
 
     /// Reads part of a remote extent into `buf`; returns the whole extent if it
-    /// was fetched whole (so the caller can bring it back).
+    /// was fetched whole (so the caller can bring it back). Small random reads
+    /// fetch only their frames; sequential and large reads fetch the extent once,
+    /// shared and cached, since the reader will want the rest of it.
     fn read_remote(
         &self,
         e: u64,
@@ -412,10 +414,11 @@ impl Volume {
         within: u64,
         buf: &mut [u8],
         whole: bool,
+        sequential: bool,
     ) -> Result<Option<bytes::Bytes>> {
         let (_, ext_len) = self.extent_range(e);
         let fk = (self.id(), e, rec.generation);
-        if whole || self.engine.cached(&fk) || buf.len() as u64 * 2 >= ext_len {
+        if whole || sequential || self.engine.cached(&fk) || buf.len() as u64 * 2 >= ext_len {
             let data = self.fetch_whole(e, rec)?;
             buf.copy_from_slice(&data[within as usize..within as usize + buf.len()]);
             return Ok(Some(data));
@@ -520,7 +523,7 @@ impl Volume {
                     let class = self.engine.class(&self.meta.read().class).ok();
                     let back = class.as_ref().is_some_and(|c| brings_back(c, sequential));
                     let (ext_start, _) = self.extent_range(e);
-                    let whole = self.read_remote(e, &rec, start - ext_start, out, back)?;
+                    let whole = self.read_remote(e, &rec, start - ext_start, out, back, sequential)?;
                     if sequential {
                         self.readahead(e);
                     }
