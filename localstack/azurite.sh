@@ -1,11 +1,33 @@
 #!/usr/bin/env bash
-# Stops or (re)starts only Azurite of a run, on the same port and data.
-# Usage: azurite.sh start|stop [RUN_DIR]
+# Starts, stops or restarts only Azurite (Blob) of a run, on the run's port and
+# data directory: tests use it to take one backend away mid-test. start
+# without a recorded port picks one as up.sh does (but writes no env file).
+# Usage: azurite.sh start|stop|restart|status [RUN_DIR]   (default $TIERD_EMU_RUN)
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
-RUN=${2:-${TIERD_EMU_RUN:?set TIERD_EMU_RUN}}
-case "${1:-}" in
-  start) azurite_start "$RUN" ;;
+usage() { echo "usage: azurite.sh start|stop|restart|status [RUN_DIR]" >&2; exit 2; }
+[ $# -ge 1 ] || usage
+RUN=${2:-${TIERD_EMU_RUN:-}}
+[ -n "$RUN" ] || { echo "azurite.sh: give RUN_DIR or set TIERD_EMU_RUN" >&2; exit 2; }
+case "$1" in
+  start)
+    mkdir -p "$RUN"
+    azurite_port_file "$RUN"
+    azurite_start "$RUN"
+    ;;
   stop) azurite_stop "$RUN" ;;
-  *) echo "usage: azurite.sh start|stop [RUN_DIR]" >&2; exit 2 ;;
+  restart)
+    azurite_stop "$RUN"
+    azurite_start "$RUN"
+    ;;
+  status)
+    if emu_running "$RUN/azurite.pid" "$AZ_MATCH"; then
+      echo "Azurite running on 127.0.0.1:$(<"$RUN/azurite.port")"
+    else
+      echo "Azurite not running"
+      exit 1
+    fi
+    ;;
+  *) usage ;;
 esac

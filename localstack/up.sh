@@ -1,31 +1,26 @@
 #!/usr/bin/env bash
-# Brings LocalStack S3 and Azurite Blob up on 127.0.0.1, installing them on
-# first use, waits until both are healthy and prints the env file to source.
-#   TIERD_S3_PORT, TIERD_AZURITE_PORT: ports (default: free ports)
-#   TIERD_EMU_RUN: state and log directory (default: a new temp dir)
+# Brings LocalStack S3 and Azurite Blob up on 127.0.0.1 (installing them on
+# first use), waits until both are healthy, writes $TIERD_EMU_RUN/env and
+# prints it on stdout (progress goes to stderr).
+#   TIERD_S3_PORT       default 4566 (a free port if 4566 is taken); 0 or auto: a free port
+#   TIERD_AZURITE_PORT  default 10000 (likewise)
+#   TIERD_EMU_RUN       state and log directory (default: a new temp dir);
+#                       a run directory that already has ports keeps them
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 emu_install
-RUN=${TIERD_EMU_RUN:-$(mktemp -d -t tierd-emu.XXXXXX)}
+RUN=${TIERD_EMU_RUN:-$(mktemp -d "${TMPDIR:-/tmp}/tierd-emu.XXXXXX")}
 mkdir -p "$RUN"
-s3_port=${TIERD_S3_PORT:-auto}; [ "$s3_port" = auto ] || [ "$s3_port" = 0 ] && s3_port=$(free_port)
-az_port=${TIERD_AZURITE_PORT:-auto}; [ "$az_port" = auto ] || [ "$az_port" = 0 ] && az_port=$(free_port)
-echo "$s3_port" > "$RUN/s3.port"
-echo "$az_port" > "$RUN/azurite.port"
+RUN=$(cd "$RUN" && pwd)
+s3_port_file "$RUN"
+azurite_port_file "$RUN"
 if ! s3_start "$RUN" || ! azurite_start "$RUN"; then
-  s3_stop "$RUN"; azurite_stop "$RUN"
+  log "start failed; stopping what was started (logs in $RUN)"
+  s3_stop "$RUN" || true
+  azurite_stop "$RUN" || true
   exit 1
 fi
-cat > "$RUN/env" <<ENV
-export TIERD_EMU_RUN=$RUN
-export TIERD_S3_ENDPOINT=http://127.0.0.1:$s3_port
-export TIERD_AZURITE_ENDPOINT=http://127.0.0.1:$az_port/$AZURITE_ACCOUNT
-export TIERD_AZURITE_ACCOUNT=$AZURITE_ACCOUNT
-export TIERD_AZURITE_KEY='$AZURITE_KEY'
-export TIERD_EMU_PYTHON=$LS_VENV/bin/python
-export AWS_ACCESS_KEY_ID=test
-export AWS_SECRET_ACCESS_KEY=test
-export AWS_REGION=us-east-1
-ENV
-log "S3 (LocalStack) on 127.0.0.1:$s3_port, Blob (Azurite) on 127.0.0.1:$az_port; env in $RUN/env"
+emu_write_env "$RUN"
+log "up: S3 on 127.0.0.1:$(<"$RUN/s3.port"), Blob on 127.0.0.1:$(<"$RUN/azurite.port"); source $RUN/env"
 cat "$RUN/env"

@@ -63,6 +63,34 @@ pub struct Config {
     pub backends: BTreeMap<String, BackendConfig>,
     /// Storage classes (tiering policies), by name.
     pub classes: BTreeMap<String, ClassConfig>,
+    pub kubernetes: KubernetesSettings,
+    /// Notes from loading (skipped manifests), logged at start-up.
+    #[serde(skip)]
+    pub notes: Vec<String>,
+}
+
+/// `[kubernetes]`: storage classes from StorageClass manifests.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesSettings {
+    /// A directory of StorageClass manifests (YAML, several documents per
+    /// file); relative paths are relative to the configuration file. Off unless set.
+    pub storage_class_dir: Option<PathBuf>,
+    /// Provisioners whose StorageClasses are tierd's. Default tierd.io/block
+    /// and csi.trident.netapp.io.
+    pub provisioners: Vec<String>,
+}
+
+impl Default for KubernetesSettings {
+    fn default() -> Self {
+        Self {
+            storage_class_dir: None,
+            provisioners: crate::k8s::DEFAULT_PROVISIONERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
 }
 
 /// `[server]`: where data lives and where the daemon listens.
@@ -247,15 +275,43 @@ impl Config {
             file: file.clone(),
             message: format!("cannot read: {e}"),
         })?;
-        Self::parse(&text, &file)
+        Self::parse_at(&text, &file, path.parent())
     }
 
     /// Parses, completes and validates configuration text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Self::parse_at(text, file, None)
+    }
+
+    /// As [`Config::parse`], resolving relative paths against `base`.
+    pub fn parse_at(text: &str, file: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
         let mut c: Config = toml::from_str(text).map_err(|e| ConfigError {
             file: file.to_string(),
             message: e.to_string().trim_end().to_string(),
         })?;
+        if let Some(dir) = c.kubernetes.storage_class_dir.clone() {
+            let dir = match base {
+                Some(b) if dir.is_relative() => b.join(dir),
+                _ => dir,
+            };
+            let loaded =
+                crate::k8s::load_dir(&dir, &c.kubernetes.provisioners).map_err(|message| {
+                    ConfigError {
+                        file: file.to_string(),
+                        message: format!("kubernetes.storage_class_dir: {message}"),
+                    }
+                })?;
+            for (name, class) in loaded.classes {
+                if c.classes.contains_key(&name) {
+                    return Err(ConfigError {
+                        file: file.to_string(),
+                        message: format!("class {name:?} is defined both in [classes] and by a StorageClass in {}", dir.display()),
+                    });
+                }
+                c.classes.insert(name, class);
+            }
+            c.notes.extend(loaded.skipped);
+        }
         c.fill_defaults();
         c.validate().map_err(|message| ConfigError {
             file: file.to_string(),

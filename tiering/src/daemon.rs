@@ -88,6 +88,9 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
     for w in config.warnings() {
         tracing::warn!("{w}");
     }
+    for n in &config.notes {
+        tracing::info!("skipped: {n}");
+    }
     let registry = prometheus::Registry::new();
     let backend_metrics =
         backends::BackendMetrics::register(&registry).map_err(|e| TierError::Startup {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extent_map;
 pub mod failpoint;
 pub mod gc;
+pub mod k8s;
 pub mod migrate;
 pub mod nbd;
 pub mod policy;

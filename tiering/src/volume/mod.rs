@@ -523,7 +523,8 @@ impl Volume {
                     let class = self.engine.class(&self.meta.read().class).ok();
                     let back = class.as_ref().is_some_and(|c| brings_back(c, sequential));
                     let (ext_start, _) = self.extent_range(e);
-                    let whole = self.read_remote(e, &rec, start - ext_start, out, back, sequential)?;
+                    let whole =
+                        self.read_remote(e, &rec, start - ext_start, out, back, sequential)?;
                     if sequential {
                         self.readahead(e);
                     }
