@@ -309,3 +309,27 @@ fn serve_on_embedded_defaults_uses_the_documented_ports() {
         "data not in ./tierd-data"
     );
 }
+
+#[test]
+fn storage_classes_come_from_kubernetes_manifests() {
+    let manifests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes");
+    let d = Daemon::start_with(&format!(
+        "[kubernetes]\nstorage_class_dir = \"{}\"\n[backends.s3]\nkind = \"fs\"\n[backends.azure]\nkind = \"fs\"\n",
+        manifests.display()
+    ));
+    d.cli_ok(&[
+        "volume", "create", "a", "--size", "4MiB", "--class", "archive",
+    ]);
+    d.cli_ok(&["volume", "create", "g", "--size", "4MiB", "--class", "gold"]);
+    let out = d.cli(&[
+        "volume", "create", "x", "--size", "4MiB", "--class", "platinum",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("archive, gold, standard"), "{err}");
+    // gold tiers nothing and says so.
+    let (_, report) = d.post("/v1/volumes/g/tier?wait=true");
+    assert!(
+        report["held"].as_str().unwrap_or("").contains("none"),
+        "{report}"
+    );
+}

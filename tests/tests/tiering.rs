@@ -377,3 +377,107 @@ fn policy_edit_and_sighup(kind: Kind) {
     verify(&d, &data, 8);
 }
 for_each_backend!(policy_edit_and_sighup);
+
+fn garbage_is_collected(kind: Kind) {
+    let Some(s) = spec(kind) else { return };
+    let d = Daemon::start_with(&format!(
+        "[tiering]\nscan_interval = \"1h\"\ngc_grace = \"0s\"\n{}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"all\"\n",
+        s.toml
+    ));
+    let mut data = filled(&d, 12, 12);
+    assert_eq!(tier(&d)["tiered"], 3);
+    let old = keys(&d);
+    // Rewriting extent 1 entirely and trimming extent 2 leaves two objects no
+    // extent refers to.
+    run(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            "-c",
+            "write -P 0x11 4M 4M",
+            "-c",
+            "discard 8M 4M",
+            &d.uri("v"),
+        ],
+    );
+    data[4 * MIB as usize..8 * MIB as usize].fill(0x11);
+    data[8 * MIB as usize..].fill(0);
+    let (_, gc) = d.post("/v1/gc");
+    assert_eq!(
+        (gc["referenced"].as_u64(), gc["deleted"].as_u64()),
+        (Some(1), Some(2)),
+        "{gc}"
+    );
+    verify(&d, &data, 12);
+    let (_, again) = d.post("/v1/gc");
+    assert_eq!(
+        (again["listed"].as_u64(), again["deleted"].as_u64()),
+        (Some(1), Some(0)),
+        "{again}"
+    );
+    assert_eq!(keys(&d), vec![old[0].clone()], "extent 0 keeps its object");
+    // A deleted volume's objects are all garbage.
+    d.cli_ok(&["volume", "delete", "v"]);
+    let (_, last) = d.post("/v1/gc");
+    assert_eq!(
+        (last["deleted"].as_u64(), last["referenced"].as_u64()),
+        (Some(1), Some(0)),
+        "{last}"
+    );
+}
+for_each_backend!(garbage_is_collected);
+
+fn compressed_extents(kind: Kind) {
+    let Some(s) = spec(kind) else { return };
+    let mut d = daemon(&s, "tiering_policy = \"all\"\ncompression = \"zstd\"\n");
+    d.cli_ok(&["volume", "create", "v", "--size", "8MiB", "--class", "c"]);
+    // Extent 0 compressible text, extent 1 random.
+    let mut data: Vec<u8> = b"tierd keeps hot extents local and cold ones in the object store. "
+        .iter()
+        .cycle()
+        .take(4 * MIB as usize)
+        .copied()
+        .collect();
+    data.extend(random_bytes(4 * MIB as usize, 77));
+    let src = d.dir.path().join("src.raw");
+    std::fs::write(&src, &data).unwrap();
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-n",
+            "-f",
+            "raw",
+            "-O",
+            "raw",
+            src.to_str().unwrap(),
+            &d.uri("v"),
+        ],
+    );
+    assert_eq!(tier(&d)["tiered"], 2);
+    let ext = d.get_json("/v1/volumes/v/extents");
+    let stored: Vec<u64> = ext["extents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["stored_size"].as_u64().unwrap())
+        .collect();
+    assert!(stored[0] < MIB / 4, "text compresses: {stored:?}");
+    assert!(
+        stored[1] >= 4 * MIB - 64 * 1024,
+        "random data does not: {stored:?}"
+    );
+    verify(&d, &data, 8);
+    // A small read of the compressed extent fetches one compressed frame.
+    assert!(d.stop().success());
+    d.restart();
+    let before = info(&d)["bytes_fetched"].as_u64().unwrap();
+    run("qemu-io", &["-f", "raw", "-c", "read 2M 4k", &d.uri("v")]);
+    let fetched = info(&d)["bytes_fetched"].as_u64().unwrap() - before;
+    assert!(
+        fetched > 0 && fetched < 16 * 1024,
+        "one compressed 64 KiB frame: fetched {fetched}"
+    );
+}
+for_each_backend!(compressed_extents);

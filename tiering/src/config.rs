@@ -431,6 +431,9 @@ impl Config {
                 return Err(format!("classes.{name}.max_concurrent_uploads: at least 1"));
             }
             match &class.backend {
+                // A class that tiers nothing needs no backend (reads of extents
+                // tiered under an earlier policy use the backend in their record).
+                None if class.tiering_policy == TieringPolicy::None => {}
                 None => {
                     return Err(format!(
                         "classes.{name}.backend: required when more than one backend is configured ({})",

@@ -253,3 +253,32 @@ provisioner: ebs.csi.aws.com
         assert!(e.contains("unknown parameter tierd.io/colour"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    /// The example StorageClasses shipped in deploy/kubernetes produce the
+    /// policies the README promises.
+    #[test]
+    fn deploy_manifests_produce_the_documented_policies() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes");
+        let provs: Vec<String> = DEFAULT_PROVISIONERS.iter().map(|s| s.to_string()).collect();
+        let l = load_dir(&dir, &provs).unwrap();
+        let gold = &l.classes["gold"];
+        assert_eq!(gold.tiering_policy, TieringPolicy::None);
+        let std = &l.classes["standard"];
+        assert_eq!(std.tiering_policy, TieringPolicy::Auto);
+        assert_eq!(
+            std.cooling_period.map(|d| d.0),
+            Some(Duration::from_secs(31 * 86_400))
+        );
+        assert_eq!(std.backend.as_deref(), Some("s3"));
+        assert_eq!(std.compression, Compression::Zstd);
+        let archive = &l.classes["archive"];
+        assert_eq!(archive.tiering_policy, TieringPolicy::All);
+        assert_eq!(archive.retrieval_policy, RetrievalPolicy::Never);
+        assert_eq!(archive.backend.as_deref(), Some("azure"));
+        assert_eq!(archive.upload_tier.as_deref(), Some("Cool"));
+    }
+}

@@ -253,9 +253,17 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
     };
     let meta = vol.meta();
     let class = vol.engine.class(&meta.class)?;
-    let backend = class.backend.clone().ok_or_else(|| {
-        TierError::InvalidArgument(format!("class {:?} names no backend", meta.class))
-    })?;
+    let Some(backend) = class.backend.clone() else {
+        // Only a class that tiers nothing may lack a backend (validation).
+        report.held = Some(
+            policy::select(&class, &[], 0, 0, 100)
+                .err()
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| format!("class {:?} names no backend", meta.class)),
+        );
+        *vol.last_pass.write() = serde_json::to_value(&report).ok();
+        return Ok(report);
+    };
     if let Some(reason) = vol.engine.breaker_open(&backend) {
         report.held = Some(reason);
         *vol.last_pass.write() = serde_json::to_value(&report).ok();
