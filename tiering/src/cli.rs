@@ -249,6 +249,21 @@ fn print_volume(v: &Value) {
     }
 }
 
+/// One line of progress: `tier    [##########          ]     12/24 extents`.
+pub fn progress_bar(what: &str, done: u64, total: u64) -> String {
+    const WIDTH: u64 = 30;
+    let filled = if total == 0 {
+        WIDTH
+    } else {
+        (done.min(total) * WIDTH) / total
+    };
+    format!(
+        "{what:<7} [{}{}] {done:>6}/{total} extents",
+        "#".repeat(filled as usize),
+        " ".repeat((WIDTH - filled) as usize)
+    )
+}
+
 fn print_report(v: &Value) {
     let kind = v["kind"].as_str().unwrap_or("pass");
     if let Some(held) = v["held"].as_str() {
@@ -422,19 +437,40 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
                 "tier"
             };
             let c = Client::new(&client.endpoint);
-            let v = c
-                .call(
-                    Method::POST,
-                    &format!("/v1/volumes/{volume}/{what}?wait={wait}"),
-                    None,
-                )
-                .await?;
+            let path = format!("/v1/volumes/{volume}/{what}?wait={wait}");
+            if !wait {
+                let v = c.call(Method::POST, &path, None).await?;
+                if client.json {
+                    print_json(&v);
+                } else {
+                    println!("{what} pass of {volume} started; `tierd volume show {volume}` reports its outcome");
+                }
+                return Ok(());
+            }
+            // Wait for the pass while drawing its progress from the volume's status.
+            let show_bar = !client.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let pass = c.call(Method::POST, &path, None);
+            tokio::pin!(pass);
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+            let v = loop {
+                tokio::select! {
+                    r = &mut pass => break r?,
+                    _ = tick.tick(), if show_bar => {
+                        if let Ok(info) = c.call(Method::GET, &format!("/v1/volumes/{volume}"), None).await {
+                            if let (Some(done), Some(total)) = (info["pass_progress"]["done"].as_u64(), info["pass_progress"]["total"].as_u64()) {
+                                eprint!("\r{}", progress_bar(what, done, total));
+                            }
+                        }
+                    }
+                }
+            };
+            if show_bar {
+                eprint!("\r{:79}\r", "");
+            }
             if client.json {
                 print_json(&v);
-            } else if wait {
-                print_report(&v);
             } else {
-                println!("{what} pass of {volume} started; `tierd volume show {volume}` reports its outcome");
+                print_report(&v);
             }
             Ok(())
         }
@@ -533,5 +569,22 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
             println!("temperature histogram  {}", hist.join("  "));
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn progress_bar_fills_in_proportion() {
+        assert_eq!(
+            super::progress_bar("tier", 0, 10),
+            format!("tier    [{}]      0/10 extents", " ".repeat(30))
+        );
+        assert!(super::progress_bar("tier", 5, 10).contains(&format!(
+            "[{}{}]",
+            "#".repeat(15),
+            " ".repeat(15)
+        )));
+        assert!(super::progress_bar("promote", 3, 0).contains(&"#".repeat(30)));
     }
 }

@@ -211,6 +211,15 @@ fn views<'a>(
         .collect()
 }
 
+/// Clears a volume's published progress when a pass ends, however it ends.
+struct ClearProgress<'a>(&'a Arc<Volume>);
+
+impl Drop for ClearProgress<'_> {
+    fn drop(&mut self) {
+        self.0.set_progress(None);
+    }
+}
+
 /// Percentage of the filesystem holding `path` that is in use.
 pub fn used_pct(path: &std::path::Path) -> u8 {
     use std::os::unix::ffi::OsStrExt;
@@ -282,6 +291,12 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
         }
     };
     report.candidates = chosen.len();
+    vol.set_progress(Some(crate::volume::PassProgress {
+        kind: "tier".into(),
+        done: 0,
+        total: chosen.len() as u64,
+    }));
+    let _clear = ClearProgress(vol);
     let workers = class.max_concurrent_uploads.unwrap_or(4).max(1);
     let rate = class.upload_bandwidth();
     let next_free = parking_lot::Mutex::new(Instant::now());
@@ -295,6 +310,7 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
                 }
                 let Some(e) = queue.lock().next() else { return };
                 let r = vol.tier_extent(e, &class, &backend, &store);
+                vol.advance_progress();
                 if let (Ok(Outcome::Tiered { stored }), Some(rate)) = (&r, rate) {
                     let mut nf = next_free.lock();
                     pace(&mut nf, *stored, rate);
@@ -346,7 +362,22 @@ pub fn promote(vol: &Arc<Volume>) -> Result<PassReport> {
         });
     };
     let n = vol.map.read().len();
+    let todo = {
+        let map = vol.map.read();
+        (0..n)
+            .filter(|&e| map.state(e) != ExtentState::Local)
+            .count() as u64
+    };
+    vol.set_progress(Some(crate::volume::PassProgress {
+        kind: "promote".into(),
+        done: 0,
+        total: todo,
+    }));
+    let _clear = ClearProgress(vol);
     for e in 0..n {
+        if vol.extent_state(e) != ExtentState::Local {
+            vol.advance_progress();
+        }
         match vol.extent_state(e) {
             ExtentState::Remote => {
                 report.candidates += 1;

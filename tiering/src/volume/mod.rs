@@ -73,6 +73,8 @@ pub struct Volume {
     pub(crate) pass: parking_lot::Mutex<()>,
     /// What the last pass said, for the status.
     pub(crate) last_pass: RwLock<Option<serde_json::Value>>,
+    /// The pass running now, if any: for progress bars.
+    pub(crate) progress: RwLock<Option<PassProgress>>,
     connections: AtomicUsize,
     closed: AtomicBool,
 }
@@ -105,6 +107,16 @@ pub struct VolumeInfo {
     /// Why tiering is not happening, or what the last pass did.
     pub status: Vec<String>,
     pub last_pass: Option<serde_json::Value>,
+    /// The pass running now, if any.
+    pub pass_progress: Option<PassProgress>,
+}
+
+/// How far a running tier or promote pass has got.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct PassProgress {
+    pub kind: String,
+    pub done: u64,
+    pub total: u64,
 }
 
 /// Holds a volume's connection count up while a client is attached.
@@ -161,6 +173,7 @@ impl Volume {
             stats: VolumeStats::default(),
             pass: parking_lot::Mutex::new(()),
             last_pass: RwLock::new(None),
+            progress: RwLock::new(None),
             connections: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
         }
@@ -228,6 +241,17 @@ impl Volume {
             start,
             self.extent_size().min(self.size().saturating_sub(start)),
         )
+    }
+
+    /// Publishes a running pass's progress (`None` when it ends).
+    pub(crate) fn set_progress(&self, p: Option<PassProgress>) {
+        *self.progress.write() = p;
+    }
+
+    pub(crate) fn advance_progress(&self) {
+        if let Some(p) = self.progress.write().as_mut() {
+            p.done += 1;
+        }
     }
 
     pub(crate) fn stripe(&self, e: u64) -> &Stripe {
@@ -305,6 +329,7 @@ impl Volume {
             created_ms: m.created_ms,
             status,
             last_pass: self.last_pass.read().clone(),
+            pass_progress: self.progress.read().clone(),
         }
     }
 
