@@ -18,7 +18,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::config::AzureConfig;
-use crate::error::{ctx, BackendError, Result};
+use crate::error::{chain, ctx, BackendError, Result};
 use crate::{ObjectMeta, ObjectStore, PutOptions};
 
 /// Blocks staged at once within one upload.
@@ -170,17 +170,6 @@ impl AzureStore {
         let out = req.await.map_err(|e| self.err("put", key, e))?;
         Ok(out.etag)
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[async_trait]

@@ -106,3 +106,16 @@ pub(crate) fn ctx(
         message: message.into(),
     }
 }
+
+/// An error and its sources on one line: SDK top-level messages alone
+/// ("dispatch failure") do not say what happened.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

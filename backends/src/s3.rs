@@ -19,7 +19,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::config::S3Config;
-use crate::error::{ctx, BackendError, Result};
+use crate::error::{chain, ctx, BackendError, Result};
 use crate::{ObjectMeta, ObjectStore, PutOptions};
 
 /// Parts uploaded at once within one multipart upload.
@@ -278,19 +278,6 @@ impl S3Store {
         };
         Ok((items, next))
     }
-}
-
-/// An error and its sources on one line: the SDK's top-level messages alone
-/// ("dispatch failure") do not say what happened.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[async_trait]

@@ -31,12 +31,26 @@ pub fn tierd_bin() -> PathBuf {
     p
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, chosen below the kernel's
+/// ephemeral range (32768 and up): a daemon restarted on it cannot find it
+/// taken by some other test's client connection in the meantime.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral loopback port")
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
+        ^ ((std::process::id() as u64) << 16);
+    for _ in 0..10_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let x = (seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 7) % 12_000;
+        let port = 20_000 + x as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000");
 }
 
 /// Runs a command, panicking with its output if it fails.
@@ -195,6 +209,47 @@ impl Daemon {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// Writes `data` to the start of `volume` with qemu-img (through a file in
+    /// the daemon's directory).
+    pub fn write_image(&self, volume: &str, data: &[u8]) {
+        let src = self.dir.path().join(format!("{volume}.src.raw"));
+        std::fs::write(&src, data).expect("write source image");
+        run(
+            "qemu-img",
+            &[
+                "convert",
+                "-n",
+                "-f",
+                "raw",
+                "-O",
+                "raw",
+                src.to_str().unwrap_or_default(),
+                &self.uri(volume),
+            ],
+        );
+    }
+
+    /// Reads the whole of `volume` with qemu-img.
+    pub fn read_image(&self, volume: &str) -> Vec<u8> {
+        let out = self.dir.path().join(format!("{volume}.back.raw"));
+        let _ = std::fs::remove_file(&out);
+        run(
+            "qemu-img",
+            &[
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "raw",
+                &self.uri(volume),
+                out.to_str().unwrap_or_default(),
+            ],
+        );
+        let back = std::fs::read(&out).expect("read image back");
+        let _ = std::fs::remove_file(&out);
+        back
+    }
+
     pub fn create_volume(&self, name: &str, size: &str, extent_size: Option<&str>) {
         let mut args = vec!["volume", "create", name, "--size", size];
         if let Some(e) = extent_size {
@@ -244,26 +299,6 @@ impl Daemon {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the daemon first");
         self.spawn();
-    }
-
-    /// Starts the daemon without waiting for it to be ready (it may abort).
-    pub fn spawn_unchecked(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("open log");
-        let child = Command::new(tierd_bin())
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .env("TIERD_LOG", "info")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start tierd");
-        self.child = Some(child);
-        self.wait_ready();
     }
 
     /// Waits (at most `secs`) for the daemon to exit by itself; true if it did.

@@ -33,44 +33,16 @@ fn fill(d: &Daemon, seed: u64) -> Vec<u8> {
     let mut data = random_bytes((SIZE_MIB * MIB) as usize, seed);
     // Two all-zero extents: they become zero extents, not objects.
     data[3 * MIB as usize..5 * MIB as usize].fill(0);
-    let src = d.dir.path().join("src.raw");
-    std::fs::write(&src, &data).unwrap();
     run(
         "qemu-io",
         &["-f", "raw", "-c", "write -z 3M 2M", &d.uri("v")],
     );
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-n",
-            "-f",
-            "raw",
-            "-O",
-            "raw",
-            src.to_str().unwrap(),
-            &d.uri("v"),
-        ],
-    );
+    d.write_image("v", &data);
     data
 }
 
 fn verify(d: &Daemon, data: &[u8], what: &str) {
-    let out = d.dir.path().join("back.raw");
-    let _ = std::fs::remove_file(&out);
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "raw",
-            &d.uri("v"),
-            out.to_str().unwrap(),
-        ],
-    );
-    let back = std::fs::read(&out).unwrap();
+    let back = d.read_image("v");
     if back != data {
         let first = back.iter().zip(data).position(|(a, b)| a != b).unwrap_or(0);
         panic!(
@@ -93,7 +65,7 @@ fn kill_at(kind: Kind, point: &str, nth: u32, op: &str, class: &str) {
     // Restart with the failpoint armed, then run the operation that hits it.
     assert!(d.stop().success());
     d.env = vec![("TIERD_FAILPOINTS".into(), format!("{point}:{nth}"))];
-    d.spawn_unchecked();
+    d.restart();
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

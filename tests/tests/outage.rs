@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use tierd_e2e::backends::{spec, Kind};
-use tierd_e2e::{random_bytes, run, Daemon};
+use tierd_e2e::{random_bytes, Daemon};
 
 fn ctl(script: &str, action: &str) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,21 +45,7 @@ fn azure_outage_during_a_pass_loses_nothing_and_resumes() {
         "1MiB",
     ]);
     let data = random_bytes(16 << 20, 5);
-    let src = d.dir.path().join("src.raw");
-    std::fs::write(&src, &data).unwrap();
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-n",
-            "-f",
-            "raw",
-            "-O",
-            "raw",
-            src.to_str().unwrap(),
-            &d.uri("v"),
-        ],
-    );
+    d.write_image("v", &data);
 
     ctl("azurite.sh", "stop");
     let (st, report) = d.post("/v1/volumes/v/tier?wait=true");
@@ -76,20 +62,7 @@ fn azure_outage_during_a_pass_loses_nothing_and_resumes() {
     assert!(status["status"].to_string().contains("paused"), "{status}");
 
     // Everything is still local and intact.
-    let out = d.dir.path().join("back.raw");
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "raw",
-            &d.uri("v"),
-            out.to_str().unwrap(),
-        ],
-    );
-    assert!(std::fs::read(&out).unwrap() == data);
+    assert!(d.read_image("v") == data);
 
     // Once the pause ends, a pass tiers everything.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -101,18 +74,5 @@ fn azure_outage_during_a_pass_loses_nothing_and_resumes() {
         assert!(Instant::now() < deadline, "migration never resumed: {r}");
         std::thread::sleep(Duration::from_millis(500));
     }
-    std::fs::remove_file(&out).unwrap();
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "raw",
-            &d.uri("v"),
-            out.to_str().unwrap(),
-        ],
-    );
-    assert!(std::fs::read(&out).unwrap() == data);
+    assert!(d.read_image("v") == data);
 }

@@ -51,41 +51,13 @@ fn filled(d: &Daemon, size_mib: u64, data_mib: u64) -> Vec<u8> {
         "c",
     ]);
     let data = random_bytes((data_mib * MIB) as usize, size_mib * 31 + data_mib);
-    let src = d.dir.path().join("src.raw");
-    std::fs::write(&src, &data).unwrap();
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-n",
-            "-f",
-            "raw",
-            "-O",
-            "raw",
-            src.to_str().unwrap(),
-            &d.uri("v"),
-        ],
-    );
+    d.write_image("v", &data);
     data
 }
 
 /// Reads the whole volume and checks it against `data` followed by zeros.
 fn verify(d: &Daemon, data: &[u8], size_mib: u64) {
-    let out = d.dir.path().join("back.raw");
-    let _ = std::fs::remove_file(&out);
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "raw",
-            &d.uri("v"),
-            out.to_str().unwrap(),
-        ],
-    );
-    let back = std::fs::read(&out).unwrap();
+    let back = d.read_image("v");
     assert_eq!(back.len() as u64, size_mib * MIB);
     assert!(back[..data.len()] == *data, "data differs after tiering");
     assert!(
@@ -440,21 +412,7 @@ fn compressed_extents(kind: Kind) {
         .copied()
         .collect();
     data.extend(random_bytes(4 * MIB as usize, 77));
-    let src = d.dir.path().join("src.raw");
-    std::fs::write(&src, &data).unwrap();
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-n",
-            "-f",
-            "raw",
-            "-O",
-            "raw",
-            src.to_str().unwrap(),
-            &d.uri("v"),
-        ],
-    );
+    d.write_image("v", &data);
     assert_eq!(tier(&d)["tiered"], 2);
     let ext = d.get_json("/v1/volumes/v/extents");
     let stored: Vec<u64> = ext["extents"]
