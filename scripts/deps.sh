@@ -5,6 +5,11 @@
 set -euo pipefail
 
 PKGS=(librocksdb-dev libsnappy-dev libclang-dev pkg-config qemu-utils libnbd-bin nbdkit fio)
+# `--test` adds what only the tests need: a real Prometheus (and promtool) to
+# scrape tierd, and headless Chromium to load its /ui page.
+if [ "${1:-}" = "--test" ]; then
+  PKGS+=(prometheus chromium)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -6,7 +6,7 @@
 # tierd binary with real NBD clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+scripts/deps.sh --test
 localstack/install.sh
 # The end-to-end tests run the binary, so build it before the test harness starts.
 cargo build -p tiering --bin tierd

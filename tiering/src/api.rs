@@ -29,6 +29,8 @@ pub struct AppState {
     /// The file the configuration came from (None: embedded defaults).
     pub config_path: Option<std::path::PathBuf>,
     pub backend_metrics: backends::BackendMetrics,
+    /// Every event metric (tiering and backends); state metrics are added per scrape.
+    pub registry: prometheus::Registry,
     pub ready: AtomicBool,
 }
 
@@ -409,6 +411,23 @@ async fn volume_heat(
     Ok(Json(report).into_response())
 }
 
+/// The Prometheus exposition: event metrics plus the state of every volume now.
+async fn metrics(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
+    let text = blocking(move || {
+        crate::metrics::render(&s.registry, &s.volumes, &s.engine, &s.heat)
+            .map_err(TierError::Metrics)
+    })
+    .await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
 /// Runs metadata and RocksDB work off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, TierError> + Send + 'static,
@@ -435,6 +454,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/volumes", get(list_volumes).post(create_volume))
         .route(
             "/v1/volumes/{name}",

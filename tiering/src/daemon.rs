@@ -97,11 +97,17 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
             context: "cannot register metrics".into(),
             source: std::io::Error::other(e.to_string()),
         })?;
+    let tier_metrics =
+        crate::metrics::TierMetrics::register(&registry).map_err(|e| TierError::Startup {
+            context: "cannot register metrics".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
     let stores = build_backends(&config, &backend_metrics).await?;
     let engine = Arc::new(Engine::new(
         Arc::new(config.clone()),
         stores,
         tokio::runtime::Handle::current(),
+        tier_metrics.clone(),
     ));
     let volumes = Arc::new(Volumes::open(
         db.clone(),
@@ -149,6 +155,7 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
         engine: engine.clone(),
         config_path,
         backend_metrics: backend_metrics.clone(),
+        registry: registry.clone(),
         ready: Default::default(),
     });
     let http = TcpListener::bind(&config.server.http_listen)
@@ -185,7 +192,10 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
                     _ = stop.wait_for(|v| *v) => break,
                 }
                 let heat = heat.clone();
-                match tokio::task::spawn_blocking(move || heat.flush()).await {
+                let timer = tier_metrics.heat_flush_duration.start_timer();
+                let flushed = tokio::task::spawn_blocking(move || heat.flush()).await;
+                timer.observe_duration();
+                match flushed {
                     Ok(Ok(n)) if n > 0 => tracing::debug!(extents = n, "heat flushed"),
                     Ok(Err(e)) => tracing::warn!(error = %e, "heat flush failed; will retry"),
                     _ => {}

@@ -23,6 +23,7 @@ use crate::codec;
 use crate::config::{ClassConfig, Config, RetrievalPolicy, TieringPolicy};
 use crate::error::{Result, TierError};
 use crate::extent_map::RemoteExtent;
+use crate::metrics::TierMetrics;
 
 /// Identifies one immutable object version: (volume id, extent, generation).
 pub type FetchKey = (u64, u64, u64);
@@ -64,6 +65,7 @@ pub struct Engine {
     pub upload_slots: Arc<Semaphore>,
     breakers: Mutex<HashMap<String, Breaker>>,
     pub stats: EngineStats,
+    pub metrics: TierMetrics,
 }
 
 /// What a read of a cold extent should do with the extent afterwards.
@@ -87,6 +89,7 @@ impl Engine {
         config: Arc<Config>,
         backends: BTreeMap<String, Arc<dyn ObjectStore>>,
         rt: Handle,
+        metrics: TierMetrics,
     ) -> Self {
         let per_extent = 4u64 << 20;
         let entries = (config.tiering.cache_bytes() / per_extent).max(1) as usize;
@@ -103,6 +106,7 @@ impl Engine {
             upload_slots: Arc::new(Semaphore::new(uploads)),
             breakers: Mutex::new(HashMap::new()),
             stats: EngineStats::default(),
+            metrics,
         }
     }
 
@@ -309,7 +313,12 @@ pub(crate) mod tests {
                 .build()
                 .expect("test runtime")
         });
-        Arc::new(Engine::new(Arc::new(config), backends, rt.handle().clone()))
+        Arc::new(Engine::new(
+            Arc::new(config),
+            backends,
+            rt.handle().clone(),
+            TierMetrics::unregistered(),
+        ))
     }
 
     fn class(t: TieringPolicy, r: RetrievalPolicy) -> ClassConfig {
@@ -338,6 +347,7 @@ pub(crate) mod tests {
             Arc::new(Config::embedded()),
             BTreeMap::new(),
             Handle::current(),
+            TierMetrics::unregistered(),
         );
         let a = e.next_generation(1000);
         let b = e.next_generation(1000);

@@ -66,6 +66,8 @@ pub enum TierError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot render metrics: {0}")]
+    Metrics(String),
     #[error("{context}: {source}")]
     Startup {
         context: String,

@@ -13,6 +13,7 @@ pub mod extent_map;
 pub mod failpoint;
 pub mod gc;
 pub mod k8s;
+pub mod metrics;
 pub mod migrate;
 pub mod nbd;
 pub mod policy;

@@ -319,28 +319,42 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
             });
         }
     });
+    let m = &vol.engine.metrics;
     for (e, r) in results.into_inner() {
-        match r {
+        let result = match r {
             Ok(Outcome::Tiered { stored }) => {
                 report.tiered += 1;
                 report.bytes_uploaded += stored;
+                m.migration_bytes
+                    .with_label_values(&["tier"])
+                    .inc_by(stored);
+                "ok"
             }
-            Ok(Outcome::Zero) => report.zero += 1,
-            Ok(Outcome::Raced) => report.raced += 1,
-            Ok(Outcome::NotLocal) => {}
+            Ok(Outcome::Zero) => {
+                report.zero += 1;
+                "zero"
+            }
+            Ok(Outcome::Raced) => {
+                report.raced += 1;
+                "raced"
+            }
+            Ok(Outcome::NotLocal) => continue,
             Err(err) => {
                 report.failed += 1;
                 tracing::warn!(volume = %report.volume, extent = e, error = %err, "tiering an extent failed; it stays local");
                 if report.errors.len() < 5 {
                     report.errors.push(format!("extent {e}: {err}"));
                 }
+                "error"
             }
-        }
+        };
+        m.migrations.with_label_values(&["tier", result]).inc();
     }
     if let Some(reason) = vol.engine.breaker_open(&backend) {
         report.held = Some(reason);
     }
     report.seconds = t0.elapsed().as_secs_f64();
+    m.pass_duration.observe(report.seconds);
     tracing::info!(volume = %report.volume, tiered = report.tiered, zero = report.zero, raced = report.raced,
         failed = report.failed, bytes = report.bytes_uploaded, "tier pass done");
     *vol.last_pass.write() = serde_json::to_value(&report).ok();

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -83,7 +84,54 @@ impl ReadTracker {
     }
 }
 
+/// The errno's label in `tierd_nbd_requests_total`.
+fn errno_name(errno: u32) -> &'static str {
+    match errno {
+        EPERM => "eperm",
+        EIO => "eio",
+        EINVAL => "einval",
+        ENOSPC => "enospc",
+        EOVERFLOW => "eoverflow",
+        ENOTSUP => "enotsup",
+        ESHUTDOWN => "eshutdown",
+        _ => "error",
+    }
+}
+
+fn count(vol: &Volume, command: u16, result: &str) {
+    let m = &vol.engine.metrics.nbd_requests;
+    m.with_label_values(&[vol.name().as_str(), command_name(command), result])
+        .inc();
+}
+
+/// Runs one request, counting it and timing it by the tier it touched.
 fn execute(
+    vol: &Arc<Volume>,
+    req: Request,
+    payload: Vec<u8>,
+    sequential: bool,
+    structured: bool,
+) -> Reply {
+    let t0 = Instant::now();
+    let command = req.command;
+    let cold = matches!(command, CMD_READ | CMD_WRITE)
+        && vol.touches_remote(req.offset, req.length as u64);
+    let reply = execute_inner(vol, req, payload, sequential, structured);
+    let result = match &reply {
+        Reply::Error { errno, .. } => errno_name(*errno),
+        _ => "ok",
+    };
+    count(vol, command, result);
+    let tier = if cold { "remote" } else { "local" };
+    vol.engine
+        .metrics
+        .nbd_duration
+        .with_label_values(&[command_name(command), tier])
+        .observe(t0.elapsed().as_secs_f64());
+    reply
+}
+
+fn execute_inner(
     vol: &Arc<Volume>,
     req: Request,
     payload: Vec<u8>,
@@ -349,6 +397,9 @@ pub async fn serve<R, W>(
             other => Some(reject(EINVAL, format!("unknown command {other}"))),
         };
         if let Some(reply) = early {
+            if let Reply::Error { errno, .. } = &reply {
+                count(&vol, req.command, errno_name(*errno));
+            }
             if tx.send(reply).await.is_err() {
                 break "writer closed".into();
             }

@@ -258,6 +258,15 @@ impl Volume {
         &self.stripes[(e as usize) % STRIPES]
     }
 
+    /// Whether any extent under `offset..offset+len` is remote now.
+    pub fn touches_remote(&self, offset: u64, len: u64) -> bool {
+        let map = self.map.read();
+        let n = map.len();
+        self.pieces(offset, len)
+            .take_while(|&(e, _, _)| e < n)
+            .any(|(e, _, _)| map.state(e) == ExtentState::Remote)
+    }
+
     pub fn extent_state(&self, e: u64) -> ExtentState {
         self.map.read().state(e)
     }
@@ -451,6 +460,11 @@ impl Volume {
         let fs = rec.frame_size as u64;
         let first = (within / fs) as usize;
         let last = ((within + buf.len() as u64).div_ceil(fs) as usize).min(rec.frames.len());
+        // Not in the cache, so a miss, even though only some frames are fetched.
+        self.engine
+            .stats
+            .cache_misses
+            .fetch_add(1, Ordering::Relaxed);
         let data = self
             .engine
             .fetch_frames(rec, first, last, ext_len as usize)
@@ -491,6 +505,11 @@ impl Volume {
         stripe.seq.fetch_add(1, Ordering::SeqCst);
         self.engine.forget(&(self.id(), e, generation));
         self.stats.rehydrations.fetch_add(1, Ordering::Relaxed);
+        let m = &self.engine.metrics;
+        m.migrations.with_label_values(&["rehydrate", "ok"]).inc();
+        m.migration_bytes
+            .with_label_values(&["rehydrate"])
+            .inc_by(data.len() as u64);
         tracing::debug!(volume = %self.name(), extent = e, "extent rehydrated");
         Ok(true)
     }
@@ -504,8 +523,14 @@ impl Volume {
             }
             self.remote_record(e)?
         };
-        let data = self.fetch_whole(e, &rec)?;
-        self.rehydrate_with(e, rec.generation, &data)
+        let r = self
+            .fetch_whole(e, &rec)
+            .and_then(|data| self.rehydrate_with(e, rec.generation, &data));
+        if r.is_err() {
+            let m = &self.engine.metrics.migrations;
+            m.with_label_values(&["rehydrate", "error"]).inc();
+        }
+        r
     }
 
     fn readahead(self: &Arc<Self>, after: u64) {
