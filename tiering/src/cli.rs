@@ -27,6 +27,16 @@ pub enum Command {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
     },
+    /// Validate a configuration file (with the StorageClass manifests it
+    /// names) and print the classes it defines; exit 2 if it is invalid.
+    Check {
+        /// TOML configuration file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create, list, show, grow and delete volumes.
     Volume {
         #[command(subcommand)]
@@ -315,7 +325,9 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
         _ => "other",
     };
     match command {
-        Command::Serve { .. } => Err(ClientError("serve is not a client command".into())),
+        Command::Serve { .. } | Command::Check { .. } => {
+            Err(ClientError("not a client command".into()))
+        }
         Command::Volume { command, client } => {
             let c = Client::new(&client.endpoint);
             match command {

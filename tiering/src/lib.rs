@@ -2,6 +2,7 @@
 //! they generate, and the admin API and CLI around them.
 
 pub mod api;
+pub mod check;
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -41,6 +41,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Check { config, json } => match Config::load(&config) {
+            Ok(c) => {
+                print!("{}", tiering::check::describe(&c, json));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
         command => {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
