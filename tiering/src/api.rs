@@ -94,7 +94,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// A size given as a number of bytes or as text such as "10GiB".
 #[derive(Debug, Deserialize)]
@@ -429,7 +429,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
 }
 
 /// Runs metadata and RocksDB work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, TierError> + Send + 'static,
 ) -> ApiResult<T> {
     match tokio::task::spawn_blocking(f).await {
@@ -462,6 +462,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/volumes/{name}/heat", get(volume_heat))
         .route("/v1/volumes/{name}/extents", get(volume_extents))
+        .route("/v1/volumes/{name}/map", get(crate::ui::volume_map))
+        .route("/ui", get(crate::ui::page))
         .route("/v1/volumes/{name}/tier", post(tier_volume))
         .route("/v1/volumes/{name}/promote", post(promote_volume))
         .route("/v1/gc", post(run_gc))

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod nbd;
 pub mod policy;
+pub mod ui;
 pub mod units;
 pub mod volume;
 
