@@ -303,19 +303,36 @@ impl Daemon {
 
     /// Waits (at most `secs`) for the daemon to exit by itself; true if it did.
     pub fn wait_exit(&mut self, secs: u64) -> bool {
+        self.child.is_none() || self.wait_exit_status(secs).is_some()
+    }
+
+    /// Waits (at most `secs`) for the running daemon to exit; its status if it did.
+    pub fn wait_exit_status(&mut self, secs: u64) -> Option<ExitStatus> {
         let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if let Some(c) = self.child.as_mut() {
-                if c.try_wait().ok().flatten().is_some() {
-                    self.child = None;
-                    return true;
-                }
-            } else {
-                return true;
+        loop {
+            let c = self.child.as_mut()?;
+            if let Some(status) = c.try_wait().ok().flatten() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        false
+    }
+
+    /// Waits (at most 30 s) until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "log never showed {needle:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends a signal to the running daemon.

@@ -31,6 +31,8 @@ pub struct AppState {
     pub backend_metrics: backends::BackendMetrics,
     /// Every event metric (tiering and backends); state metrics are added per scrape.
     pub registry: prometheus::Registry,
+    /// The bearer token every request but the probes must carry, if set.
+    pub admin_token: Option<String>,
     pub ready: AtomicBool,
 }
 
@@ -428,6 +430,63 @@ async fn metrics(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
         .into_response())
 }
 
+/// Reads the admin API's bearer token (surrounding whitespace trimmed).
+pub fn read_token(path: &std::path::Path) -> Result<String, TierError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TierError::Startup {
+        context: format!("cannot read admin token file {}", path.display()),
+        source,
+    })?;
+    let token = text.trim();
+    if token.len() < 16 || token.chars().any(char::is_whitespace) {
+        return Err(TierError::InvalidArgument(format!(
+            "admin token file {}: the token must be one word of at least 16 characters",
+            path.display()
+        )));
+    }
+    Ok(token.to_string())
+}
+
+/// Equal in time independent of where the inputs first differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses requests without the bearer token, when one is configured. The
+/// probes and the page itself (static, no data) stay open.
+async fn require_token(
+    State(st): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(want) = &st.admin_token else {
+        return next.run(req).await;
+    };
+    if matches!(req.uri().path(), "/healthz" | "/readyz" | "/ui") {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|t| same_secret(t.trim().as_bytes(), want.as_bytes())) {
+        return next.run(req).await;
+    }
+    let mut r = ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        code: "unauthorized",
+        message: "this API needs \"Authorization: Bearer TOKEN\" with the token in server.admin_token_file \
+                  (the CLI: --token-file or TIERD_TOKEN_FILE)"
+            .into(),
+    }
+    .into_response();
+    r.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
 /// Runs metadata and RocksDB work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, TierError> + Send + 'static,
@@ -469,5 +528,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/gc", post(run_gc))
         .route("/v1/config/reload", post(reload_config))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .with_state(state)
 }

@@ -134,6 +134,9 @@ pub struct ClientArgs {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A file holding the admin API's bearer token (server.admin_token_file).
+    #[arg(long, env = "TIERD_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {
@@ -147,14 +150,22 @@ pub struct ClientError(pub String);
 struct Client {
     http: reqwest::Client,
     base: String,
+    token: Option<String>,
 }
 
 impl Client {
-    fn new(endpoint: &str) -> Self {
-        Self {
+    fn new(args: &ClientArgs) -> Result<Self, ClientError> {
+        let token = match &args.token_file {
+            Some(path) => {
+                Some(crate::api::read_token(path).map_err(|e| ClientError(e.to_string()))?)
+            }
+            None => None,
+        };
+        Ok(Self {
             http: reqwest::Client::new(),
-            base: endpoint.trim_end_matches('/').to_string(),
-        }
+            base: args.endpoint.trim_end_matches('/').to_string(),
+            token,
+        })
     }
 
     async fn call(
@@ -165,6 +176,9 @@ impl Client {
     ) -> Result<Value, ClientError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -329,7 +343,7 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
             Err(ClientError("not a client command".into()))
         }
         Command::Volume { command, client } => {
-            let c = Client::new(&client.endpoint);
+            let c = Client::new(&client)?;
             match command {
                 VolumeCommand::Create {
                     name,
@@ -448,7 +462,7 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
             } else {
                 "tier"
             };
-            let c = Client::new(&client.endpoint);
+            let c = Client::new(&client)?;
             let path = format!("/v1/volumes/{volume}/{what}?wait={wait}");
             if !wait {
                 let v = c.call(Method::POST, &path, None).await?;
@@ -487,7 +501,7 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
             Ok(())
         }
         Command::Gc { client } => {
-            let v = Client::new(&client.endpoint)
+            let v = Client::new(&client)?
                 .call(Method::POST, "/v1/gc", None)
                 .await?;
             if client.json {
@@ -501,7 +515,7 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
             Ok(())
         }
         Command::Reload { client } => {
-            Client::new(&client.endpoint)
+            Client::new(&client)?
                 .call(Method::POST, "/v1/config/reload", None)
                 .await?;
             println!("configuration reloaded");
@@ -513,7 +527,7 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
             coldest,
             client,
         } => {
-            let c = Client::new(&client.endpoint);
+            let c = Client::new(&client)?;
             let order = if coldest { "coldest" } else { "hottest" };
             let v = c
                 .call(

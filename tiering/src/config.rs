@@ -64,9 +64,29 @@ pub struct Config {
     /// Storage classes (tiering policies), by name.
     pub classes: BTreeMap<String, ClassConfig>,
     pub kubernetes: KubernetesSettings,
+    pub log: LogSettings,
     /// Notes from loading (skipped manifests), logged at start-up.
     #[serde(skip)]
     pub notes: Vec<String>,
+}
+
+/// `[log]`: what the daemon logs, and how.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` (default) or `json` (one object per line, for log collectors).
+    pub format: LogFormat,
+    /// A level or filter such as `info` or `info,tiering=debug`; the
+    /// `TIERD_LOG` environment variable overrides it. Default `info`.
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `[kubernetes]`: storage classes from StorageClass manifests.
@@ -105,6 +125,11 @@ pub struct ServerConfig {
     pub nbd_socket: Option<PathBuf>,
     /// The admin HTTP API. Default `127.0.0.1:9464`.
     pub http_listen: String,
+    /// A file holding the bearer token the admin API requires (all but
+    /// /healthz and /readyz). Off unless set.
+    pub admin_token_file: Option<PathBuf>,
+    /// Let the admin API listen beyond loopback without a token. Default false.
+    pub allow_insecure_admin: bool,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +139,8 @@ impl Default for ServerConfig {
             nbd_listen: "127.0.0.1:10809".into(),
             nbd_socket: None,
             http_listen: "127.0.0.1:9464".into(),
+            admin_token_file: None,
+            allow_insecure_admin: false,
         }
     }
 }
@@ -260,6 +287,37 @@ impl TieringSettings {
 pub const DEFAULT_BACKEND: &str = "local";
 pub const DEFAULT_CLASS: &str = "default";
 
+/// A TOML error as "line L, column C (table.key): message", without the
+/// quoted source line toml's own rendering adds: that line may hold a secret.
+fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim_end();
+    let Some(span) = e.span() else {
+        return msg.to_string();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before.len() - line_start + 1;
+    let line = text[line_start..].lines().next().unwrap_or_default();
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let path = match (table, key) {
+        (Some(t), Some(k)) => format!(" ({t}.{k})"),
+        (None, Some(k)) => format!(" ({k})"),
+        (Some(t), None) => format!(" ([{t}])"),
+        (None, None) => String::new(),
+    };
+    format!("line {line_no}, column {col}{path}: {msg}")
+}
+
 impl Config {
     /// The embedded defaults: used when `tierd serve` gets no `--config`.
     pub fn embedded() -> Config {
@@ -287,7 +345,7 @@ impl Config {
     pub fn parse_at(text: &str, file: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
         let mut c: Config = toml::from_str(text).map_err(|e| ConfigError {
             file: file.to_string(),
-            message: e.to_string().trim_end().to_string(),
+            message: toml_message(text, &e),
         })?;
         if let Some(dir) = c.kubernetes.storage_class_dir.clone() {
             let dir = match base {
@@ -370,12 +428,30 @@ impl Config {
                     .into(),
             );
         }
-        s.http_listen.parse::<SocketAddr>().map_err(|e| {
+        let http = s.http_listen.parse::<SocketAddr>().map_err(|e| {
             format!(
                 "server.http_listen: {:?} is not an address such as 127.0.0.1:9464 ({e})",
                 s.http_listen
             )
         })?;
+        if !http.ip().is_loopback() && s.admin_token_file.is_none() && !s.allow_insecure_admin {
+            return Err(format!(
+                "server.http_listen: {} is not a loopback address, so anyone who can reach it could \
+                 delete volumes; set server.admin_token_file (or allow_insecure_admin = true)",
+                s.http_listen
+            ));
+        }
+        if self
+            .log
+            .level
+            .as_deref()
+            .is_some_and(|l| tracing_subscriber::EnvFilter::try_new(l).is_err())
+        {
+            return Err(format!(
+                "log.level: {:?} is not a level or filter such as \"info\" or \"tiering=debug\"",
+                self.log.level.as_deref().unwrap_or_default()
+            ));
+        }
         if self.heat.half_life.0.is_zero() {
             return Err("heat.half_life: must be greater than zero".into());
         }
@@ -533,6 +609,25 @@ mod tests {
         assert!(e.to_string().contains("bucket"), "{e}");
         let e = Config::parse("[surprise]\n", "s.toml").unwrap_err();
         assert!(e.to_string().contains("surprise"), "{e}");
+    }
+
+    #[test]
+    fn errors_never_quote_the_line_they_are_on() {
+        let text =
+            "[backends.s]\nkind = \"s3\"\nbucket = \"b\"\nsecret_acess_key = \"hunter2-s3cr3t\"\n";
+        let m = Config::parse(text, "k.toml").unwrap_err().to_string();
+        assert!(
+            m.contains("k.toml") && m.contains("secret_acess_key"),
+            "{m}"
+        );
+        assert!(!m.contains("hunter2"), "{m}");
+        let m = Config::parse("[heat]\nhalf_life = [\"hunter2-s3cr3t\"]\n", "k.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("heat.half_life") && !m.contains("hunter2"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -91,6 +91,10 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
     for n in &config.notes {
         tracing::info!("skipped: {n}");
     }
+    let admin_token = match &config.server.admin_token_file {
+        Some(path) => Some(crate::api::read_token(path)?),
+        None => None,
+    };
     let registry = prometheus::Registry::new();
     let backend_metrics =
         backends::BackendMetrics::register(&registry).map_err(|e| TierError::Startup {
@@ -156,6 +160,7 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
         config_path,
         backend_metrics: backend_metrics.clone(),
         registry: registry.clone(),
+        admin_token,
         ready: Default::default(),
     });
     let http = TcpListener::bind(&config.server.http_listen)
@@ -292,12 +297,23 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
     }
     state.ready.store(false, Ordering::SeqCst);
     let _ = shutdown_tx.send(true);
+    engine.stop_passes();
 
-    // A second signal skips the drain; the heat flush and volume sync below still run.
+    // A second signal ends every wait below at once. Skipping them is safe:
+    // an upload not yet committed is garbage, the local copy still rules.
+    let (hurry_tx, mut hurry) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second signal: exiting now, without waiting for uploads in flight");
+        let _ = hurry_tx.send(true);
+    });
+    let mut hurried = hurry.clone();
     let drained = tokio::select! {
         r = tokio::time::timeout(DRAIN_TIMEOUT, drain_rx.recv()) => r.is_ok(),
-        _ = term.recv() => false,
-        _ = int.recv() => false,
+        _ = hurried.wait_for(|v| *v) => false,
     };
     if !drained {
         tracing::warn!("connections did not drain; stopping anyway");
@@ -307,9 +323,22 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
     }
     let _ = flusher.await;
     let _ = reloader.await;
-    // A pass in progress finishes its current extents (each is safe to stop
-    // between); the loops only check for shutdown between volumes.
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, policy_loop).await;
+    // Passes, from the loop or the API, stop after the extents they are
+    // moving now (each safe to stop between).
+    let passes_done = async {
+        let _ = policy_loop.await;
+        while engine.passes_running() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        r = tokio::time::timeout(DRAIN_TIMEOUT, passes_done) => {
+            if r.is_err() {
+                tracing::warn!("a pass did not finish its uploads in time; stopping anyway");
+            }
+        }
+        _ = hurry.wait_for(|v| *v) => {}
+    }
     gc_loop.abort();
     let _ = http_task.await;
     let (heat, volumes) = (heat.clone(), volumes.clone());

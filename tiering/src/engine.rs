@@ -66,6 +66,19 @@ pub struct Engine {
     breakers: Mutex<HashMap<String, Breaker>>,
     pub stats: EngineStats,
     pub metrics: TierMetrics,
+    /// Set at shutdown: passes stop between extents.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Tier and promote passes running now (from the loop or the API).
+    running: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a pass as running while held.
+pub struct PassGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for PassGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// What a read of a cold extent should do with the extent afterwards.
@@ -107,7 +120,27 @@ impl Engine {
             breakers: Mutex::new(HashMap::new()),
             stats: EngineStats::default(),
             metrics,
+            stopping: Default::default(),
+            running: Default::default(),
         }
+    }
+
+    /// Asks running passes to stop after the extents they are moving now.
+    pub fn stop_passes(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    pub fn pass_started(&self) -> PassGuard {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        PassGuard(self.running.clone())
+    }
+
+    pub fn passes_running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
     }
 
     pub fn config(&self) -> Arc<Config> {

@@ -1,39 +1,64 @@
-//! Named crash points for the crash-safety tests (after TiKV's `fail_point!`):
-//! `TIERD_FAILPOINTS=name[:N],...` makes the process abort, as a `kill -9`
-//! would, the N-th time (default the first) it reaches `name`. Unset, each
-//! check is one relaxed atomic load.
+//! Named points for the crash-safety tests (after TiKV's `fail_point!`):
+//! `TIERD_FAILPOINTS=name[:N][:pause=MS],...` makes the process abort, as a
+//! `kill -9` would, the N-th time (default the first) it reaches `name`; with
+//! `pause=MS` it sleeps there instead (a slow upload, for shutdown tests).
+//! Unset, each check is one relaxed atomic load.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
-fn armed() -> &'static HashMap<String, (u64, AtomicU64)> {
-    static ARMED: OnceLock<HashMap<String, (u64, AtomicU64)>> = OnceLock::new();
+struct Point {
+    at: u64,
+    pause: Option<Duration>,
+    seen: AtomicU64,
+}
+
+fn armed() -> &'static HashMap<String, Point> {
+    static ARMED: OnceLock<HashMap<String, Point>> = OnceLock::new();
     ARMED.get_or_init(|| {
         let spec = std::env::var("TIERD_FAILPOINTS").unwrap_or_default();
         spec.split(',')
             .filter(|s| !s.is_empty())
             .map(|s| {
-                let (name, n) = s.split_once(':').unwrap_or((s, "1"));
-                (
-                    name.to_string(),
-                    (n.parse().unwrap_or(1), AtomicU64::new(0)),
-                )
+                let mut parts = s.split(':');
+                let name = parts.next().unwrap_or_default().to_string();
+                let mut p = Point {
+                    at: 1,
+                    pause: None,
+                    seen: AtomicU64::new(0),
+                };
+                for part in parts {
+                    match part.strip_prefix("pause=") {
+                        Some(ms) => p.pause = ms.parse().ok().map(Duration::from_millis),
+                        None => p.at = part.parse().unwrap_or(1),
+                    }
+                }
+                (name, p)
             })
             .collect()
     })
 }
 
-/// Aborts the process here if `name` is armed and its count is reached.
+/// Aborts (or pauses) here if `name` is armed and its count is reached.
 pub fn hit(name: &str) {
     let points = armed();
     if points.is_empty() {
         return;
     }
-    if let Some((at, seen)) = points.get(name) {
-        if seen.fetch_add(1, Ordering::SeqCst) + 1 == *at {
-            eprintln!("failpoint {name}: aborting");
-            std::process::abort();
+    if let Some(p) = points.get(name) {
+        if p.seen.fetch_add(1, Ordering::SeqCst) + 1 == p.at {
+            match p.pause {
+                Some(d) => {
+                    eprintln!("failpoint {name}: pausing {} ms", d.as_millis());
+                    std::thread::sleep(d);
+                }
+                None => {
+                    eprintln!("failpoint {name}: aborting");
+                    std::process::abort();
+                }
+            }
         }
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tiering::cli::{run_client, Cli, Command};
-use tiering::config::Config;
+use tiering::config::{Config, LogFormat, LogSettings};
 use tracing_subscriber::EnvFilter;
 
 /// Exit code for configuration errors (bad file, unknown key, bad value).
@@ -25,13 +25,7 @@ fn main() -> ExitCode {
                 },
                 None => Config::embedded(),
             };
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    EnvFilter::try_from_env("TIERD_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
+            init_logging(&cfg.log);
             match run_serve(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -73,10 +67,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to stderr, as text or JSON lines; `TIERD_LOG` overrides the level.
+fn init_logging(log: &LogSettings) {
+    let filter = EnvFilter::try_from_env("TIERD_LOG").unwrap_or_else(|_| {
+        EnvFilter::try_new(log.level.as_deref().unwrap_or("info"))
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+    });
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Json => fmt.json().flatten_event(true).init(),
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
 fn run_serve(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(tiering::daemon::serve(cfg, path))?;
+    let r = rt.block_on(tiering::daemon::serve(cfg, path));
+    // Everything durable is flushed by now; a blocking task still inside an
+    // upload (after a second signal) is dropped, as a crash would, safely.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    r?;
     Ok(())
 }

@@ -236,12 +236,17 @@ pub fn used_pct(path: &std::path::Path) -> u8 {
 
 /// Waits as long as needed to keep `bytes` within `rate` bytes per second, given
 /// when the last upload of this class may have ended (`next_free`).
-fn pace(next_free: &mut Instant, bytes: u64, rate: u64) {
+fn pace(next_free: &mut Instant, bytes: u64, rate: u64, stop: impl Fn() -> bool) {
     let now = Instant::now();
     let start = (*next_free).max(now);
     *next_free = start + Duration::from_secs_f64(bytes as f64 / rate.max(1) as f64);
-    if start > now {
-        std::thread::sleep(start - now);
+    // In slices, so a shutdown does not wait for a slow cap.
+    while !stop() {
+        let left = start.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
     }
 }
 
@@ -254,6 +259,7 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
         kind: "tier",
         ..Default::default()
     };
+    let _counted = vol.engine.pass_started();
     let Some(_running) = vol.pass.try_lock() else {
         return Err(TierError::Busy {
             volume: vol.name(),
@@ -305,7 +311,10 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
-                if vol.is_closed() || vol.engine.breaker_open(&backend).is_some() {
+                if vol.is_closed()
+                    || vol.engine.is_stopping()
+                    || vol.engine.breaker_open(&backend).is_some()
+                {
                     return;
                 }
                 let Some(e) = queue.lock().next() else { return };
@@ -313,7 +322,7 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
                 vol.advance_progress();
                 if let (Ok(Outcome::Tiered { stored }), Some(rate)) = (&r, rate) {
                     let mut nf = next_free.lock();
-                    pace(&mut nf, *stored, rate);
+                    pace(&mut nf, *stored, rate, || vol.engine.is_stopping());
                 }
                 results.lock().push((e, r));
             });
@@ -369,6 +378,7 @@ pub fn promote(vol: &Arc<Volume>) -> Result<PassReport> {
         kind: "promote",
         ..Default::default()
     };
+    let _counted = vol.engine.pass_started();
     let Some(_running) = vol.pass.try_lock() else {
         return Err(TierError::Busy {
             volume: vol.name(),
@@ -389,6 +399,9 @@ pub fn promote(vol: &Arc<Volume>) -> Result<PassReport> {
     }));
     let _clear = ClearProgress(vol);
     for e in 0..n {
+        if vol.engine.is_stopping() {
+            break;
+        }
         if vol.extent_state(e) != ExtentState::Local {
             vol.advance_progress();
         }
@@ -595,7 +608,7 @@ mod tests {
         let mut nf = Instant::now();
         let t0 = Instant::now();
         for _ in 0..3 {
-            pace(&mut nf, 1_000, 20_000);
+            pace(&mut nf, 1_000, 20_000, || false);
         }
         // Three 1000-byte uploads at 20 kB/s: the third waits for the first two (100 ms).
         assert!(
