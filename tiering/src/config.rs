@@ -130,6 +130,10 @@ pub struct ServerConfig {
     pub admin_token_file: Option<PathBuf>,
     /// Let the admin API listen beyond loopback without a token. Default false.
     pub allow_insecure_admin: bool,
+    /// How fast the daemon's clock runs against real time (heat, cooling,
+    /// GC grace). Default 1; larger only for demos and tests that live
+    /// through days of cooling in seconds, as a trace replay does.
+    pub clock_speed: f64,
 }
 
 impl Default for ServerConfig {
@@ -141,6 +145,7 @@ impl Default for ServerConfig {
             http_listen: "127.0.0.1:9464".into(),
             admin_token_file: None,
             allow_insecure_admin: false,
+            clock_speed: 1.0,
         }
     }
 }
@@ -413,6 +418,12 @@ impl Config {
         let s = &self.server;
         if s.data_dir.as_os_str().is_empty() {
             return Err("server.data_dir: must not be empty".into());
+        }
+        if !(s.clock_speed > 0.0 && s.clock_speed <= 1e7) {
+            return Err(format!(
+                "server.clock_speed: {} is not a speed-up between 0 and 10000000",
+                s.clock_speed
+            ));
         }
         if !s.nbd_listen.is_empty() {
             s.nbd_listen.parse::<SocketAddr>().map_err(|e| {

@@ -83,7 +83,15 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
     })?;
     let heat_cfg = heat_config(&config);
     let db = crate::db::open(&data_dir.join("db"), &heat_cfg)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = if config.server.clock_speed == 1.0 {
+        Arc::new(SystemClock)
+    } else {
+        tracing::warn!(
+            speed = config.server.clock_speed,
+            "the clock runs faster than real time (server.clock_speed): for tests and demos only"
+        );
+        Arc::new(heatmap::ScaledClock::new(config.server.clock_speed))
+    };
     let heat = Arc::new(HeatMap::new(db.clone(), clock.clone(), &heat_cfg)?);
     for w in config.warnings() {
         tracing::warn!("{w}");

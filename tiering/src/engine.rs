@@ -104,8 +104,7 @@ impl Engine {
         rt: Handle,
         metrics: TierMetrics,
     ) -> Self {
-        let per_extent = 4u64 << 20;
-        let entries = (config.tiering.cache_bytes() / per_extent).max(1) as usize;
+        let entries = crate::access::cache_entries(&config.tiering);
         let uploads = config.tiering.max_concurrent_uploads;
         Self {
             config: RwLock::new(config),

@@ -1,6 +1,7 @@
 //! tierd's tiering crate: volumes served over NBD from a local tier, the heat
 //! they generate, and the admin API and CLI around them.
 
+pub mod access;
 pub mod api;
 pub mod check;
 pub mod cli;

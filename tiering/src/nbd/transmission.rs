@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::handshake::Session;
 use super::proto::*;
+use crate::access::ReadTracker;
 use crate::error::TierError;
 use crate::volume::Volume;
 
@@ -22,11 +23,6 @@ use crate::volume::Volume;
 const MAX_IN_FLIGHT: usize = 64;
 /// Descriptors per BLOCK_STATUS reply; clients ask again for the rest.
 const MAX_STATUS_RUNS: usize = 1024;
-/// Read ends remembered per connection to call a read sequential.
-const RECENT_READS: usize = 16;
-/// Reads at least this long are streaming reads whatever came before: scans
-/// use large requests, and their first request continues nothing.
-const LARGE_READ: u64 = 1 << 20;
 
 #[derive(Debug)]
 enum Reply {
@@ -59,28 +55,6 @@ fn errno_of(e: &TierError) -> u32 {
             _ => EIO,
         },
         _ => EIO,
-    }
-}
-
-/// Remembers where recent reads ended, to tell sequential reads from random ones
-/// even when a client keeps several reads in flight.
-struct ReadTracker {
-    ends: [u64; RECENT_READS],
-    next: usize,
-}
-
-impl ReadTracker {
-    fn new() -> Self {
-        Self {
-            ends: [u64::MAX; RECENT_READS],
-            next: 0,
-        }
-    }
-    fn observe(&mut self, offset: u64, len: u64) -> bool {
-        let sequential = len >= LARGE_READ || self.ends.contains(&offset);
-        self.ends[self.next] = offset + len;
-        self.next = (self.next + 1) % RECENT_READS;
-        sequential
     }
 }
 
@@ -422,23 +396,4 @@ pub async fn serve<R, W>(
         Ok(Ok(())) | Ok(Err(_)) | Err(_) => {}
     }
     tracing::info!(peer, export = %session.export, reason, "NBD connection closed");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_continuing_recent_ones_are_sequential() {
-        let mut t = ReadTracker::new();
-        assert!(!t.observe(0, 4096));
-        assert!(t.observe(4096, 4096));
-        // Two streams interleaved, as with several reads in flight.
-        assert!(!t.observe(1 << 30, 65536));
-        assert!(t.observe(8192, 4096));
-        assert!(t.observe((1 << 30) + 65536, 65536));
-        assert!(!t.observe(12345, 1));
-        // A large read streams even when it continues nothing.
-        assert!(t.observe(7 << 30, 2 << 20));
-    }
 }

@@ -452,7 +452,8 @@ impl Volume {
     ) -> Result<Option<bytes::Bytes>> {
         let (_, ext_len) = self.extent_range(e);
         let fk = (self.id(), e, rec.generation);
-        if whole || sequential || self.engine.cached(&fk) || buf.len() as u64 * 2 >= ext_len {
+        let cached = self.engine.cached(&fk);
+        if crate::access::fetch_whole(whole, sequential, cached, buf.len() as u64, ext_len) {
             let data = self.fetch_whole(e, rec)?;
             buf.copy_from_slice(&data[within as usize..within as usize + buf.len()]);
             return Ok(Some(data));
@@ -534,9 +535,9 @@ impl Volume {
     }
 
     fn readahead(self: &Arc<Self>, after: u64) {
-        let n = self.engine.config().tiering.readahead_extents as u64;
+        let n = self.engine.config().tiering.readahead_extents;
         let count = self.map.read().len();
-        for e in (after + 1)..(after + 1 + n).min(count) {
+        for e in crate::access::readahead(after, n, count) {
             if self.extent_state(e) != ExtentState::Remote {
                 continue;
             }
