@@ -73,3 +73,8 @@ pub fn describe(config: &Config, as_json: bool) -> String {
 fn value<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
+
+/// The configured name of a small configuration enum, as text.
+pub fn name_of<T: serde::Serialize>(v: &T) -> String {
+    value(v).as_str().unwrap_or_default().to_string()
+}

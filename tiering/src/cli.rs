@@ -37,6 +37,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay a block trace through tiering policies in simulated time and
+    /// report what each would do and cost, beside the offline optimum.
+    Simulate(crate::sim::command::SimulateArgs),
     /// Create, list, show, grow and delete volumes.
     Volume {
         #[command(subcommand)]
@@ -339,7 +342,7 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
         _ => "other",
     };
     match command {
-        Command::Serve { .. } | Command::Check { .. } => {
+        Command::Serve { .. } | Command::Check { .. } | Command::Simulate(_) => {
             Err(ClientError("not a client command".into()))
         }
         Command::Volume { command, client } => {

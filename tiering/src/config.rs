@@ -65,6 +65,8 @@ pub struct Config {
     pub classes: BTreeMap<String, ClassConfig>,
     pub kubernetes: KubernetesSettings,
     pub log: LogSettings,
+    /// Prices for `tierd simulate`'s cost model (shipped list prices by default).
+    pub pricing: crate::sim::cost::Pricing,
     /// Notes from loading (skipped manifests), logged at start-up.
     #[serde(skip)]
     pub notes: Vec<String>,
@@ -419,6 +421,9 @@ impl Config {
         if s.data_dir.as_os_str().is_empty() {
             return Err("server.data_dir: must not be empty".into());
         }
+        self.pricing
+            .validate()
+            .map_err(|e| format!("pricing: {e}"))?;
         if !(s.clock_speed > 0.0 && s.clock_speed <= 1e7) {
             return Err(format!(
                 "server.clock_speed: {} is not a speed-up between 0 and 10000000",

@@ -66,6 +66,12 @@ pub enum TierError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Trace(#[from] crate::sim::trace::TraceError),
+    #[error("pricing: {0}")]
+    Cost(#[from] crate::sim::cost::CostError),
+    #[error(transparent)]
+    Chart(#[from] crate::sim::chart::ChartError),
     #[error("cannot render metrics: {0}")]
     Metrics(String),
     #[error("{context}: {source}")]

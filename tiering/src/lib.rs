@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod nbd;
 pub mod policy;
+pub mod sim;
 pub mod ui;
 pub mod units;
 pub mod volume;

@@ -45,6 +45,20 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Simulate(args) => match tiering::sim::command::simulate(&args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(tiering::TierError::Config(e)) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         command => {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()

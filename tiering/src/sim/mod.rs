@@ -1,0 +1,432 @@
+//! `tierd simulate`: replays a block trace through tiering policies in
+//! simulated time and reports what each would do and cost, beside the
+//! offline optimum for the same trace.
+//!
+//! The policies run the daemon's own code (see [`volume`]): only the clock
+//! and the I/O are simulated. Each device of the trace is one volume; every
+//! policy sees the same events in one streaming pass over the trace, so
+//! memory depends on the extents touched, not on the number of events.
+
+pub mod chart;
+pub mod command;
+pub mod cost;
+mod oracle;
+pub mod report;
+pub mod timeline;
+pub mod trace;
+pub mod volume;
+
+#[cfg(test)]
+mod tests;
+
+use serde::Serialize;
+
+use crate::config::{ClassConfig, Config, RetrievalPolicy, TieringPolicy};
+use crate::error::{Result, TierError};
+use crate::units::parse_duration;
+use cost::{monthly_cost, Cost, Pricing, Usage};
+use oracle::Oracle;
+use timeline::Timeline;
+use trace::{Event, TraceError};
+use volume::{Counters, SimVolume, VolumeParams};
+
+/// One policy to simulate: a class, and the price list its objects pay.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub class: ClassConfig,
+    pub price_tier: String,
+}
+
+/// Everything about a simulation except the policies and the trace.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub volume: VolumeParams,
+    pub scan_interval_ms: u64,
+    /// Width of the buckets of the local-bytes timeline (and the chart).
+    pub bucket_ms: u64,
+    pub pricing: Pricing,
+}
+
+/// What one policy did over the trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    pub name: String,
+    pub description: String,
+    pub price_tier: String,
+    /// None for the optimum, whose history is not kept.
+    pub local_peak_bytes: Option<f64>,
+    pub local_mean_bytes: f64,
+    pub remote_mean_bytes: f64,
+    pub extents_tiered: u64,
+    pub bytes_tiered: u64,
+    pub rehydrations: u64,
+    pub thrash: u64,
+    pub puts: u64,
+    pub gets: u64,
+    pub bytes_fetched: u64,
+    pub cold_reads: u64,
+    pub cold_cache_hits: u64,
+    /// Mean estimated wait of a cold read on the object store, in ms.
+    pub cold_read_ms: Option<f64>,
+    pub passes: u64,
+    pub cost: Cost,
+    /// Extents whose only copy is remote at the end, per device (by index).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote_extents: Vec<Vec<u64>>,
+    #[serde(skip)]
+    pub series: Vec<(f64, f64)>,
+}
+
+/// The whole result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub events: u64,
+    pub devices: Vec<String>,
+    pub duration_ms: u64,
+    pub extent_size: u64,
+    pub scan_interval_ms: u64,
+    pub prices_taken: String,
+    pub policies: Vec<PolicyReport>,
+    /// The offline optimum, per price tier the policies use.
+    pub optimum: Vec<PolicyReport>,
+}
+
+/// Simulated wall-clock time of the trace's start. Traces count from 0, but
+/// the policy compares `now - cooling` with last-use times, which must not
+/// saturate at the epoch (everything would look idle since time 0).
+const EPOCH_MS: u64 = 30 * 365 * 86_400_000;
+
+struct Run<'a> {
+    policy: &'a Policy,
+    volumes: Vec<SimVolume>,
+    counters: Counters,
+    local: Timeline,
+    remote: Timeline,
+    local_total: u64,
+    remote_total: u64,
+    next_pass: u64,
+}
+
+impl Run<'_> {
+    fn volume(&mut self, device: u32, p: &VolumeParams) -> &mut SimVolume {
+        let d = device as usize;
+        while self.volumes.len() <= d {
+            self.volumes.push(SimVolume::new(p));
+        }
+        &mut self.volumes[d]
+    }
+
+    fn record(&mut self, now: u64, local_delta: i64, remote_delta: i64) {
+        self.local_total = (self.local_total as i64 + local_delta) as u64;
+        self.remote_total = (self.remote_total as i64 + remote_delta) as u64;
+        self.local.set(now, self.local_total);
+        self.remote.set(now, self.remote_total);
+    }
+
+    /// Runs every pass due up to `now`, as the daemon's loop would have.
+    fn passes_until(&mut self, now: u64, o: &Options) {
+        while self.next_pass <= now {
+            let t = self.next_pass;
+            for i in 0..self.volumes.len() {
+                let v = &mut self.volumes[i];
+                let (l, r) = (v.local_bytes as i64, v.remote_bytes as i64);
+                v.pass(
+                    EPOCH_MS + t,
+                    &self.policy.class,
+                    &o.volume,
+                    &mut self.counters,
+                );
+                let (dl, dr) = (v.local_bytes as i64 - l, v.remote_bytes as i64 - r);
+                if dl != 0 || dr != 0 {
+                    self.record(t, dl, dr);
+                }
+            }
+            self.next_pass += o.scan_interval_ms;
+        }
+    }
+
+    fn apply(&mut self, ev: &Event, o: &Options) {
+        self.passes_until(ev.t_ms, o);
+        let class = &self.policy.class;
+        let mut counters = std::mem::take(&mut self.counters);
+        let v = self.volume(ev.device, &o.volume);
+        let (l, r) = (v.local_bytes as i64, v.remote_bytes as i64);
+        let at = Event {
+            t_ms: EPOCH_MS + ev.t_ms,
+            ..*ev
+        };
+        v.apply(&at, class, &o.volume, &mut counters);
+        let (dl, dr) = (v.local_bytes as i64 - l, v.remote_bytes as i64 - r);
+        self.counters = counters;
+        if dl != 0 || dr != 0 {
+            self.record(ev.t_ms, dl, dr);
+        }
+    }
+}
+
+/// A short description of a class's policy, as `auto 31d, default retrieval`.
+pub fn describe(class: &ClassConfig) -> String {
+    use crate::check::name_of;
+    let mut s = name_of(&class.tiering_policy);
+    if matches!(
+        class.tiering_policy,
+        TieringPolicy::Auto | TieringPolicy::SnapshotOnly
+    ) {
+        s += &format!(" {}", crate::config::HumanDuration(class.cooling()));
+    }
+    s + &format!(", {} retrieval", name_of(&class.retrieval_policy))
+}
+
+/// The price list objects of `class` pay, from its backend's kind and upload tier.
+pub fn price_tier(config: &Config, class: &ClassConfig) -> String {
+    let kind = class
+        .backend
+        .as_ref()
+        .and_then(|b| config.backends.get(b))
+        .map(|b| b.kind())
+        .unwrap_or("s3");
+    let tier = class
+        .upload_tier
+        .as_deref()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match (kind, tier.as_str()) {
+        ("azure", "cool") => "azure-cool",
+        ("azure", "cold") => "azure-cold",
+        ("azure", _) => "azure-hot",
+        (_, "standard_ia") => "s3-standard-ia",
+        (_, "glacier_ir") => "s3-glacier-ir",
+        _ => "s3-standard",
+    }
+    .to_string()
+}
+
+/// A policy named on the command line: a class of `config`, or an ad-hoc one
+/// written `POLICY[:COOLING][/RETRIEVAL]`, such as `auto:7d/on-read` or `all`.
+pub fn policy_from_arg(config: &Config, arg: &str) -> Result<Policy> {
+    if let Some(class) = config.classes.get(arg) {
+        return Ok(Policy {
+            name: arg.to_string(),
+            class: class.clone(),
+            price_tier: price_tier(config, class),
+        });
+    }
+    let bad = |why: String| {
+        TierError::InvalidArgument(format!(
+            "--class {arg:?}: {why}; name a configured class ({}) or write POLICY[:COOLING][/RETRIEVAL], e.g. auto:7d/on-read",
+            config.classes.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    };
+    let (head, retrieval) = arg.split_once('/').unwrap_or((arg, "default"));
+    let (policy, cooling) = head
+        .split_once(':')
+        .map(|(p, c)| (p, Some(c)))
+        .unwrap_or((head, None));
+    let tiering_policy: TieringPolicy =
+        serde_json::from_value(serde_json::Value::String(policy.into())).map_err(|_| {
+            bad(format!(
+                "{policy:?} is not a class nor a tiering policy (none, snapshot-only, auto, all)"
+            ))
+        })?;
+    let retrieval_policy: RetrievalPolicy =
+        serde_json::from_value(serde_json::Value::String(retrieval.into())).map_err(|_| {
+            bad(format!(
+                "{retrieval:?} is not a retrieval policy (default, on-read, never, promote)"
+            ))
+        })?;
+    let cooling_period = match cooling {
+        Some(c) => Some(crate::config::HumanDuration(
+            parse_duration(c).map_err(bad)?,
+        )),
+        None => match tiering_policy {
+            TieringPolicy::Auto => Some(crate::config::HumanDuration(
+                std::time::Duration::from_secs(31 * 86_400),
+            )),
+            TieringPolicy::SnapshotOnly => Some(crate::config::HumanDuration(
+                std::time::Duration::from_secs(2 * 86_400),
+            )),
+            _ => None,
+        },
+    };
+    let class = ClassConfig {
+        tiering_policy,
+        retrieval_policy,
+        cooling_period,
+        ..Default::default()
+    };
+    Ok(Policy {
+        name: arg.to_string(),
+        price_tier: price_tier(config, &class),
+        class,
+    })
+}
+
+/// Local and remote byte-milliseconds of a run, and its local-bytes history.
+struct Usage2 {
+    local_byte_ms: f64,
+    remote_byte_ms: f64,
+    local_peak: Option<f64>,
+    series: Vec<(f64, f64)>,
+}
+
+fn finish_report(
+    name: String,
+    description: String,
+    price_tier: &str,
+    c: Counters,
+    u: Usage2,
+    end: u64,
+    pricing: &Pricing,
+) -> Result<PolicyReport> {
+    let duration = end.max(1);
+    let usage = Usage {
+        duration_ms: duration,
+        local_byte_ms: u.local_byte_ms,
+        remote_byte_ms: u.remote_byte_ms,
+        puts: c.puts,
+        gets: c.gets,
+        bytes_retrieved: c.bytes_fetched,
+        deleted_objects: c.deleted.clone(),
+    };
+    let cost = monthly_cost(pricing, price_tier, &usage)?;
+    Ok(PolicyReport {
+        name,
+        description,
+        price_tier: price_tier.to_string(),
+        local_peak_bytes: u.local_peak,
+        local_mean_bytes: u.local_byte_ms / duration as f64,
+        remote_mean_bytes: u.remote_byte_ms / duration as f64,
+        extents_tiered: c.extents_tiered,
+        bytes_tiered: c.bytes_uploaded,
+        rehydrations: c.rehydrations,
+        thrash: c.thrash,
+        puts: c.puts,
+        gets: c.gets,
+        bytes_fetched: c.bytes_fetched,
+        cold_reads: c.cold_reads,
+        cold_cache_hits: c.cold_cache_hits,
+        cold_read_ms: (c.cold_reads > 0).then(|| c.cold_wait_ms / c.cold_reads as f64),
+        passes: c.passes,
+        cost,
+        remote_extents: Vec::new(),
+        series: u.series,
+    })
+}
+
+/// Replays `events` (in time order, time 0 at the trace's start) through
+/// every policy and the optimum.
+pub fn run<I>(events: I, policies: &[Policy], o: &Options) -> Result<Report>
+where
+    I: Iterator<Item = std::result::Result<Event, TraceError>>,
+{
+    if policies.is_empty() {
+        return Err(TierError::InvalidArgument(
+            "simulate: name at least one --class".into(),
+        ));
+    }
+    let mut tiers: Vec<String> = policies.iter().map(|p| p.price_tier.clone()).collect();
+    tiers.sort();
+    tiers.dedup();
+    let mut oracles = Vec::new();
+    for t in &tiers {
+        let price = o.pricing.tiers.get(t).cloned().ok_or_else(|| {
+            TierError::InvalidArgument(format!(
+                "no price list {t:?} in [pricing.tiers] (known: {})",
+                o.pricing
+                    .tiers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        oracles.push(Oracle::new(
+            o.volume.extent_size,
+            o.pricing.local_gb_month,
+            price,
+        ));
+    }
+    let mut runs: Vec<Run> = policies
+        .iter()
+        .map(|p| Run {
+            policy: p,
+            volumes: Vec::new(),
+            counters: Counters::default(),
+            local: Timeline::new(o.bucket_ms),
+            remote: Timeline::new(o.bucket_ms),
+            local_total: 0,
+            remote_total: 0,
+            next_pass: o.scan_interval_ms,
+        })
+        .collect();
+    let mut n = 0u64;
+    let mut end = 0u64;
+    for ev in events {
+        let ev = ev?;
+        n += 1;
+        end = end.max(ev.t_ms);
+        for r in &mut runs {
+            r.apply(&ev, o);
+        }
+        for or in &mut oracles {
+            or.apply(&ev);
+        }
+    }
+    // The trace ends one scan interval after its last event, so the last
+    // events' effect on local bytes is seen.
+    let end = end + o.scan_interval_ms;
+    let mut reports = Vec::new();
+    for mut r in runs {
+        r.passes_until(end, o);
+        let (lt, rt) = (r.local_total, r.remote_total);
+        r.local.set(end, lt);
+        r.remote.set(end, rt);
+        let u = Usage2 {
+            local_byte_ms: r.local.integral(),
+            remote_byte_ms: r.remote.integral(),
+            local_peak: Some(r.local.peak() as f64),
+            series: r.local.series(end),
+        };
+        let mut rep = finish_report(
+            r.policy.name.clone(),
+            describe(&r.policy.class),
+            &r.policy.price_tier,
+            r.counters,
+            u,
+            end,
+            &o.pricing,
+        )?;
+        rep.remote_extents = r.volumes.iter().map(|v| v.tiered_extents()).collect();
+        reports.push(rep);
+    }
+    let mut optimum = Vec::new();
+    for (t, mut or) in tiers.iter().zip(oracles) {
+        or.finish(end);
+        let u = Usage2 {
+            local_byte_ms: or.local_byte_ms,
+            remote_byte_ms: or.remote_byte_ms,
+            local_peak: None,
+            series: Vec::new(),
+        };
+        optimum.push(finish_report(
+            format!("optimum ({t})"),
+            "offline: knows every future access".into(),
+            t,
+            std::mem::take(&mut or.counters),
+            u,
+            end,
+            &o.pricing,
+        )?);
+    }
+    Ok(Report {
+        events: n,
+        devices: Vec::new(),
+        duration_ms: end,
+        extent_size: o.volume.extent_size,
+        scan_interval_ms: o.scan_interval_ms,
+        prices_taken: o.pricing.taken.clone(),
+        policies: reports,
+        optimum,
+    })
+}
