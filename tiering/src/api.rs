@@ -134,6 +134,8 @@ pub struct PatchBody {
     pub size: Option<SizeArg>,
     #[serde(default)]
     pub class: Option<String>,
+    #[serde(default)]
+    pub record_trace: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -353,6 +355,7 @@ async fn patch_volume(
     let patch = PatchVolume {
         size: b.size.as_ref().map(|s| s.bytes("size")).transpose()?,
         class: b.class,
+        record_trace: b.record_trace,
     };
     let info = blocking(move || {
         let config = st.engine.config();

@@ -225,6 +225,9 @@ pub struct ClassConfig {
     pub max_upload_bandwidth: Option<String>,
     /// Uploads at once for this class. Default 4.
     pub max_concurrent_uploads: Option<usize>,
+    /// Record the access trace of this class's volumes (for `tierd
+    /// simulate`). Default false; a volume can override it.
+    pub record_trace: bool,
 }
 
 impl ClassConfig {
@@ -263,6 +266,10 @@ pub struct TieringSettings {
     pub breaker_failures: u32,
     /// How long a tripped breaker pauses migration. Default 30s.
     pub breaker_pause: HumanDuration,
+    /// Size of one access-trace file before it rotates. Default 64MiB.
+    pub trace_max_size: String,
+    /// Rotated access-trace files kept per volume. Default 3.
+    pub trace_keep: usize,
 }
 
 impl Default for TieringSettings {
@@ -277,6 +284,8 @@ impl Default for TieringSettings {
             max_concurrent_uploads: 8,
             breaker_failures: 5,
             breaker_pause: HumanDuration(Duration::from_secs(30)),
+            trace_max_size: "64MiB".into(),
+            trace_keep: 3,
         }
     }
 }
@@ -490,6 +499,8 @@ impl Config {
         }
         let t = &self.tiering;
         crate::units::parse_size(&t.cache_size).map_err(|m| format!("tiering.cache_size: {m}"))?;
+        crate::units::parse_size(&t.trace_max_size)
+            .map_err(|m| format!("tiering.trace_max_size: {m}"))?;
         let fs = crate::units::parse_size(&t.frame_size)
             .map_err(|m| format!("tiering.frame_size: {m}"))?;
         if !fs.is_power_of_two() || !(4096..=(1 << 20)).contains(&fs) {

@@ -266,6 +266,8 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
             reason: "a pass is already running".into(),
         });
     };
+    // A reload may have switched trace recording for the class.
+    vol.refresh_trace();
     let meta = vol.meta();
     let class = vol.engine.class(&meta.class)?;
     let Some(backend) = class.backend.clone() else {

@@ -98,7 +98,19 @@ pub fn simulate(a: &SimulateArgs) -> Result<String> {
             ))
         }
     }?;
-    let mut reader = trace::open(&a.trace, format)?;
+    // A trace tierd recorded (VOLUME.trace) is replayed with its rotated
+    // predecessors (VOLUME.trace.1, ...), oldest first.
+    let recorded = match (format, a.trace.file_name().and_then(|n| n.to_str())) {
+        (trace::Format::Tierd, Some(name)) => name.strip_suffix(".trace").map(str::to_string),
+        _ => None,
+    };
+    let mut reader = match recorded {
+        Some(volume) => trace::read_recorded(
+            a.trace.parent().unwrap_or(std::path::Path::new(".")),
+            &volume,
+        )?,
+        None => trace::open(&a.trace, format)?,
+    };
     let o = Options {
         volume: super::volume::VolumeParams {
             extent_size,

@@ -25,6 +25,9 @@ pub struct VolumeMeta {
     pub class: String,
     pub extent_size: u64,
     pub created_ms: u64,
+    /// Record this volume's access trace: Some overrides the class's `record_trace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_trace: Option<bool>,
 }
 
 impl VolumeMeta {

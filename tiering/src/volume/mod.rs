@@ -16,6 +16,7 @@
 mod local_tier;
 mod meta;
 mod registry;
+mod trace_log;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -77,6 +78,7 @@ pub struct Volume {
     pub(crate) progress: RwLock<Option<PassProgress>>,
     connections: AtomicUsize,
     closed: AtomicBool,
+    pub(crate) trace_log: trace_log::TraceLog,
 }
 
 /// What the API reports about a volume.
@@ -176,7 +178,28 @@ impl Volume {
             progress: RwLock::new(None),
             connections: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            trace_log: Default::default(),
         }
+    }
+
+    /// Starts or stops recording the access trace, as the volume's setting
+    /// (or else its class's) says now.
+    pub(crate) fn refresh_trace(&self) {
+        let meta = self.meta();
+        let config = self.engine.config();
+        let on = meta.record_trace.unwrap_or_else(|| {
+            config
+                .classes
+                .get(&meta.class)
+                .is_some_and(|c| c.record_trace)
+        });
+        let target = on.then(|| trace_log::TraceTarget {
+            dir: config.server.data_dir.join("traces"),
+            volume: meta.name.clone(),
+            max_bytes: crate::units::parse_size(&config.tiering.trace_max_size).unwrap_or(64 << 20),
+            keep: config.tiering.trace_keep,
+        });
+        self.trace_log.set(target);
     }
 
     /// Frees the local copy of every extent whose data lives elsewhere: after a
@@ -379,6 +402,13 @@ impl Volume {
     }
 
     /// Reports an access to every extent it touches.
+    fn trace(&self, op: crate::sim::trace::Op, offset: u64, len: u64) {
+        if self.trace_log.is_on() {
+            self.trace_log
+                .log(self.heat.clock().now_ms(), op, offset, len);
+        }
+    }
+
     fn record(&self, kind: AccessKind, offset: u64, len: u64, sequential: bool) {
         if len == 0 || !self.heat.enabled() {
             return;
@@ -589,6 +619,7 @@ impl Volume {
                 }
             }
         }
+        self.trace(crate::sim::trace::Op::Read, offset, buf.len() as u64);
         self.record(AccessKind::Read, offset, buf.len() as u64, sequential);
         Ok(())
     }
@@ -654,6 +685,7 @@ impl Volume {
                 self.make_writable(e, whole)?;
             }
         }
+        self.trace(crate::sim::trace::Op::Write, offset, data.len() as u64);
         self.record(AccessKind::Write, offset, data.len() as u64, false);
         if fua {
             self.flush()?;
@@ -706,6 +738,7 @@ impl Volume {
     pub fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<()> {
         self.check_range(offset, len)?;
         self.zero(offset, len, true, "trim")?;
+        self.trace(crate::sim::trace::Op::Trim, offset, len);
         self.record(AccessKind::Write, offset, len, false);
         if fua {
             self.flush()?;
@@ -718,6 +751,7 @@ impl Volume {
     pub fn write_zeroes(&self, offset: u64, len: u64, may_punch: bool, fua: bool) -> Result<()> {
         self.check_range(offset, len)?;
         self.zero(offset, len, may_punch, "write zeroes")?;
+        self.trace(crate::sim::trace::Op::Write, offset, len);
         self.record(AccessKind::Write, offset, len, false);
         if fua {
             self.flush()?;
@@ -727,6 +761,7 @@ impl Volume {
 
     /// Makes every completed write durable.
     pub fn flush(&self) -> Result<()> {
+        self.trace_log.flush();
         self.tier.sync().map_err(|e| self.io_err("fdatasync", e))
     }
 

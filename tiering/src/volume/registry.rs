@@ -40,6 +40,8 @@ pub struct CreateVolume {
 pub struct PatchVolume {
     pub size: Option<u64>,
     pub class: Option<String>,
+    /// Record the access trace (true/false), overriding the class.
+    pub record_trace: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -115,6 +117,7 @@ impl Volumes {
                 }
                 let extents = ExtentMap::load(db.clone(), meta.id, meta.extent_count())?;
                 let vol = Volume::new(meta, tier, heat.clone(), engine.clone(), extents);
+                vol.refresh_trace();
                 let repaired = vol.repair_local_copies()?;
                 if repaired > 0 {
                     tracing::debug!(volume = %vol.name(), extents = repaired, "local copies of tiered extents freed");
@@ -214,6 +217,7 @@ impl Volumes {
             class: req.class,
             extent_size,
             created_ms: self.clock.now_ms(),
+            record_trace: None,
         };
         let path = self.dir.join(file_name(id));
         let tier = LocalTier::create(&path, meta.size).map_err(|source| TierError::Io {
@@ -241,6 +245,7 @@ impl Volumes {
             self.engine.clone(),
             extents,
         ));
+        vol.refresh_trace();
         self.map.write().insert(req.name.clone(), vol.clone());
         tracing::info!(volume = %req.name, id, size = vol.size(), "volume created");
         Ok(vol)
@@ -255,6 +260,9 @@ impl Volumes {
         if let Some(class) = patch.class {
             check_class(&class, config)?;
             meta.class = class;
+        }
+        if let Some(on) = patch.record_trace {
+            meta.record_trace = Some(on);
         }
         let mut grow_to = None;
         if let Some(size) = patch.size {
@@ -282,6 +290,7 @@ impl Volumes {
         vol.map.write().grow(meta.extent_count());
         vol.size.store(meta.size, Ordering::SeqCst);
         *vol.meta.write() = meta;
+        vol.refresh_trace();
         tracing::info!(volume = %name, size = vol.size(), "volume updated");
         Ok(vol)
     }

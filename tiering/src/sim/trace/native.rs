@@ -144,6 +144,7 @@ pub(crate) fn volume_from_path(path: &Path) -> String {
 
 /// Per-volume access recorder for the daemon; see the module doc for the
 /// file layout and the disk-use bound.
+#[derive(Debug)]
 pub struct Recorder {
     dir: PathBuf,
     volume: String,
