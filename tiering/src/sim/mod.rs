@@ -287,7 +287,7 @@ fn finish_report(
         puts: c.puts,
         gets: c.gets,
         bytes_retrieved: c.bytes_fetched,
-        deleted_objects: c.deleted.clone(),
+        deleted_objects: c.deleted.objects(),
     };
     let cost = monthly_cost(pricing, price_tier, &usage)?;
     Ok(PolicyReport {

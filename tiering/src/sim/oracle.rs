@@ -228,7 +228,7 @@ impl Oracle {
             let mut owed = p.owed_ms;
             while owed > 0 {
                 let part = owed.min(min);
-                c.deleted.push((extent_size, min - part));
+                c.deleted.add(extent_size, min - part);
                 owed -= part;
             }
         }

@@ -39,9 +39,45 @@ pub struct Counters {
     pub cold_cache_hits: u64,
     /// Estimated time cold reads waited on the object store, summed.
     pub cold_wait_ms: f64,
-    /// Objects made garbage: (bytes, age at deletion in ms).
-    pub deleted: Vec<(u64, u64)>,
+    /// Objects made garbage, by age at deletion.
+    pub deleted: Deletions,
     pub passes: u64,
+}
+
+/// Bytes of deleted objects by their age at deletion, in hours up to a year.
+/// Only objects deleted before a tier's minimum storage duration cost
+/// anything (no list price we know asks for more than 180 days), and memory
+/// stays constant however many objects a trace deletes.
+#[derive(Debug, Clone, Default)]
+pub struct Deletions {
+    bytes_by_hour: Vec<u64>,
+}
+
+const HOUR_MS: u64 = 3_600_000;
+const YEAR_HOURS: usize = 366 * 24;
+
+impl Deletions {
+    pub fn add(&mut self, bytes: u64, age_ms: u64) {
+        let h = (age_ms / HOUR_MS) as usize;
+        if h >= YEAR_HOURS {
+            return;
+        }
+        if self.bytes_by_hour.len() <= h {
+            self.bytes_by_hour.resize(h + 1, 0);
+        }
+        self.bytes_by_hour[h] += bytes;
+    }
+
+    /// As (bytes, age in ms) for the cost model; ages round down to the hour,
+    /// so an early-deletion charge is at most one hour's storage too high.
+    pub fn objects(&self) -> Vec<(u64, u64)> {
+        self.bytes_by_hour
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b > 0)
+            .map(|(h, &b)| (b, h as u64 * HOUR_MS))
+            .collect()
+    }
 }
 
 /// How the object store answers, for the cold-read latency estimate.
@@ -196,7 +232,7 @@ impl SimVolume {
         let i = e as usize;
         self.remote_bytes -= self.ext;
         let age = (now + p.gc_grace_ms).saturating_sub(self.tiered_at[i]);
-        c.deleted.push((self.ext, age));
+        c.deleted.add(self.ext, age);
         self.cache.pop(&(e, self.generation[i]));
     }
 

@@ -147,6 +147,7 @@ mod tests {
             class: "c".into(),
             extent_size: 4 << 20,
             created_ms: 0,
+            record_trace: None,
         };
         assert_eq!(m.extent_count(), 3);
     }

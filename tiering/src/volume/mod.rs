@@ -837,6 +837,7 @@ pub(crate) mod tests {
             class: class.into(),
             extent_size: 1 << 20,
             created_ms: 0,
+            record_trace: None,
         };
         let tier = LocalTier::create(&dir.join("v.img"), meta.size).unwrap();
         let map = ExtentMap::load(db, meta.id, meta.extent_count()).unwrap();

@@ -379,6 +379,7 @@ mod tests {
                 PatchVolume {
                     size: Some(32 << 20),
                     class: None,
+                    ..Default::default()
                 },
                 &config,
             )
@@ -388,7 +389,8 @@ mod tests {
                     "a",
                     PatchVolume {
                         size: Some(4 << 20),
-                        class: None
+                        class: None,
+                        ..Default::default()
                     },
                     &config
                 )
@@ -401,6 +403,7 @@ mod tests {
                     PatchVolume {
                         size: None,
                         class: Some("gold".into()),
+                        ..Default::default()
                     },
                     &config,
                 )
