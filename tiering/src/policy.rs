@@ -103,7 +103,13 @@ pub fn inactive(
     now_ms: u64,
     created_ms: u64,
 ) -> usize {
-    let cutoff = now_ms.saturating_sub(class.cooling().as_millis() as u64);
+    // Classes without a cooling period (none, all) report against
+    // FabricPool's default of 31 days, as its inactive data reporting does.
+    let cooling = class
+        .cooling_period
+        .map(|d| d.0)
+        .unwrap_or(Duration::from_secs(31 * 86_400));
+    let cutoff = now_ms.saturating_sub(cooling.as_millis() as u64);
     extents
         .iter()
         .filter(|v| {
@@ -196,6 +202,10 @@ mod tests {
             inactive(&class(TieringPolicy::Auto, 60), &views, 100_000, 0),
             3
         );
+        // Without a cooling period (none, all), inactive means idle 31 days.
+        let none = ClassConfig::default();
+        assert_eq!(inactive(&none, &views, 100_000, 50_000), 0);
+        assert_eq!(inactive(&none, &views, 32 * 86_400_000, 50_000), 4);
     }
 
     #[test]
