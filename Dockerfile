@@ -38,7 +38,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 ############################################################################
 # Runtime: the shared libraries `ldd tierd` lists (their Debian packages;
-# tests/tests/deploy.rs checks the list is complete), curl for HEALTHCHECK,
+# tests/tests/dockerfile.rs checks the list is complete), curl for HEALTHCHECK,
 # and CA certificates for S3 and Azure over TLS.
 FROM debian:bookworm-slim
 

@@ -2,6 +2,7 @@
 //! ports with its own data directory, and runs real clients against it.
 
 pub mod backends;
+pub mod deploy;
 pub mod raw_nbd;
 
 use std::io::Read;

@@ -55,8 +55,18 @@ fn write_blkparse(path: &Path, t: &Trace) {
         };
         let secs = day * 86_400.0;
         // A queue event, with the events blkparse prints around it.
-        s += &format!("  8,16   1 {:>8} {secs:>14.9}  4242  Q  {rwbs} {} + {} [fio]\n", 2 * i + 1, off / 512, len / 512);
-        s += &format!("  8,16   1 {:>8} {secs:>14.9}  4242  D  {rwbs} {} + {} [fio]\n", 2 * i + 2, off / 512, len / 512);
+        s += &format!(
+            "  8,16   1 {:>8} {secs:>14.9}  4242  Q  {rwbs} {} + {} [fio]\n",
+            2 * i + 1,
+            off / 512,
+            len / 512
+        );
+        s += &format!(
+            "  8,16   1 {:>8} {secs:>14.9}  4242  D  {rwbs} {} + {} [fio]\n",
+            2 * i + 2,
+            off / 512,
+            len / 512
+        );
     }
     s += "CPU1 (8,16):\n Reads Queued:           1,        4KiB\t Writes Queued:           1,        4KiB\n";
     std::fs::write(path, s).expect("write trace");
@@ -79,7 +89,9 @@ fn simulate(args: &[&str]) -> serde_json::Value {
 
 /// 32 extents of 4 MiB written on day 0.1, scanned sequentially every week.
 fn scans() -> Trace {
-    let mut t: Trace = (0..32).map(|i| (0.1, Op::Write, i * 4 * MIB, 4 * MIB)).collect();
+    let mut t: Trace = (0..32)
+        .map(|i| (0.1, Op::Write, i * 4 * MIB, 4 * MIB))
+        .collect();
     for week in 1..=4 {
         for k in 0..128 {
             t.push((week as f64 * 7.0 + k as f64 * 1e-6, Op::Read, k * MIB, MIB));
@@ -116,19 +128,34 @@ fn both_trace_formats_give_the_known_answers() {
         // auto: tiered once; scans stream from the store without coming back.
         assert_eq!(auto["puts"], 32, "{auto}");
         assert_eq!(auto["rehydrations"], 0);
-        assert_eq!(auto["gets"], 32, "the fetch cache holds the volume after the first scan");
+        assert_eq!(
+            auto["gets"], 32,
+            "the fetch cache holds the volume after the first scan"
+        );
         // on-read: every scan brings it all back, and it is tiered again.
         assert_eq!(on_read["rehydrations"], 4 * 32, "{on_read}");
         assert_eq!(on_read["thrash"], 4 * 32);
         assert_eq!(on_read["puts"], 32 + 3 * 32);
         assert!(on_read["cost"]["total"].as_f64() > auto["cost"]["total"].as_f64());
-        assert!(r["optimum"][0]["name"].as_str().unwrap_or_default().starts_with("optimum"));
+        assert!(r["optimum"][0]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("optimum"));
     }
     // Timestamps round differently (100 ns ticks against nanoseconds), so
     // the byte-time integrals differ in their last digits; the counts do not.
+    let (a, b) = (&reports[0]["policies"], &reports[1]["policies"]);
     for i in 0..2 {
-        for key in ["puts", "gets", "rehydrations", "thrash", "cold_reads", "remote_extents", "local_peak_bytes"] {
-            assert_eq!(reports[0]["policies"][i][key], reports[1]["policies"][i][key], "the formats disagree on {key}");
+        for key in [
+            "puts",
+            "gets",
+            "rehydrations",
+            "thrash",
+            "cold_reads",
+            "remote_extents",
+            "local_peak_bytes",
+        ] {
+            assert_eq!(a[i][key], b[i][key], "the formats disagree on {key}");
         }
     }
     let png = std::fs::read(&chart).expect("chart written");
@@ -141,17 +168,49 @@ fn bad_input_is_refused_naming_the_problem() {
     let trace = dir.path().join("t.csv");
     write_msr(&trace, &scans());
     let bad_line = dir.path().join("bad.csv");
-    std::fs::write(&bad_line, "134115840000000000,h,0,Read,0,4096,1\n134115840000000001,h,0,Jump,0,4096,1\n").expect("write");
+    std::fs::write(
+        &bad_line,
+        "134115840000000000,h,0,Read,0,4096,1\n134115840000000001,h,0,Jump,0,4096,1\n",
+    )
+    .expect("write");
     let t = trace.to_str().unwrap_or_default();
     for (args, needle) in [
         (vec!["--trace", t, "--class", "sometimes"], "sometimes"),
         (vec!["--trace", t, "--class", "auto:soon"], "soon"),
-        (vec!["--trace", "/nonexistent/t.csv", "--class", "auto"], "/nonexistent/t.csv"),
-        (vec!["--trace", bad_line.to_str().unwrap_or_default(), "--class", "auto"], "bad.csv:2"),
-        (vec!["--trace", t, "--class", "auto", "--pricing-tier", "gold-plated"], "gold-plated"),
-        (vec!["--trace", t, "--class", "auto", "--extent-size", "3MiB"], "extent-size"),
+        (
+            vec!["--trace", "/nonexistent/t.csv", "--class", "auto"],
+            "/nonexistent/t.csv",
+        ),
+        (
+            vec![
+                "--trace",
+                bad_line.to_str().unwrap_or_default(),
+                "--class",
+                "auto",
+            ],
+            "bad.csv:2",
+        ),
+        (
+            vec![
+                "--trace",
+                t,
+                "--class",
+                "auto",
+                "--pricing-tier",
+                "gold-plated",
+            ],
+            "gold-plated",
+        ),
+        (
+            vec!["--trace", t, "--class", "auto", "--extent-size", "3MiB"],
+            "extent-size",
+        ),
     ] {
-        let out = Command::new(tierd_bin()).arg("simulate").args(&args).output().expect("run");
+        let out = Command::new(tierd_bin())
+            .arg("simulate")
+            .args(&args)
+            .output()
+            .expect("run");
         assert!(!out.status.success(), "{args:?} was accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
@@ -161,9 +220,24 @@ fn bad_input_is_refused_naming_the_problem() {
 #[test]
 fn a_trace_the_daemon_records_replays() {
     let d = Daemon::start_with("[classes.default]\ntiering_policy = \"none\"\n[classes.traced]\ntiering_policy = \"none\"\nrecord_trace = true\n");
-    d.cli_ok(&["volume", "create", "v", "--size", "16MiB", "--class", "traced"]);
+    d.cli_ok(&[
+        "volume", "create", "v", "--size", "16MiB", "--class", "traced",
+    ]);
     d.cli_ok(&["volume", "create", "w", "--size", "16MiB"]);
-    run("qemu-io", &["-f", "raw", &d.uri("v"), "-c", "write -P 7 0 1M", "-c", "read 0 4k", "-c", "read 8M 64k"]);
+    run(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            &d.uri("v"),
+            "-c",
+            "write -P 7 0 1M",
+            "-c",
+            "read 0 4k",
+            "-c",
+            "read 8M 64k",
+        ],
+    );
     // Switched on for one volume of an untraced class through the API.
     let r = reqwest::blocking::Client::new()
         .patch(format!("{}/v1/volumes/w", d.api()))
@@ -171,14 +245,35 @@ fn a_trace_the_daemon_records_replays() {
         .send()
         .expect("PATCH");
     assert_eq!(r.status().as_u16(), 200);
-    run("qemu-io", &["-f", "raw", &d.uri("w"), "-c", "write -P 1 4M 4k", "-c", "discard 4M 4k"]);
+    run(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            &d.uri("w"),
+            "-c",
+            "write -P 1 4M 4k",
+            "-c",
+            "discard 4M 4k",
+        ],
+    );
     let mut d = d;
     assert!(d.stop().success());
     let traces = d.data_dir().join("traces");
-    let v = simulate(&["--trace", traces.join("v.trace").to_str().unwrap_or_default(), "--class", "all"]);
+    let v = simulate(&[
+        "--trace",
+        traces.join("v.trace").to_str().unwrap_or_default(),
+        "--class",
+        "all",
+    ]);
     assert_eq!(v["events"], 3, "{v}");
     assert_eq!(v["policies"][0]["puts"], 1, "the one written extent");
-    let w = simulate(&["--trace", traces.join("w.trace").to_str().unwrap_or_default(), "--class", "all"]);
+    let w = simulate(&[
+        "--trace",
+        traces.join("w.trace").to_str().unwrap_or_default(),
+        "--class",
+        "all",
+    ]);
     assert_eq!(w["events"], 2, "{w}");
 }
 
@@ -189,8 +284,13 @@ fn request(c: &mut RawNbd, handle: u64, op: Op, off: u64, len: u64) {
         Op::Write => (CMD_WRITE, random_bytes(len as usize, off ^ handle)),
         Op::Trim => (CMD_TRIM, Vec::new()),
     };
-    c.send(cmd, handle, off, len as u32, &payload).expect("send");
-    let read_len = if matches!(op, Op::Read) { len as usize } else { 0 };
+    c.send(cmd, handle, off, len as u32, &payload)
+        .expect("send");
+    let read_len = if matches!(op, Op::Read) {
+        len as usize
+    } else {
+        0
+    };
     let r = c.reply(read_len).expect("reply");
     assert_eq!((r.handle, r.error), (handle, 0), "{op:?} at {off}");
 }
@@ -216,7 +316,17 @@ fn the_simulator_agrees_with_the_daemon() {
         "clock_speed = 43200\n[tiering]\nscan_interval = \"2s\"\n{}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"auto\"\ncooling_period = \"2d\"\n",
         s3.toml
     ));
-    d.cli_ok(&["volume", "create", "v", "--size", "16MiB", "--extent-size", "1MiB", "--class", "c"]);
+    d.cli_ok(&[
+        "volume",
+        "create",
+        "v",
+        "--size",
+        "16MiB",
+        "--extent-size",
+        "1MiB",
+        "--class",
+        "c",
+    ]);
     // Every access falls either within the 2-day cooling period of the
     // previous one or more than a day after the extent became eligible, so
     // the phase of the daemon's passes cannot change what they do.
@@ -234,7 +344,10 @@ fn the_simulator_agrees_with_the_daemon() {
     for (i, (day, op, off, len)) in t.iter().enumerate() {
         let at = Duration::from_secs_f64(day * 2.0);
         let now = start.elapsed();
-        assert!(now < at + Duration::from_millis(400), "replay fell behind at event {i} (day {day})");
+        assert!(
+            now < at + Duration::from_millis(400),
+            "replay fell behind at event {i} (day {day})"
+        );
         std::thread::sleep(at.saturating_sub(now));
         request(&mut c, i as u64 + 1, *op, *off, *len);
     }
@@ -247,7 +360,10 @@ fn the_simulator_agrees_with_the_daemon() {
         .filter(|e| e["state"] == "remote")
         .filter_map(|e| e["extent"].as_u64())
         .collect();
-    let (puts, gets) = (backend_requests(&d, &["put"]), backend_requests(&d, &["get", "get_range"]));
+    let (puts, gets) = (
+        backend_requests(&d, &["put"]),
+        backend_requests(&d, &["get", "get_range"]),
+    );
 
     // The same trace through the simulator, with the daemon's configuration.
     let dir = tempfile::tempdir().expect("temp dir");
