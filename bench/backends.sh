@@ -23,13 +23,17 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 {
   echo "| backend | concurrency | tierd PUT MiB/s | plain PUT MiB/s | PUT ratio | tierd GET MiB/s | plain GET MiB/s | GET ratio |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-  for kind in ${KINDS:-s3 azure}; do
-    plain=$([ $kind = s3 ] && echo boto3 || echo azure-storage-blob)
+  # azure-md5: the same tierd runs against a plain client that also sends a
+  # Content-MD5 for Azurite to verify (tierd always does).
+  for variant in ${KINDS:-s3 azure azure-md5}; do
+    kind=${variant%-md5}
+    md5=$([ "$variant" = azure-md5 ] && echo 1 || echo 0)
+    plain=$(case $variant in s3) echo boto3;; azure) echo azure-storage-blob;; *) echo "azure-storage-blob + Content-MD5";; esac)
     for c in 1 8 32; do
       tp=(); tg=(); pp=(); pg=()
       for _ in $(seq "$RUNS"); do
         r=$("$TP" "$kind" "$c" "$N" "$SIZE"); tp+=("$(field put_mib_s <<<"$r")"); tg+=("$(field get_mib_s <<<"$r")")
-        r=$("$TIERD_EMU_PYTHON" bench/plain_clients.py "$kind" "$c" "$N" "$SIZE"); pp+=("$(field put_mib_s <<<"$r")"); pg+=("$(field get_mib_s <<<"$r")")
+        r=$(PLAIN_MD5=$md5 "$TIERD_EMU_PYTHON" bench/plain_clients.py "$kind" "$c" "$N" "$SIZE"); pp+=("$(field put_mib_s <<<"$r")"); pg+=("$(field get_mib_s <<<"$r")")
       done
       TPm=$(printf '%s\n' "${tp[@]}" | median); TGm=$(printf '%s\n' "${tg[@]}" | median)
       PPm=$(printf '%s\n' "${pp[@]}" | median); PGm=$(printf '%s\n' "${pg[@]}" | median)

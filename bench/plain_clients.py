@@ -38,7 +38,9 @@ elif kind == "azure":
     )
     svc = BlobServiceClient.from_connection_string(conn)
     container = svc.create_container(name)
-    put = lambda k: container.upload_blob(k, data, overwrite=True)
+    # PLAIN_MD5=1: send a Content-MD5 the service verifies, as tierd does.
+    md5 = os.environ.get("PLAIN_MD5") == "1"
+    put = lambda k: container.upload_blob(k, data, overwrite=True, validate_content=md5)
     get = lambda k: len(container.download_blob(k).readall())
 else:
     sys.exit("unknown kind " + kind)

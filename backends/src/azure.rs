@@ -183,11 +183,14 @@ impl ObjectStore for AzureStore {
         let etag = if size >= self.block_threshold {
             self.put_blocks(key, data, opts).await?
         } else {
-            let digest = md5::compute(&data);
+            let digest: [u8; 16] = {
+                use md5::Digest;
+                md5::Md5::digest(&data).into()
+            };
             let mut req = self
                 .blob(key)
                 .put_block_blob(data)
-                .hash(Hash::MD5(digest.0));
+                .hash(Hash::MD5(digest));
             if let Some(t) = self.access_tier(opts) {
                 req = req.access_tier(t);
             }
@@ -210,7 +213,6 @@ impl ObjectStore for AzureStore {
         if range.start >= range.end {
             return Ok(Bytes::new());
         }
-        let want = ((range.end - range.start) as usize).min(64 << 20);
         // One request for the whole range: the chunk size covers it.
         let mut stream = self
             .blob(key)
@@ -218,9 +220,9 @@ impl ObjectStore for AzureStore {
             .range(range.clone())
             .chunk_size(range.end - range.start)
             .into_stream();
-        let mut out = Vec::with_capacity(want);
+        let mut out = Vec::new();
         if let Some(page) = stream.next().await {
-            let page = match page {
+            let mut page = match page {
                 Ok(p) => p,
                 Err(e) => {
                     let err = self.err("get_range", key, e);
@@ -235,15 +237,22 @@ impl ObjectStore for AzureStore {
                     return Err(err);
                 }
             };
-            let data = page.data.collect().await.map_err(|e| {
-                BackendError::Transient(ctx(
-                    &self.name,
-                    "get_range",
-                    key,
-                    format!("reading body: {e}"),
-                ))
-            })?;
-            out.extend_from_slice(&data);
+            // Sized from the response's Content-Length and filled chunk by
+            // chunk: one copy of the body (the crate's own collect() grows a
+            // Vec and copies it twice more).
+            let len = page.blob.properties.content_length.min(range.end - range.start);
+            out.reserve_exact(len.min(1 << 30) as usize);
+            while let Some(chunk) = page.data.next().await {
+                let chunk = chunk.map_err(|e| {
+                    BackendError::Transient(ctx(
+                        &self.name,
+                        "get_range",
+                        key,
+                        format!("reading body: {e}"),
+                    ))
+                })?;
+                out.extend_from_slice(&chunk);
+            }
         }
         if out.is_empty() {
             // Azurite answers a range past the end with an empty body where the
