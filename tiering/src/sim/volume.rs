@@ -237,7 +237,7 @@ impl SimVolume {
     }
 
     /// A whole fetch of remote extent `e` through the cache; returns whether it was a hit.
-    fn fetch_whole(&mut self, e: u64, p: &VolumeParams, c: &mut Counters) -> bool {
+    fn fetch_whole(&mut self, e: u64, c: &mut Counters) -> bool {
         let key = (e, self.generation[e as usize]);
         if self.cache.get(&key).is_some() {
             return true;
@@ -245,7 +245,6 @@ impl SimVolume {
         c.gets += 1;
         c.bytes_fetched += self.ext;
         self.cache.put(key, ());
-        let _ = p;
         false
     }
 
@@ -282,7 +281,7 @@ impl SimVolume {
                             self.states[i] = ExtentState::Local;
                         }
                         ExtentState::Remote => {
-                            self.fetch_whole(e, p, c);
+                            self.fetch_whole(e, c);
                             self.rehydrate(e, now, p, c);
                         }
                         ExtentState::Zero => self.states[i] = ExtentState::Local,
@@ -302,7 +301,7 @@ impl SimVolume {
                             self.states[i] = ExtentState::Zero;
                         }
                         ExtentState::Remote => {
-                            self.fetch_whole(e, p, c);
+                            self.fetch_whole(e, c);
                             self.rehydrate(e, now, p, c);
                         }
                         ExtentState::Local if whole && self.allocated[i] => {
@@ -335,7 +334,7 @@ impl SimVolume {
                 let back = brings_back(class, sequential);
                 let cached = self.cache.contains(&(e, self.generation[i]));
                 if access::fetch_whole(back, sequential, cached, n, self.ext) {
-                    if self.fetch_whole(e, p, c) {
+                    if self.fetch_whole(e, c) {
                         c.cold_cache_hits += 1;
                     } else {
                         c.cold_wait_ms += p.latency.get(self.ext);
@@ -352,7 +351,7 @@ impl SimVolume {
                 if sequential {
                     for r in access::readahead(e, p.readahead_extents, count) {
                         if self.states[r as usize] == ExtentState::Remote {
-                            self.fetch_whole(r, p, c);
+                            self.fetch_whole(r, c);
                         }
                     }
                 }
