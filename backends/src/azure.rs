@@ -187,10 +187,7 @@ impl ObjectStore for AzureStore {
                 use md5::Digest;
                 md5::Md5::digest(&data).into()
             };
-            let mut req = self
-                .blob(key)
-                .put_block_blob(data)
-                .hash(Hash::MD5(digest));
+            let mut req = self.blob(key).put_block_blob(data).hash(Hash::MD5(digest));
             if let Some(t) = self.access_tier(opts) {
                 req = req.access_tier(t);
             }
@@ -240,7 +237,11 @@ impl ObjectStore for AzureStore {
             // Sized from the response's Content-Length and filled chunk by
             // chunk: one copy of the body (the crate's own collect() grows a
             // Vec and copies it twice more).
-            let len = page.blob.properties.content_length.min(range.end - range.start);
+            let len = page
+                .blob
+                .properties
+                .content_length
+                .min(range.end - range.start);
             out.reserve_exact(len.min(1 << 30) as usize);
             while let Some(chunk) = page.data.next().await {
                 let chunk = chunk.map_err(|e| {
