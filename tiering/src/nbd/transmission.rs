@@ -10,6 +10,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
+use prometheus::{Histogram, IntCounter, IntCounterVec};
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -72,15 +74,62 @@ fn errno_name(errno: u32) -> &'static str {
     }
 }
 
-fn count(vol: &Volume, command: u16, result: &str) {
-    let m = &vol.engine.metrics.nbd_requests;
-    m.with_label_values(&[vol.name().as_str(), command_name(command), result])
-        .inc();
+/// The commands a connection executes, in the order of [`ConnMetrics`]' arrays.
+const OPS: [u16; 6] = [
+    CMD_READ,
+    CMD_WRITE,
+    CMD_FLUSH,
+    CMD_TRIM,
+    CMD_WRITE_ZEROES,
+    CMD_BLOCK_STATUS,
+];
+
+/// One connection's metric handles, looked up once, so that a request only
+/// touches atomics (no label hashing, no name allocation).
+struct ConnMetrics {
+    volume: String,
+    requests: IntCounterVec,
+    ok: Vec<IntCounter>,
+    local: Vec<Histogram>,
+    remote: Vec<Histogram>,
+}
+
+impl ConnMetrics {
+    fn new(vol: &Volume) -> Self {
+        let m = &vol.engine.metrics;
+        let volume = vol.name();
+        let per_op =
+            |f: &dyn Fn(&str) -> Histogram| OPS.iter().map(|&c| f(command_name(c))).collect();
+        Self {
+            ok: OPS
+                .iter()
+                .map(|&c| {
+                    m.nbd_requests
+                        .with_label_values(&[volume.as_str(), command_name(c), "ok"])
+                })
+                .collect(),
+            local: per_op(&|op| m.nbd_duration.with_label_values(&[op, "local"])),
+            remote: per_op(&|op| m.nbd_duration.with_label_values(&[op, "remote"])),
+            requests: m.nbd_requests.clone(),
+            volume,
+        }
+    }
+
+    fn count(&self, command: u16, result: &str) {
+        match OPS.iter().position(|&c| c == command) {
+            Some(i) if result == "ok" => self.ok[i].inc(),
+            _ => self
+                .requests
+                .with_label_values(&[self.volume.as_str(), command_name(command), result])
+                .inc(),
+        }
+    }
 }
 
 /// Runs one request, counting it and timing it by the tier it touched.
 fn execute(
     vol: &Arc<Volume>,
+    m: &ConnMetrics,
     req: Request,
     payload: Vec<u8>,
     sequential: bool,
@@ -95,13 +144,11 @@ fn execute(
         Reply::Error { errno, .. } => errno_name(*errno),
         _ => "ok",
     };
-    count(vol, command, result);
-    let tier = if cold { "remote" } else { "local" };
-    vol.engine
-        .metrics
-        .nbd_duration
-        .with_label_values(&[command_name(command), tier])
-        .observe(t0.elapsed().as_secs_f64());
+    m.count(command, result);
+    if let Some(i) = OPS.iter().position(|&c| c == command) {
+        let h = if cold { &m.remote[i] } else { &m.local[i] };
+        h.observe(t0.elapsed().as_secs_f64());
+    }
     reply
 }
 
@@ -269,6 +316,7 @@ pub async fn serve<R, W>(
     });
 
     let vol: Arc<Volume> = (*session.volume).clone();
+    let metrics = Arc::new(ConnMetrics::new(&vol));
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut r = BufReader::with_capacity(256 << 10, reader);
     let mut reads = ReadTracker::new();
@@ -372,7 +420,7 @@ pub async fn serve<R, W>(
         };
         if let Some(reply) = early {
             if let Reply::Error { errno, .. } = &reply {
-                count(&vol, req.command, errno_name(*errno));
+                metrics.count(req.command, errno_name(*errno));
             }
             if tx.send(reply).await.is_err() {
                 break "writer closed".into();
@@ -385,8 +433,9 @@ pub async fn serve<R, W>(
         };
         let tx = tx.clone();
         let vol = vol.clone();
+        let metrics = metrics.clone();
         tokio::task::spawn_blocking(move || {
-            let reply = execute(&vol, req, payload, sequential, structured);
+            let reply = execute(&vol, &metrics, req, payload, sequential, structured);
             let _ = tx.blocking_send(reply);
             drop(permit);
         });
