@@ -74,7 +74,7 @@ fn errno_name(errno: u32) -> &'static str {
     }
 }
 
-/// The commands a connection executes, in the order of [`ConnMetrics`]' arrays.
+/// The commands a connection executes, in the order of [`Conn`]' arrays.
 const OPS: [u16; 6] = [
     CMD_READ,
     CMD_WRITE,
@@ -84,17 +84,19 @@ const OPS: [u16; 6] = [
     CMD_BLOCK_STATUS,
 ];
 
-/// One connection's metric handles, looked up once, so that a request only
-/// touches atomics (no label hashing, no name allocation).
-struct ConnMetrics {
+/// What one connection's request tasks share: metric handles looked up once
+/// (a request then only touches atomics), and read buffers the writer hands
+/// back after sending them (no allocating and zeroing per read).
+struct Conn {
     volume: String,
     requests: IntCounterVec,
     ok: Vec<IntCounter>,
     local: Vec<Histogram>,
     remote: Vec<Histogram>,
+    buffers: parking_lot::Mutex<Vec<Vec<u8>>>,
 }
 
-impl ConnMetrics {
+impl Conn {
     fn new(vol: &Volume) -> Self {
         let m = &vol.engine.metrics;
         let volume = vol.name();
@@ -112,6 +114,22 @@ impl ConnMetrics {
             remote: per_op(&|op| m.nbd_duration.with_label_values(&[op, "remote"])),
             requests: m.nbd_requests.clone(),
             volume,
+            buffers: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A buffer of `len` bytes; its content is whatever a previous read of
+    /// this connection left, so the caller overwrites all of it.
+    fn buffer(&self, len: usize) -> Vec<u8> {
+        let mut b = self.buffers.lock().pop().unwrap_or_default();
+        b.resize(len, 0);
+        b
+    }
+
+    fn give_back(&self, b: Vec<u8>) {
+        let mut pool = self.buffers.lock();
+        if pool.len() < MAX_IN_FLIGHT {
+            pool.push(b);
         }
     }
 
@@ -129,7 +147,7 @@ impl ConnMetrics {
 /// Runs one request, counting it and timing it by the tier it touched.
 fn execute(
     vol: &Arc<Volume>,
-    m: &ConnMetrics,
+    m: &Conn,
     req: Request,
     payload: Vec<u8>,
     sequential: bool,
@@ -139,7 +157,7 @@ fn execute(
     let command = req.command;
     let cold = matches!(command, CMD_READ | CMD_WRITE)
         && vol.touches_remote(req.offset, req.length as u64);
-    let reply = execute_inner(vol, req, payload, sequential, structured);
+    let reply = execute_inner(vol, m, req, payload, sequential, structured);
     let result = match &reply {
         Reply::Error { errno, .. } => errno_name(*errno),
         _ => "ok",
@@ -154,6 +172,7 @@ fn execute(
 
 fn execute_inner(
     vol: &Arc<Volume>,
+    conn: &Conn,
     req: Request,
     payload: Vec<u8>,
     sequential: bool,
@@ -164,7 +183,8 @@ fn execute_inner(
     let len = req.length as u64;
     let result = match req.command {
         CMD_READ => {
-            let mut data = vec![0u8; req.length as usize];
+            // Volume::read fills every byte or fails (then the buffer is dropped).
+            let mut data = conn.buffer(req.length as usize);
             match vol.read(req.offset, &mut data, sequential) {
                 Ok(()) => {
                     return Reply::Data {
@@ -226,13 +246,14 @@ fn execute_inner(
     }
 }
 
+/// Writes one reply; gives back the buffer of a data reply for reuse.
 async fn write_reply<W: AsyncWrite + Unpin>(
     w: &mut W,
     r: Reply,
     structured: bool,
-) -> io::Result<()> {
+) -> io::Result<Option<Vec<u8>>> {
     match r {
-        Reply::Ok { handle } => w.write_all(&simple_reply(handle, 0)).await,
+        Reply::Ok { handle } => w.write_all(&simple_reply(handle, 0)).await?,
         Reply::Data {
             handle,
             offset,
@@ -240,10 +261,10 @@ async fn write_reply<W: AsyncWrite + Unpin>(
         } => {
             if !structured {
                 w.write_all(&simple_reply(handle, 0)).await?;
-                w.write_all(&data).await
+                w.write_all(&data).await?;
             } else if data.is_empty() {
                 w.write_all(&chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_NONE, handle, 0))
-                    .await
+                    .await?;
             } else {
                 w.write_all(&chunk_header(
                     REPLY_FLAG_DONE,
@@ -253,8 +274,9 @@ async fn write_reply<W: AsyncWrite + Unpin>(
                 ))
                 .await?;
                 w.write_all(&offset.to_be_bytes()).await?;
-                w.write_all(&data).await
+                w.write_all(&data).await?;
             }
+            return Ok(Some(data));
         }
         Reply::Status { handle, runs } => {
             let mut b = Vec::with_capacity(20 + 4 + runs.len() * 8);
@@ -269,7 +291,7 @@ async fn write_reply<W: AsyncWrite + Unpin>(
                 b.extend_from_slice(&len.to_be_bytes());
                 b.extend_from_slice(&flags.to_be_bytes());
             }
-            w.write_all(&b).await
+            w.write_all(&b).await?
         }
         Reply::Error {
             handle,
@@ -278,12 +300,13 @@ async fn write_reply<W: AsyncWrite + Unpin>(
             chunk,
         } => {
             if chunk {
-                w.write_all(&error_chunk(handle, errno, &message)).await
+                w.write_all(&error_chunk(handle, errno, &message)).await?
             } else {
-                w.write_all(&simple_reply(handle, errno)).await
+                w.write_all(&simple_reply(handle, errno)).await?
             }
         }
     }
+    Ok(None)
 }
 
 /// Serves one connection until the client disconnects, breaks framing, the
@@ -299,14 +322,17 @@ pub async fn serve<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let structured = session.structured;
+    let vol: Arc<Volume> = (*session.volume).clone();
+    let conn_state = Arc::new(Conn::new(&vol));
     let (tx, mut rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT * 2);
+    let conn = conn_state.clone();
     let writer_task = tokio::spawn(async move {
         let mut w = BufWriter::with_capacity(256 << 10, writer);
         while let Some(first) = rx.recv().await {
             let mut r = Some(first);
             while let Some(reply) = r.take() {
-                if let Err(e) = write_reply(&mut w, reply, structured).await {
-                    return Err(e);
+                if let Some(buf) = write_reply(&mut w, reply, structured).await? {
+                    conn.give_back(buf);
                 }
                 r = rx.try_recv().ok();
             }
@@ -315,8 +341,6 @@ pub async fn serve<R, W>(
         w.shutdown().await
     });
 
-    let vol: Arc<Volume> = (*session.volume).clone();
-    let metrics = Arc::new(ConnMetrics::new(&vol));
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut r = BufReader::with_capacity(256 << 10, reader);
     let mut reads = ReadTracker::new();
@@ -420,7 +444,7 @@ pub async fn serve<R, W>(
         };
         if let Some(reply) = early {
             if let Reply::Error { errno, .. } = &reply {
-                metrics.count(req.command, errno_name(*errno));
+                conn_state.count(req.command, errno_name(*errno));
             }
             if tx.send(reply).await.is_err() {
                 break "writer closed".into();
@@ -433,9 +457,9 @@ pub async fn serve<R, W>(
         };
         let tx = tx.clone();
         let vol = vol.clone();
-        let metrics = metrics.clone();
+        let conn = conn_state.clone();
         tokio::task::spawn_blocking(move || {
-            let reply = execute(&vol, &metrics, req, payload, sequential, structured);
+            let reply = execute(&vol, &conn, req, payload, sequential, structured);
             let _ = tx.blocking_send(reply);
             drop(permit);
         });
