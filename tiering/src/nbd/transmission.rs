@@ -21,6 +21,8 @@ use crate::access::ReadTracker;
 use crate::error::TierError;
 use crate::volume::Volume;
 
+/// Reads of local data up to this size run on the connection's own task.
+const INLINE_READ: u64 = 1 << 20;
 /// Requests executing at once per connection; the reader waits beyond this.
 const MAX_IN_FLIGHT: usize = 64;
 /// Descriptors per BLOCK_STATUS reply; clients ask again for the rest.
@@ -342,6 +344,9 @@ pub async fn serve<R, W>(
     });
 
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // block_in_place needs a multi-threaded runtime (the daemon's is).
+    let inline_ok = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread;
     let mut r = BufReader::with_capacity(256 << 10, reader);
     let mut reads = ReadTracker::new();
     let size = session.size;
@@ -452,6 +457,22 @@ pub async fn serve<R, W>(
             continue;
         }
         let sequential = req.command == CMD_READ && reads.observe(req.offset, req.length as u64);
+        if inline_ok
+            && req.command == CMD_READ
+            && req.length as u64 <= INLINE_READ
+            && !vol.touches_remote(req.offset, req.length as u64)
+        {
+            // A read of local extents is a copy from the page cache: done
+            // here, it saves two thread hand-offs (block_in_place lets the
+            // runtime move this worker's other tasks meanwhile).
+            let reply = tokio::task::block_in_place(|| {
+                execute(&vol, &conn_state, req, payload, sequential, structured)
+            });
+            if tx.send(reply).await.is_err() {
+                break "writer closed".into();
+            }
+            continue;
+        }
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break "internal: request slots closed".into();
         };
