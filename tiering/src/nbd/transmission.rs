@@ -21,6 +21,9 @@ use crate::access::ReadTracker;
 use crate::error::TierError;
 use crate::volume::Volume;
 
+/// Read buffers a connection keeps for reuse, and the largest kept.
+const POOLED_BUFFERS: usize = 8;
+const POOLED_BUFFER_MAX: usize = 1 << 20;
 /// Reads of local data up to this size run on the connection's own task.
 const INLINE_READ: u64 = 1 << 20;
 /// Requests executing at once per connection; the reader waits beyond this.
@@ -128,9 +131,11 @@ impl Conn {
         b
     }
 
+    /// Keeps at most POOLED_BUFFERS of at most POOLED_BUFFER_MAX bytes, so
+    /// an idle connection holds little memory whatever it once read.
     fn give_back(&self, b: Vec<u8>) {
         let mut pool = self.buffers.lock();
-        if pool.len() < MAX_IN_FLIGHT {
+        if pool.len() < POOLED_BUFFERS && b.capacity() <= POOLED_BUFFER_MAX {
             pool.push(b);
         }
     }
