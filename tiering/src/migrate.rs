@@ -250,21 +250,38 @@ fn pace(next_free: &mut Instant, bytes: u64, rate: u64, stop: impl Fn() -> bool)
     }
 }
 
+/// Held for the whole of a tier or promote pass: the volume's pass lock (one
+/// pass per volume at a time) and the engine's count of running passes.
+struct PassStart<'a> {
+    _counted: crate::engine::PassGuard,
+    _running: parking_lot::MutexGuard<'a, ()>,
+}
+
+impl<'a> PassStart<'a> {
+    fn begin(vol: &'a Volume) -> Result<Self> {
+        let counted = vol.engine.pass_started();
+        let Some(running) = vol.pass.try_lock() else {
+            return Err(TierError::Busy {
+                volume: vol.name(),
+                reason: "a pass is already running".into(),
+            });
+        };
+        Ok(Self {
+            _counted: counted,
+            _running: running,
+        })
+    }
+}
+
 /// One policy pass over a volume: choose, then tier, coldest first. Runs on a
 /// blocking thread.
 pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassReport> {
     let t0 = Instant::now();
+    let _pass = PassStart::begin(vol)?;
     let mut report = PassReport {
         volume: vol.name(),
         kind: "tier",
         ..Default::default()
-    };
-    let _counted = vol.engine.pass_started();
-    let Some(_running) = vol.pass.try_lock() else {
-        return Err(TierError::Busy {
-            volume: vol.name(),
-            reason: "a pass is already running".into(),
-        });
     };
     // A reload may have switched trace recording for the class.
     vol.refresh_trace();
@@ -375,17 +392,11 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
 /// Brings every remote extent of a volume back to the local tier.
 pub fn promote(vol: &Arc<Volume>) -> Result<PassReport> {
     let t0 = Instant::now();
+    let _pass = PassStart::begin(vol)?;
     let mut report = PassReport {
         volume: vol.name(),
         kind: "promote",
         ..Default::default()
-    };
-    let _counted = vol.engine.pass_started();
-    let Some(_running) = vol.pass.try_lock() else {
-        return Err(TierError::Busy {
-            volume: vol.name(),
-            reason: "a pass is already running".into(),
-        });
     };
     let n = vol.map.read().len();
     let todo = {
