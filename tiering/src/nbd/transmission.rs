@@ -99,10 +99,12 @@ struct Conn {
     local: Vec<Histogram>,
     remote: Vec<Histogram>,
     buffers: parking_lot::Mutex<Vec<Vec<u8>>>,
+    /// Structured replies were negotiated.
+    structured: bool,
 }
 
 impl Conn {
-    fn new(vol: &Volume) -> Self {
+    fn new(vol: &Volume, structured: bool) -> Self {
         let m = &vol.engine.metrics;
         let volume = vol.name();
         let per_op =
@@ -120,6 +122,7 @@ impl Conn {
             requests: m.nbd_requests.clone(),
             volume,
             buffers: parking_lot::Mutex::new(Vec::new()),
+            structured,
         }
     }
 
@@ -151,20 +154,19 @@ impl Conn {
     }
 }
 
-/// Runs one request, counting it and timing it by the tier it touched.
+/// Runs one request, counting it and timing it by the tier it touched
+/// (`cold`: a remote extent, as the reader saw when it dispatched it).
 fn execute(
     vol: &Arc<Volume>,
     m: &Conn,
     req: Request,
     payload: Vec<u8>,
     sequential: bool,
-    structured: bool,
+    cold: bool,
 ) -> Reply {
     let t0 = Instant::now();
     let command = req.command;
-    let cold = matches!(command, CMD_READ | CMD_WRITE)
-        && vol.touches_remote(req.offset, req.length as u64);
-    let reply = execute_inner(vol, m, req, payload, sequential, structured);
+    let reply = execute_inner(vol, m, req, payload, sequential, m.structured);
     let result = match &reply {
         Reply::Error { errno, .. } => errno_name(*errno),
         _ => "ok",
@@ -330,7 +332,7 @@ pub async fn serve<R, W>(
 {
     let structured = session.structured;
     let vol: Arc<Volume> = (*session.volume).clone();
-    let conn_state = Arc::new(Conn::new(&vol));
+    let conn_state = Arc::new(Conn::new(&vol, structured));
     let (tx, mut rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT * 2);
     let conn = conn_state.clone();
     let writer_task = tokio::spawn(async move {
@@ -462,16 +464,14 @@ pub async fn serve<R, W>(
             continue;
         }
         let sequential = req.command == CMD_READ && reads.observe(req.offset, req.length as u64);
-        if inline_ok
-            && req.command == CMD_READ
-            && req.length as u64 <= INLINE_READ
-            && !vol.touches_remote(req.offset, req.length as u64)
-        {
+        let cold = matches!(req.command, CMD_READ | CMD_WRITE)
+            && vol.touches_remote(req.offset, req.length as u64);
+        if inline_ok && req.command == CMD_READ && req.length as u64 <= INLINE_READ && !cold {
             // A read of local extents is a copy from the page cache: done
             // here, it saves two thread hand-offs (block_in_place lets the
             // runtime move this worker's other tasks meanwhile).
             let reply = tokio::task::block_in_place(|| {
-                execute(&vol, &conn_state, req, payload, sequential, structured)
+                execute(&vol, &conn_state, req, payload, sequential, cold)
             });
             if tx.send(reply).await.is_err() {
                 break "writer closed".into();
@@ -485,7 +485,7 @@ pub async fn serve<R, W>(
         let vol = vol.clone();
         let conn = conn_state.clone();
         tokio::task::spawn_blocking(move || {
-            let reply = execute(&vol, &conn, req, payload, sequential, structured);
+            let reply = execute(&vol, &conn, req, payload, sequential, cold);
             let _ = tx.blocking_send(reply);
             drop(permit);
         });
