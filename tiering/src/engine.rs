@@ -349,7 +349,7 @@ pub(crate) mod tests {
             Arc::new(config),
             backends,
             rt.handle().clone(),
-            TierMetrics::unregistered(),
+            TierMetrics::unregistered().expect("metric definitions"),
         ))
     }
 
@@ -379,7 +379,7 @@ pub(crate) mod tests {
             Arc::new(Config::embedded()),
             BTreeMap::new(),
             Handle::current(),
-            TierMetrics::unregistered(),
+            TierMetrics::unregistered().expect("metric definitions"),
         );
         let a = e.next_generation(1000);
         let b = e.next_generation(1000);

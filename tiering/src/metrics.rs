@@ -39,54 +39,51 @@ fn latency_buckets() -> Vec<f64> {
 
 impl TierMetrics {
     /// Metrics not registered anywhere (tests).
-    pub fn unregistered() -> Self {
+    pub fn unregistered() -> prometheus::Result<Self> {
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
+            IntCounterVec::new(Opts::new(name, help), labels)
         };
-        Self {
+        Ok(Self {
             nbd_requests: counter_vec(
                 "tierd_nbd_requests_total",
                 "NBD requests",
                 &["volume", "op", "result"],
-            ),
+            )?,
             nbd_duration: HistogramVec::new(
                 HistogramOpts::new("tierd_nbd_request_duration_seconds", "NBD request latency")
                     .buckets(latency_buckets()),
                 &["op", "tier"],
-            )
-            .expect("static metric definition"),
+            )?,
             migrations: counter_vec(
                 "tierd_migrations_total",
                 "Extent migrations",
                 &["direction", "result"],
-            ),
+            )?,
             migration_bytes: counter_vec(
                 "tierd_migration_bytes_total",
                 "Bytes moved between tiers",
                 &["direction"],
-            ),
+            )?,
             heat_flush_duration: Histogram::with_opts(
                 HistogramOpts::new(
                     "tierd_heat_flush_duration_seconds",
                     "Time to flush heat to RocksDB",
                 )
                 .buckets(latency_buckets()),
-            )
-            .expect("static metric definition"),
+            )?,
             pass_duration: Histogram::with_opts(
                 HistogramOpts::new(
                     "tierd_policy_pass_duration_seconds",
                     "Time of one policy pass over a volume",
                 )
                 .buckets(prometheus::exponential_buckets(0.001, 2.0, 20).unwrap_or_default()),
-            )
-            .expect("static metric definition"),
-        }
+            )?,
+        })
     }
 
     /// Metrics registered in `registry`, with `tierd_build_info`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let m = Self::unregistered();
+        let m = Self::unregistered()?;
         registry.register(Box::new(m.nbd_requests.clone()))?;
         registry.register(Box::new(m.nbd_duration.clone()))?;
         registry.register(Box::new(m.migrations.clone()))?;
