@@ -263,7 +263,7 @@ pub fn policy_from_arg(config: &Config, arg: &str) -> Result<Policy> {
 }
 
 /// Local and remote byte-milliseconds of a run, and its local-bytes history.
-struct Usage2 {
+struct Occupancy {
     local_byte_ms: f64,
     remote_byte_ms: f64,
     local_peak: Option<f64>,
@@ -275,7 +275,7 @@ fn finish_report(
     description: String,
     price_tier: &str,
     c: Counters,
-    u: Usage2,
+    u: Occupancy,
     end: u64,
     pricing: &Pricing,
 ) -> Result<PolicyReport> {
@@ -382,7 +382,7 @@ where
         let (lt, rt) = (r.local_total, r.remote_total);
         r.local.set(end, lt);
         r.remote.set(end, rt);
-        let u = Usage2 {
+        let u = Occupancy {
             local_byte_ms: r.local.integral(),
             remote_byte_ms: r.remote.integral(),
             local_peak: Some(r.local.peak() as f64),
@@ -403,7 +403,7 @@ where
     let mut optimum = Vec::new();
     for (t, mut or) in tiers.iter().zip(oracles) {
         or.finish(end);
-        let u = Usage2 {
+        let u = Occupancy {
             local_byte_ms: or.local_byte_ms,
             remote_byte_ms: or.remote_byte_ms,
             local_peak: None,
