@@ -252,7 +252,12 @@ impl Daemon {
     }
 
     pub fn create_volume(&self, name: &str, size: &str, extent_size: Option<&str>) {
-        let mut args = vec!["volume", "create", name, "--size", size];
+        self.create_volume_in(name, size, extent_size, "default");
+    }
+
+    /// Creates a volume in storage class `class` through the CLI.
+    pub fn create_volume_in(&self, name: &str, size: &str, extent_size: Option<&str>, class: &str) {
+        let mut args = vec!["volume", "create", name, "--size", size, "--class", class];
         if let Some(e) = extent_size {
             args.extend(["--extent-size", e]);
         }

@@ -206,17 +206,7 @@ fn grafana_dashboard_uses_only_what_tierd_exposes() {
         fs.toml
     ));
     for (v, class) in [("v", "c"), ("w", "d")] {
-        d.cli_ok(&[
-            "volume",
-            "create",
-            v,
-            "--size",
-            "16MiB",
-            "--extent-size",
-            "1MiB",
-            "--class",
-            class,
-        ]);
+        d.create_volume_in(v, "16MiB", Some("1MiB"), class);
         d.write_image(v, &random_bytes(4 * MIB, 11));
     }
     let (status, report) = d.post("/v1/volumes/v/tier?wait=true");

@@ -19,17 +19,7 @@ fn fs_daemon(extra: &str) -> Daemon {
 
 /// Volume `v` of 8 extents of 1 MiB, all written; returns the data.
 fn filled(d: &Daemon) -> Vec<u8> {
-    d.cli_ok(&[
-        "volume",
-        "create",
-        "v",
-        "--size",
-        "8MiB",
-        "--extent-size",
-        "1MiB",
-        "--class",
-        "c",
-    ]);
+    d.create_volume_in("v", "8MiB", Some("1MiB"), "c");
     let data = random_bytes(8 * MIB, 99);
     d.write_image("v", &data);
     data
@@ -176,17 +166,7 @@ fn secrets_never_reach_a_log_line() {
     d.env = vec![("TIERD_LOG".into(), "debug".into())];
     d.restart();
     for (vol, class) in [("va", "a"), ("vb", "b"), ("vd", "d")] {
-        d.cli_ok(&[
-            "volume",
-            "create",
-            vol,
-            "--size",
-            "2MiB",
-            "--extent-size",
-            "1MiB",
-            "--class",
-            class,
-        ]);
+        d.create_volume_in(vol, "2MiB", Some("1MiB"), class);
         d.write_image(vol, &random_bytes(2 * MIB, 5));
         let _ = d.post(&format!("/v1/volumes/{vol}/tier?wait=true"));
         run(

@@ -19,17 +19,7 @@ fn daemon_with_data() -> (Daemon, Vec<u8>) {
         "[tiering]\nscan_interval = \"1h\"\n{}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"all\"\n",
         s.toml
     ));
-    d.cli_ok(&[
-        "volume",
-        "create",
-        "v",
-        "--size",
-        "16MiB",
-        "--extent-size",
-        "1MiB",
-        "--class",
-        "c",
-    ]);
+    d.create_volume_in("v", "16MiB", Some("1MiB"), "c");
     let data = random_bytes(8 * MIB, 7);
     d.write_image("v", &data);
     (d, data)

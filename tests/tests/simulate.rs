@@ -316,17 +316,7 @@ fn the_simulator_agrees_with_the_daemon() {
         "clock_speed = 43200\n[tiering]\nscan_interval = \"2s\"\n{}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"auto\"\ncooling_period = \"2d\"\n",
         s3.toml
     ));
-    d.cli_ok(&[
-        "volume",
-        "create",
-        "v",
-        "--size",
-        "16MiB",
-        "--extent-size",
-        "1MiB",
-        "--class",
-        "c",
-    ]);
+    d.create_volume_in("v", "16MiB", Some("1MiB"), "c");
     // Every access falls either within the 2-day cooling period of the
     // previous one or more than a day after the extent became eligible, so
     // the phase of the daemon's passes cannot change what they do.

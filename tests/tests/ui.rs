@@ -68,28 +68,8 @@ fn heat_map_page_renders_real_tiers_and_temperatures() {
         "[tiering]\nscan_interval = \"1h\"\n{}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"all\"\n[classes.keep]\ntiering_policy = \"none\"\n",
         s.toml
     ));
-    d.cli_ok(&[
-        "volume",
-        "create",
-        "v",
-        "--size",
-        "16MiB",
-        "--extent-size",
-        "1MiB",
-        "--class",
-        "c",
-    ]);
-    d.cli_ok(&[
-        "volume",
-        "create",
-        "other",
-        "--size",
-        "8MiB",
-        "--extent-size",
-        "1MiB",
-        "--class",
-        "keep",
-    ]);
+    d.create_volume_in("v", "16MiB", Some("1MiB"), "c");
+    d.create_volume_in("other", "8MiB", Some("1MiB"), "keep");
     d.write_image("v", &random_bytes(8 * MIB, 3));
     let (status, report) = d.post("/v1/volumes/v/tier?wait=true");
     assert_eq!(status, 200, "{report}");
