@@ -53,5 +53,12 @@ with ThreadPoolExecutor(conc) as pool:
     sizes = list(pool.map(get, keys))
     t_get = time.perf_counter() - t0
 assert all(s == size for s in sizes), "short read"
+# Untimed: leave the emulator as empty as it was (as the tierd side does).
+if kind == "s3":
+    with ThreadPoolExecutor(conc) as pool:
+        list(pool.map(lambda k: s3.delete_object(Bucket=name, Key=k), keys))
+    s3.delete_bucket(Bucket=name)
+else:
+    container.delete_container()
 mib = n * size / (1 << 20)
 print(json.dumps({"put_mib_s": round(mib / t_put, 1), "get_mib_s": round(mib / t_get, 1)}))

@@ -94,6 +94,9 @@ impl S3Store {
                         BackendError::Throttled(c)
                     }
                     "NoSuchKey" | "NoSuchBucket" | "NotFound" => BackendError::NotFound(c),
+                    // The bytes were damaged on the way; ours are intact, so
+                    // sending them again is the repair.
+                    "BadDigest" | "XAmzContentChecksumMismatch" => BackendError::Transient(c),
                     "InvalidAccessKeyId"
                     | "SignatureDoesNotMatch"
                     | "AccessDenied"

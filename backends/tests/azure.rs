@@ -10,6 +10,8 @@ use backends::{
     build, conformance, AzureConfig, BackendConfig, BackendError, BackendMetrics, ObjectStore,
     PutOptions,
 };
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 use common::*;
 
@@ -90,19 +92,8 @@ async fn azure_injected_busy_and_500_are_retried() {
     let Some(ep) = emulator_env("TIERD_AZURITE_ENDPOINT") else {
         return;
     };
-    let url: Vec<&str> = ep.splitn(4, '/').collect(); // http: "" host:port account
-    let upstream: u16 = url[2]
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port in endpoint");
-    let proxy = FaultProxy::start(upstream).await;
+    let (proxy, via_proxy) = FaultProxy::in_front_of(&ep).await;
     let metrics = BackendMetrics::unregistered();
-    let via_proxy = format!(
-        "http://127.0.0.1:{}/{}",
-        proxy.port,
-        url.get(3).unwrap_or(&"devstoreaccount1")
-    );
     let s = store(azure_config(&via_proxy, &unique("fault")), metrics.clone())
         .await
         .unwrap();
@@ -134,4 +125,38 @@ async fn azure_injected_busy_and_500_are_retried() {
             .get(),
         1
     );
+}
+
+#[tokio::test]
+async fn azure_upload_damaged_on_the_way_is_caught_and_sent_again() {
+    let Some(ep) = emulator_env("TIERD_AZURITE_ENDPOINT") else {
+        return;
+    };
+    let (proxy, via_proxy) = FaultProxy::in_front_of(&ep).await;
+    let metrics = BackendMetrics::unregistered();
+    let s = store(azure_config(&via_proxy, &unique("damage")), metrics.clone())
+        .await
+        .unwrap();
+    // One Put Blob (checked against the MD5 the service computed) and one
+    // staged upload (each block's Content-MD5 checked by the service).
+    for (n, (key, size)) in [("blob", 1usize << 20), ("blocks", 20 << 20)]
+        .into_iter()
+        .enumerate()
+    {
+        proxy.corrupt_next_uploads(1);
+        let data = conformance::pattern(size, 5);
+        s.put(key, data.clone(), &PutOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{key}: damaged upload not repaired: {e}"));
+        assert_eq!(proxy.corrupted.load(Ordering::SeqCst), n + 1, "{key}");
+        assert!(
+            s.get(key).await.unwrap() == data,
+            "{key}: stored bytes differ"
+        );
+        assert_eq!(
+            metrics.retries.with_label_values(&["azure", "put"]).get(),
+            n as u64 + 1,
+            "{key}: one retry per damaged upload"
+        );
+    }
 }

@@ -9,6 +9,8 @@ use backends::{
     build, conformance, BackendConfig, BackendError, BackendMetrics, ObjectStore, PutOptions,
     S3Config,
 };
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 use common::*;
 
@@ -97,21 +99,9 @@ async fn s3_injected_slowdown_and_500_are_retried() {
     let Some(ep) = emulator_env("TIERD_S3_ENDPOINT") else {
         return;
     };
-    let upstream: u16 = ep
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port in endpoint");
-    let proxy = FaultProxy::start(upstream).await;
+    let (proxy, via_proxy) = FaultProxy::in_front_of(&ep).await;
     let metrics = BackendMetrics::unregistered();
-    let s = store(
-        s3_config(
-            &format!("http://127.0.0.1:{}", proxy.port),
-            &unique("fault"),
-        ),
-        metrics.clone(),
-    )
-    .await;
+    let s = store(s3_config(&via_proxy, &unique("fault")), metrics.clone()).await;
     proxy.inject(vec![s3_slowdown(), s3_slowdown(), s3_internal()]);
     s.put(
         "obj",
@@ -141,4 +131,36 @@ async fn s3_injected_slowdown_and_500_are_retried() {
         1
     );
     assert_eq!(metrics.retries.with_label_values(&["s3", "get"]).get(), 2);
+}
+
+#[tokio::test]
+async fn s3_upload_damaged_on_the_way_is_caught_and_sent_again() {
+    let Some(ep) = emulator_env("TIERD_S3_ENDPOINT") else {
+        return;
+    };
+    let (proxy, via_proxy) = FaultProxy::in_front_of(&ep).await;
+    let metrics = BackendMetrics::unregistered();
+    let s = store(s3_config(&via_proxy, &unique("damage")), metrics.clone()).await;
+    // One PutObject and one multipart upload (20 MiB is over the 16 MiB
+    // default threshold), each part with a CRC32 the service checks.
+    for (n, (key, size)) in [("object", 1usize << 20), ("multipart", 20 << 20)]
+        .into_iter()
+        .enumerate()
+    {
+        proxy.corrupt_next_uploads(1);
+        let data = conformance::pattern(size, 5);
+        s.put(key, data.clone(), &PutOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{key}: damaged upload not repaired: {e}"));
+        assert_eq!(proxy.corrupted.load(Ordering::SeqCst), n + 1, "{key}");
+        assert!(
+            s.get(key).await.unwrap() == data,
+            "{key}: stored bytes differ"
+        );
+        assert_eq!(
+            metrics.retries.with_label_values(&["s3", "put"]).get(),
+            n as u64 + 1,
+            "{key}: one retry per damaged upload"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Shared by the emulator tests: finding the emulators, and a loopback HTTP
-//! proxy that answers the next requests with injected faults before passing
-//! traffic through.
+//! proxy that answers the next requests with injected faults, or damages the
+//! bodies of the next uploads on their way, before passing traffic through.
 
 #![allow(dead_code)]
 
@@ -102,7 +102,13 @@ pub struct FaultProxy {
     faults: Arc<Mutex<Vec<Fault>>>,
     pub injected: Arc<AtomicUsize>,
     pub forwarded: Arc<AtomicUsize>,
+    /// Uploads still to damage, and how many were.
+    to_corrupt: Arc<AtomicUsize>,
+    pub corrupted: Arc<AtomicUsize>,
 }
+
+/// Bodies at least this long count as uploads worth damaging.
+const CORRUPT_MIN_BODY: usize = 4096;
 
 impl FaultProxy {
     pub async fn start(upstream_port: u16) -> FaultProxy {
@@ -111,12 +117,20 @@ impl FaultProxy {
         let faults = Arc::new(Mutex::new(Vec::<Fault>::new()));
         let injected = Arc::new(AtomicUsize::new(0));
         let forwarded = Arc::new(AtomicUsize::new(0));
-        let (f, i, fw) = (faults.clone(), injected.clone(), forwarded.clone());
+        let to_corrupt = Arc::new(AtomicUsize::new(0));
+        let corrupted = Arc::new(AtomicUsize::new(0));
+        let counters = Counters {
+            injected: injected.clone(),
+            forwarded: forwarded.clone(),
+            to_corrupt: to_corrupt.clone(),
+            corrupted: corrupted.clone(),
+        };
+        let f = faults.clone();
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let (f, i, fw) = (f.clone(), i.clone(), fw.clone());
+                let (f, c) = (f.clone(), counters.clone());
                 tokio::spawn(async move {
-                    let _ = serve(sock, upstream_port, f, i, fw).await;
+                    let _ = serve(sock, upstream_port, f, c).await;
                 });
             }
         });
@@ -125,7 +139,36 @@ impl FaultProxy {
             faults,
             injected,
             forwarded,
+            to_corrupt,
+            corrupted,
         }
+    }
+
+    /// Flips one bit in the body of each of the next `n` uploads (requests
+    /// with a body of at least 4 KiB) on its way to the service.
+    pub fn corrupt_next_uploads(&self, n: usize) {
+        self.to_corrupt.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// A proxy in front of an emulator endpoint (`http://127.0.0.1:PORT` with
+    /// an optional path, kept), and the same endpoint through the proxy.
+    pub async fn in_front_of(endpoint: &str) -> (FaultProxy, String) {
+        let rest = endpoint
+            .strip_prefix("http://")
+            .expect("an http:// endpoint");
+        let (host_port, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let upstream: u16 = host_port
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in endpoint");
+        let proxy = FaultProxy::start(upstream).await;
+        let via = if path.is_empty() {
+            format!("http://127.0.0.1:{}", proxy.port)
+        } else {
+            format!("http://127.0.0.1:{}/{path}", proxy.port)
+        };
+        (proxy, via)
     }
 
     /// Queues faults for the next requests, in order.
@@ -204,12 +247,35 @@ async fn read_body(
     Ok(start)
 }
 
+#[derive(Clone)]
+struct Counters {
+    injected: Arc<AtomicUsize>,
+    forwarded: Arc<AtomicUsize>,
+    to_corrupt: Arc<AtomicUsize>,
+    corrupted: Arc<AtomicUsize>,
+}
+
+/// Where in a body to flip a bit: inside the payload, never in framing. An
+/// aws-chunked body (S3 uploads with a trailing checksum) starts with a
+/// `SIZE[;ext]\r\n` line, so the first chunk's data follows it.
+fn damage_offset(head: &str, body: &[u8]) -> usize {
+    let aws_chunked = header(head, "content-encoding").is_some_and(|v| v.contains("aws-chunked"));
+    if aws_chunked {
+        let data = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(0, |i| i + 2);
+        data + 100
+    } else {
+        body.len() / 2
+    }
+}
+
 async fn serve(
     mut client: TcpStream,
     upstream: u16,
     faults: Arc<Mutex<Vec<Fault>>>,
-    injected: Arc<AtomicUsize>,
-    forwarded: Arc<AtomicUsize>,
+    c: Counters,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
@@ -218,13 +284,13 @@ async fn serve(
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
         let end = read_body(&mut client, &head, &mut buf, head_end, false).await?;
-        let request: Vec<u8> = buf.drain(..end).collect();
+        let mut request: Vec<u8> = buf.drain(..end).collect();
         let fault = {
             let mut q = faults.lock().expect("fault queue");
             (!q.is_empty()).then(|| q.remove(0))
         };
         if let Some(f) = fault {
-            injected.fetch_add(1, Ordering::SeqCst);
+            c.injected.fetch_add(1, Ordering::SeqCst);
             let resp = format!(
                 "HTTP/1.1 {} {}\r\n{}Content-Length: {}\r\n\r\n{}",
                 f.status,
@@ -236,7 +302,17 @@ async fn serve(
             client.write_all(resp.as_bytes()).await?;
             continue;
         }
-        forwarded.fetch_add(1, Ordering::SeqCst);
+        let body_len = end - head_end;
+        if body_len >= CORRUPT_MIN_BODY
+            && c.to_corrupt
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            let at = head_end + damage_offset(&head, &request[head_end..]);
+            request[at] ^= 0x01;
+            c.corrupted.fetch_add(1, Ordering::SeqCst);
+        }
+        c.forwarded.fetch_add(1, Ordering::SeqCst);
         let mut up = TcpStream::connect(("127.0.0.1", upstream)).await?;
         up.write_all(&request).await?;
         let mut rbuf = Vec::new();
