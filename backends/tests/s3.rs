@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use backends::{
     build, conformance, BackendConfig, BackendError, BackendMetrics, ObjectStore, PutOptions,
-    S3Config,
+    S3Config, Secret,
 };
+use futures::StreamExt;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
@@ -163,4 +164,90 @@ async fn s3_upload_damaged_on_the_way_is_caught_and_sent_again() {
             "{key}: one retry per damaged upload"
         );
     }
+}
+
+/// Real S3 turns away a request signed with the wrong secret or an unknown
+/// key id; LocalStack serves any signature, so the proxy makes S3's check
+/// (see `common::sigv4`). Correctly signed traffic of every kind passes the
+/// same check first: the verifier is not one that refuses everything.
+#[tokio::test]
+async fn s3_wrong_credentials_are_permanent_with_a_clear_message() {
+    let Some(ep) = emulator_env("TIERD_S3_ENDPOINT") else {
+        return;
+    };
+    let (proxy, via_proxy) = FaultProxy::in_front_of(&ep).await;
+    proxy.require_s3_key("test", "test");
+    let bucket = unique("auth");
+    let good = store(
+        s3_config(&via_proxy, &bucket),
+        BackendMetrics::unregistered(),
+    )
+    .await;
+    let big = conformance::pattern(20 << 20, 3);
+    good.put(
+        "dir/small",
+        Bytes::from_static(b"signed"),
+        &PutOptions::default(),
+    )
+    .await
+    .expect("a correctly signed put passes the check");
+    good.put("dir/multi part", big.clone(), &PutOptions::default())
+        .await
+        .expect("a correctly signed multipart upload passes the check");
+    assert!(good.get("dir/multi part").await.unwrap() == big);
+    assert_eq!(
+        &good.get_range("dir/small", 1..4).await.unwrap()[..],
+        b"ign"
+    );
+    assert_eq!(good.head("dir/small").await.unwrap().size, 6);
+    let listed: Vec<_> = good.list("dir/").collect::<Vec<_>>().await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    good.delete("dir/small").await.unwrap();
+    assert_eq!(proxy.unsigned.load(Ordering::SeqCst), 0);
+
+    let wrong_secret = "wr0ng-s3cret-for-the-test";
+    let cases = [
+        ("test", wrong_secret, "SignatureDoesNotMatch"),
+        ("AKIAUNKNOWNKEY", "test", "InvalidAccessKeyId"),
+    ];
+    for (key_id, secret, code) in cases {
+        let metrics = BackendMetrics::unregistered();
+        let mut c = s3_config(&via_proxy, &bucket);
+        c.access_key_id = Some(key_id.into());
+        c.secret_access_key = Some(Secret::new(secret));
+        c.create_bucket = false;
+        let bad = store(c, metrics.clone()).await;
+        let e = bad
+            .get("dir/multi part")
+            .await
+            .expect_err("wrong credentials must not read");
+        assert!(matches!(e, BackendError::Permanent(_)), "{code}: {e}");
+        let msg = e.to_string();
+        assert!(msg.contains("403") && msg.contains(code), "{msg}");
+        assert!(msg.contains("dir/multi part"), "names the key: {msg}");
+        assert!(
+            !msg.contains(wrong_secret),
+            "the secret must not appear: {msg}"
+        );
+        let e = bad
+            .put(
+                "dir/other",
+                Bytes::from_static(b"x"),
+                &PutOptions::default(),
+            )
+            .await
+            .expect_err("wrong credentials must not write");
+        assert!(matches!(e, BackendError::Permanent(_)), "{code}: {e}");
+        assert_eq!(
+            metrics.retries.with_label_values(&["s3", "get"]).get()
+                + metrics.retries.with_label_values(&["s3", "put"]).get(),
+            0,
+            "a refused signature is not retried"
+        );
+    }
+    assert_eq!(proxy.unsigned.load(Ordering::SeqCst), 4);
+    assert!(
+        matches!(good.head("dir/other").await, Err(BackendError::NotFound(_))),
+        "nothing was written with wrong credentials"
+    );
 }

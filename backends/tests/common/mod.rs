@@ -1,8 +1,11 @@
 //! Shared by the emulator tests: finding the emulators, and a loopback HTTP
-//! proxy that answers the next requests with injected faults, or damages the
-//! bodies of the next uploads on their way, before passing traffic through.
+//! proxy that answers the next requests with injected faults, damages the
+//! bodies of the next uploads on their way, or turns away requests not signed
+//! with a given S3 key (see `sigv4`), before passing traffic through.
 
 #![allow(dead_code)]
+
+pub mod sigv4;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -105,6 +108,10 @@ pub struct FaultProxy {
     /// Uploads still to damage, and how many were.
     to_corrupt: Arc<AtomicUsize>,
     pub corrupted: Arc<AtomicUsize>,
+    /// The S3 key (id, secret) requests must be signed with, and how many
+    /// were turned away.
+    sigv4_key: Arc<Mutex<Option<(String, String)>>>,
+    pub unsigned: Arc<AtomicUsize>,
 }
 
 /// Bodies at least this long count as uploads worth damaging.
@@ -119,11 +126,15 @@ impl FaultProxy {
         let forwarded = Arc::new(AtomicUsize::new(0));
         let to_corrupt = Arc::new(AtomicUsize::new(0));
         let corrupted = Arc::new(AtomicUsize::new(0));
+        let sigv4_key = Arc::new(Mutex::new(None));
+        let unsigned = Arc::new(AtomicUsize::new(0));
         let counters = Counters {
             injected: injected.clone(),
             forwarded: forwarded.clone(),
             to_corrupt: to_corrupt.clone(),
             corrupted: corrupted.clone(),
+            sigv4_key: sigv4_key.clone(),
+            unsigned: unsigned.clone(),
         };
         let f = faults.clone();
         tokio::spawn(async move {
@@ -141,7 +152,15 @@ impl FaultProxy {
             forwarded,
             to_corrupt,
             corrupted,
+            sigv4_key,
+            unsigned,
         }
+    }
+
+    /// From now on, answers requests not signed (SigV4) with this S3 key as
+    /// S3 would, with a 403, instead of forwarding them.
+    pub fn require_s3_key(&self, access_key: &str, secret: &str) {
+        *self.sigv4_key.lock().expect("sigv4 key") = Some((access_key.into(), secret.into()));
     }
 
     /// Flips one bit in the body of each of the next `n` uploads (requests
@@ -253,6 +272,8 @@ struct Counters {
     forwarded: Arc<AtomicUsize>,
     to_corrupt: Arc<AtomicUsize>,
     corrupted: Arc<AtomicUsize>,
+    sigv4_key: Arc<Mutex<Option<(String, String)>>>,
+    unsigned: Arc<AtomicUsize>,
 }
 
 /// Where in a body to flip a bit: inside the payload, never in framing. An
@@ -299,6 +320,24 @@ async fn serve(
                 f.body.len(),
                 f.body
             );
+            client.write_all(resp.as_bytes()).await?;
+            continue;
+        }
+        let key = c.sigv4_key.lock().expect("sigv4 key").clone();
+        if let Some(r) = key.and_then(|(id, secret)| sigv4::check(&head, &id, &secret)) {
+            c.unsigned.fetch_add(1, Ordering::SeqCst);
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{}</Code><Message>{}</Message></Error>",
+                r.code, r.message
+            );
+            let resp = if head.starts_with("HEAD ") {
+                "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_string()
+            } else {
+                format!(
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            };
             client.write_all(resp.as_bytes()).await?;
             continue;
         }
