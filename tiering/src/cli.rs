@@ -279,11 +279,9 @@ fn print_volume(v: &Value) {
 /// One line of progress: `tier    [##########          ]     12/24 extents`.
 pub fn progress_bar(what: &str, done: u64, total: u64) -> String {
     const WIDTH: u64 = 30;
-    let filled = if total == 0 {
-        WIDTH
-    } else {
-        (done.min(total) * WIDTH) / total
-    };
+    let filled = (done.min(total) * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH);
     format!(
         "{what:<7} [{}{}] {done:>6}/{total} extents",
         "#".repeat(filled as usize),

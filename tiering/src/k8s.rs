@@ -138,7 +138,7 @@ pub fn load_dir(dir: &Path, provisioners: &[String]) -> Result<Loaded, String> {
                 .and_then(|m| m.name)
                 .ok_or_else(|| format!("{at_doc}: StorageClass without metadata.name"))?;
             let prov = d.provisioner.unwrap_or_default();
-            if !provisioners.iter().any(|p| *p == prov) {
+            if !provisioners.contains(&prov) {
                 out.skipped.push(format!(
                     "{at_doc}: StorageClass {name} belongs to provisioner {prov:?}, not to tierd ({})",
                     provisioners.join(", ")

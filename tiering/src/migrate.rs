@@ -23,6 +23,10 @@ use crate::failpoint;
 use crate::policy::{self, ExtentView};
 use crate::volume::Volume;
 
+/// Where an extent is: its index, its state, and whether its range of the
+/// local file holds data.
+pub type Placement = (u64, ExtentState, bool);
+
 /// What happened to one extent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -153,9 +157,7 @@ impl Volume {
     }
 
     /// The policy's view of every extent: state, allocation, heat.
-    pub fn extent_views(
-        &self,
-    ) -> Result<(Vec<heatmap::ExtentHeat>, Vec<(u64, ExtentState, bool)>)> {
+    pub fn extent_views(&self) -> Result<(Vec<heatmap::ExtentHeat>, Vec<Placement>)> {
         let heat = self.heat().volume_extents(self.id())?;
         let n = self.map.read().len();
         let size = self.size();
@@ -191,10 +193,7 @@ impl Volume {
     }
 }
 
-fn views<'a>(
-    heat: &'a [heatmap::ExtentHeat],
-    states: &[(u64, ExtentState, bool)],
-) -> Vec<ExtentView<'a>> {
+fn views<'a>(heat: &'a [heatmap::ExtentHeat], states: &[Placement]) -> Vec<ExtentView<'a>> {
     let mut by_extent: std::collections::HashMap<u64, &heatmap::ExtentHeat> =
         std::collections::HashMap::new();
     for h in heat {

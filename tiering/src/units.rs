@@ -116,12 +116,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Formats a duration in its largest whole unit ("31d", "90s", "1500ms").
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = d.as_secs();
     for (unit, len) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60)] {
-        if s >= len && s % len == 0 {
+        if s >= len && s.is_multiple_of(len) {
             return format!("{}{unit}", s / len);
         }
     }

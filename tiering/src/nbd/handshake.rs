@@ -314,7 +314,7 @@ where
                             .iter()
                             .any(|q| *q == "base:" || *q == BASE_ALLOCATION)
                 } else {
-                    req.queries.iter().any(|q| *q == BASE_ALLOCATION)
+                    req.queries.contains(&BASE_ALLOCATION)
                 };
                 if matched {
                     let mut d = Vec::with_capacity(4 + BASE_ALLOCATION.len());

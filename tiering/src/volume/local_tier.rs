@@ -60,7 +60,8 @@ impl LocalTier {
         &self.path
     }
 
-    pub fn len(&self) -> io::Result<u64> {
+    /// The file's length (the volume's size once created or resized).
+    pub fn file_len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
 

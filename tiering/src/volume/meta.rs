@@ -80,7 +80,7 @@ pub fn validate_size(size: u64) -> Result<()> {
             "size must be greater than zero".into(),
         ));
     }
-    if size % BLOCK_SIZE != 0 {
+    if !size.is_multiple_of(BLOCK_SIZE) {
         return Err(TierError::InvalidArgument(format!(
             "size {size} is not a multiple of the {BLOCK_SIZE}-byte block size"
         )));

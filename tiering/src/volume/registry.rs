@@ -107,7 +107,7 @@ impl Volumes {
                     source,
                 })?;
                 // A grow whose metadata reached the disk but whose resize did not.
-                if tier.len().unwrap_or(0) < meta.size {
+                if tier.file_len().unwrap_or(0) < meta.size {
                     tier.set_len(meta.size).map_err(|source| TierError::Io {
                         volume: meta.name.clone(),
                         op: "resize local tier",

@@ -67,7 +67,7 @@ fn put_varint(buf: &mut [u8; MAX_RECORD], mut pos: usize, mut v: u64) -> usize {
 
 /// Encodes one record into `buf`, returning its length.
 fn encode(buf: &mut [u8; MAX_RECORD], delta_ms: u64, op: Op, offset: u64, len: u64) -> usize {
-    let exact_sectors = offset % SECTOR == 0 && len % SECTOR == 0;
+    let exact_sectors = offset.is_multiple_of(SECTOR) && len.is_multiple_of(SECTOR);
     let (code, offset, len) = if exact_sectors {
         (op_code(op), offset / SECTOR, len / SECTOR)
     } else {

@@ -165,7 +165,7 @@ fn over_long_line_is_fatal_and_non_utf8_is_not() {
     let mut text = format!("{T0},h,0,Read,0,1,1\n").into_bytes();
     text.extend_from_slice(b"\xff\xfe,h,0,Read,0,1,1\n");
     text.extend_from_slice(format!("{T0},h,0,Read,512,1,1\n").as_bytes());
-    text.extend(std::iter::repeat(b'7').take(MAX_LINE + 10));
+    text.extend(std::iter::repeat_n(b'7', MAX_LINE + 10));
     text.extend_from_slice(format!("\n{T0},h,0,Read,0,1,1\n").as_bytes());
     let path = write(dir.path(), "long.csv", &text);
     let results: Vec<_> = open(&path, Format::Msr).unwrap().collect();
@@ -338,7 +338,7 @@ fn format_names_parse_and_print() {
 /// A deterministic mix of ops, sector-aligned and unaligned ranges.
 fn sample(i: u64) -> (u64, Op, u64, u64) {
     let op = [Op::Read, Op::Write, Op::Trim][(i % 3) as usize];
-    let (offset, len) = if i % 7 == 0 {
+    let (offset, len) = if i.is_multiple_of(7) {
         (i * 4096 + 3, 1000 + i)
     } else {
         ((i * 4) << 20, 4 << 20)

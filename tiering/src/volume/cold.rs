@@ -1,0 +1,192 @@
+//! The cold side of a volume's I/O path: reading extents whose only copy is
+//! in the object store (whole or frame by frame, through the engine's cache),
+//! reading ahead for sequential readers, and bringing extents back.
+//!
+//! Invariant kept here: an extent becomes local again only if it is still the
+//! remote generation that was fetched, and only after its bytes are durable in
+//! the local file; a failed or damaged fetch is an error naming the volume,
+//! extent and object, never zeros.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::Volume;
+use crate::engine::FetchFailure;
+use crate::error::{Result, TierError};
+use crate::extent_map::{ExtentRecord, ExtentState, RemoteExtent};
+
+fn integrity(vol: &str, extent: u64, key: &str, f: FetchFailure) -> TierError {
+    match f {
+        FetchFailure::Integrity(reason) => TierError::Integrity {
+            volume: vol.to_string(),
+            extent,
+            key: key.to_string(),
+            reason,
+        },
+        FetchFailure::Backend(reason) => TierError::Fetch {
+            volume: vol.to_string(),
+            extent,
+            key: key.to_string(),
+            reason,
+        },
+    }
+}
+
+impl Volume {
+    pub(super) fn remote_record(&self, e: u64) -> Result<RemoteExtent> {
+        match self.map.read().record(e)? {
+            Some(ExtentRecord::Remote(r)) => Ok(r),
+            other => Err(TierError::CorruptMetadata {
+                key: format!("extent {}/{e}", self.id()),
+                reason: format!("state says remote but the record is {other:?}"),
+            }),
+        }
+    }
+
+    /// The whole extent `e` from the backend (or the cache).
+    pub(crate) fn fetch_whole(&self, e: u64, rec: &RemoteExtent) -> Result<bytes::Bytes> {
+        let (_, len) = self.extent_range(e);
+        let fk = (self.id(), e, rec.generation);
+        let (data, performed) = self
+            .engine
+            .fetch_extent(fk, rec, len as usize)
+            .map_err(|f| self.fetch_failed(e, &rec.key, f))?;
+        if performed {
+            self.stats.fetches.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .bytes_fetched
+                .fetch_add(rec.stored_size(), Ordering::Relaxed);
+        }
+        Ok(data)
+    }
+
+    fn fetch_failed(&self, e: u64, key: &str, f: FetchFailure) -> TierError {
+        if matches!(f, FetchFailure::Integrity(_)) {
+            self.stats.integrity_errors.fetch_add(1, Ordering::Relaxed);
+            self.engine
+                .stats
+                .integrity_errors
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let err = integrity(&self.name(), e, key, f);
+        tracing::error!(volume = %self.name(), extent = e, key, error = %err, "cold read failed");
+        err
+    }
+
+    /// Reads part of a remote extent into `buf`; returns the whole extent if it
+    /// was fetched whole (so the caller can bring it back). Small random reads
+    /// fetch only their frames; sequential and large reads fetch the extent once,
+    /// shared and cached, since the reader will want the rest of it.
+    pub(super) fn read_remote(
+        &self,
+        e: u64,
+        rec: &RemoteExtent,
+        within: u64,
+        buf: &mut [u8],
+        whole: bool,
+        sequential: bool,
+    ) -> Result<Option<bytes::Bytes>> {
+        let (_, ext_len) = self.extent_range(e);
+        let fk = (self.id(), e, rec.generation);
+        let cached = self.engine.cached(&fk);
+        if crate::access::fetch_whole(whole, sequential, cached, buf.len() as u64, ext_len) {
+            let data = self.fetch_whole(e, rec)?;
+            buf.copy_from_slice(&data[within as usize..within as usize + buf.len()]);
+            return Ok(Some(data));
+        }
+        let fs = rec.frame_size as u64;
+        let first = (within / fs) as usize;
+        let last = ((within + buf.len() as u64).div_ceil(fs) as usize).min(rec.frames.len());
+        // Not in the cache, so a miss, even though only some frames are fetched.
+        self.engine
+            .stats
+            .cache_misses
+            .fetch_add(1, Ordering::Relaxed);
+        let data = self
+            .engine
+            .fetch_frames(rec, first, last, ext_len as usize)
+            .map_err(|f| self.fetch_failed(e, &rec.key, f))?;
+        self.stats.fetches.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_fetched.fetch_add(
+            rec.frame_offset(last) - rec.frame_offset(first),
+            Ordering::Relaxed,
+        );
+        let skip = (within - first as u64 * fs) as usize;
+        buf.copy_from_slice(&data[skip..skip + buf.len()]);
+        Ok(None)
+    }
+
+    /// Makes a remote extent local with `data` (its full content), if it is
+    /// still the same remote generation. Durable before the record goes.
+    pub(crate) fn rehydrate_with(&self, e: u64, generation: u64, data: &[u8]) -> Result<bool> {
+        let stripe = self.stripe(e);
+        let _g = stripe.lock.write();
+        let map = self.map.read();
+        if map.state(e) != ExtentState::Remote {
+            return Ok(false);
+        }
+        match map.record(e)? {
+            Some(ExtentRecord::Remote(r)) if r.generation == generation => {}
+            _ => return Ok(false),
+        }
+        let (start, _) = self.extent_range(e);
+        self.tier
+            .write_at(data, start)
+            .map_err(|err| self.io_err("rehydrate", err))?;
+        self.tier
+            .sync()
+            .map_err(|err| self.io_err("fdatasync", err))?;
+        crate::failpoint::hit("rehydrate-before-commit");
+        map.make_local(e)?;
+        crate::failpoint::hit("rehydrate-after-commit");
+        stripe.seq.fetch_add(1, Ordering::SeqCst);
+        self.engine.forget(&(self.id(), e, generation));
+        self.stats.rehydrations.fetch_add(1, Ordering::Relaxed);
+        let m = &self.engine.metrics;
+        m.migrations.with_label_values(&["rehydrate", "ok"]).inc();
+        m.migration_bytes
+            .with_label_values(&["rehydrate"])
+            .inc_by(data.len() as u64);
+        tracing::debug!(volume = %self.name(), extent = e, "extent rehydrated");
+        Ok(true)
+    }
+
+    /// Brings extent `e` back if it is remote (promote passes, writes).
+    pub(crate) fn rehydrate(&self, e: u64) -> Result<bool> {
+        let rec = {
+            let _g = self.stripe(e).lock.read();
+            if self.map.read().state(e) != ExtentState::Remote {
+                return Ok(false);
+            }
+            self.remote_record(e)?
+        };
+        let r = self
+            .fetch_whole(e, &rec)
+            .and_then(|data| self.rehydrate_with(e, rec.generation, &data));
+        if r.is_err() {
+            let m = &self.engine.metrics.migrations;
+            m.with_label_values(&["rehydrate", "error"]).inc();
+        }
+        r
+    }
+
+    pub(super) fn readahead(self: &Arc<Self>, after: u64) {
+        let n = self.engine.config().tiering.readahead_extents;
+        let count = self.map.read().len();
+        for e in crate::access::readahead(after, n, count) {
+            if self.extent_state(e) != ExtentState::Remote {
+                continue;
+            }
+            let Ok(rec) = self.remote_record(e) else {
+                continue;
+            };
+            if self.engine.cached(&(self.id(), e, rec.generation)) {
+                continue;
+            }
+            let vol = self.clone();
+            self.engine.runtime().spawn_blocking(move || {
+                let _ = vol.fetch_whole(e, &rec);
+            });
+        }
+    }
+}
