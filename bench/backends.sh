@@ -15,7 +15,7 @@ if [ -z "${TIERD_S3_ENDPOINT:-}" ]; then
   exec localstack/with-emulators.sh "$0" "$@"
 fi
 N=${1:-48}
-RUNS=${2:-3}
+RUNS=${2:-5}
 SIZE=$((4 << 20))
 OUT=bench/out
 mkdir -p "$OUT"
