@@ -64,18 +64,31 @@ SERVERS=(qemu-nbd nbdkit tierd-heat tierd-noheat)
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 timed() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); echo "$t0 $t1" | awk -v mib="$SIZE_MIB" '{printf "%.1f\n", mib/($2-$1)}'; }
 
-declare -A WRITE READ IOPS
+# Runs are interleaved (run 1 of every server, then run 2, ...), so that a
+# drift of the machine over the minutes of the benchmark lands on all servers
+# alike instead of on whichever ran last.
+fio_iops() {
+  fio --name=rr --ioengine=nbd --uri="$1" --rw=randread --bs=4k --iodepth=16 \
+      --size="${SIZE_MIB}M" --runtime="$FIO_SECS" --time_based --output-format=json 2>/dev/null |
+    python3 -c 'import json,sys; s=sys.stdin.read(); print(round(json.loads(s[s.index("{"):])["jobs"][0]["read"]["iops"]))'
+}
+# One untimed write into every server first: qemu-nbd's and nbdkit's images
+# are fully allocated copies, tierd's volume starts sparse, and a first write
+# that allocates the file's blocks is not what the runs compare.
+for s in "${SERVERS[@]}"; do nbdcopy "$OUT/src.raw" "${URI[$s]}"; done
+declare -A WRITE READ IOPS WS RS IS
+for r in $(seq "$RUNS"); do
+  for s in "${SERVERS[@]}"; do
+    u=${URI[$s]}
+    w=$(timed nbdcopy "$OUT/src.raw" "$u"); rd=$(timed nbdcopy "$u" null:); io=$(fio_iops "$u")
+    WS[$s]+="$w "; RS[$s]+="$rd "; IS[$s]+="$io "
+    echo "   run $r $s: write $w MiB/s, read $rd MiB/s, randread $io IOPS" >&2
+  done
+done
 for s in "${SERVERS[@]}"; do
-  u=${URI[$s]}
-  echo "== $s ($u)" >&2
-  WRITE[$s]=$(for _ in $(seq "$RUNS"); do timed nbdcopy "$OUT/src.raw" "$u"; done | median)
-  READ[$s]=$(for _ in $(seq "$RUNS"); do timed nbdcopy "$u" null:; done | median)
-  IOPS[$s]=$(for _ in $(seq "$RUNS"); do
-    fio --name=rr --ioengine=nbd --uri="$u" --rw=randread --bs=4k --iodepth=16 \
-        --size="${SIZE_MIB}M" --runtime="$FIO_SECS" --time_based --output-format=json 2>/dev/null |
-      python3 -c 'import json,sys; s=sys.stdin.read(); print(round(json.loads(s[s.index("{"):])["jobs"][0]["read"]["iops"]))'
-  done | median)
-  echo "   write ${WRITE[$s]} MiB/s, read ${READ[$s]} MiB/s, randread ${IOPS[$s]} IOPS" >&2
+  WRITE[$s]=$(tr ' ' '\n' <<<"${WS[$s]}" | grep . | median)
+  READ[$s]=$(tr ' ' '\n' <<<"${RS[$s]}" | grep . | median)
+  IOPS[$s]=$(tr ' ' '\n' <<<"${IS[$s]}" | grep . | median)
 done
 
 # Every server must hand back the image it was given.
@@ -90,6 +103,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
   done
   echo
   echo "Heat tracking cost (tierd heat on ÷ off): write $(ratio "${WRITE[tierd-heat]}" "${WRITE[tierd-noheat]}"), read $(ratio "${READ[tierd-heat]}" "${READ[tierd-noheat]}"), random read $(ratio "${IOPS[tierd-heat]}" "${IOPS[tierd-noheat]}")."
+  echo "Random read heat on ÷ off, run by run (each pair back to back): $(paste -d' ' <(tr ' ' '\n' <<<"${IS[tierd-heat]}" | grep .) <(tr ' ' '\n' <<<"${IS[tierd-noheat]}" | grep .) | awk '{printf "%s%.2f", sep, $1/$2; sep=", "}')."
   echo
   echo "Image ${SIZE_MIB} MiB of random data; median of ${RUNS} runs; fio ${FIO_SECS} s per run; $(nproc) cores; $(date -u +%Y-%m-%d)."
 } | tee "$OUT/nbd.md"
