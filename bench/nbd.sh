@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-1024}
 FIO_SECS=${2:-10}
-RUNS=${3:-3}
+RUNS=${3:-5}
 OUT=bench/out
 mkdir -p "$OUT"
 rm -rf "$OUT"/tierd-* "$OUT"/*.raw
