@@ -89,6 +89,10 @@ const OPS: [u16; 6] = [
     CMD_BLOCK_STATUS,
 ];
 
+/// CMD_READ's index in [`OPS`].
+const READ_OP: usize = 0;
+const _: () = assert!(OPS[READ_OP] == CMD_READ);
+
 /// What one connection's request tasks share: metric handles looked up once
 /// (a request then only touches atomics), and read buffers the writer hands
 /// back after sending them (no allocating and zeroing per read).
@@ -177,6 +181,26 @@ fn execute(
         h.observe(t0.elapsed().as_secs_f64());
     }
     reply
+}
+
+/// A read served on the connection's task if it needs no waiting (see
+/// [`Volume::try_read_cached`]), counted and timed as [`execute`] does.
+/// `None` when it would wait or failed: the caller then runs it the usual
+/// way, which reports any error.
+fn read_cached(vol: &Volume, m: &Conn, req: &Request, sequential: bool) -> Option<Reply> {
+    let t0 = Instant::now();
+    let mut data = m.buffer(req.length as usize);
+    if let Some(Ok(())) = vol.try_read_cached(req.offset, &mut data, sequential) {
+        m.count(CMD_READ, "ok");
+        m.local[READ_OP].observe(t0.elapsed().as_secs_f64());
+        return Some(Reply::Data {
+            handle: req.handle,
+            offset: req.offset,
+            data,
+        });
+    }
+    m.give_back(data);
+    None
 }
 
 fn execute_inner(
@@ -466,10 +490,19 @@ pub async fn serve<R, W>(
         let sequential = req.command == CMD_READ && reads.observe(req.offset, req.length as u64);
         let cold = matches!(req.command, CMD_READ | CMD_WRITE)
             && vol.touches_remote(req.offset, req.length as u64);
+        if req.command == CMD_READ && req.length as u64 <= INLINE_READ && !cold {
+            // Cached local data: a copy that cannot block, done right here.
+            if let Some(reply) = read_cached(&vol, &conn_state, &req, sequential) {
+                if tx.send(reply).await.is_err() {
+                    break "writer closed".into();
+                }
+                continue;
+            }
+        }
         if inline_ok && req.command == CMD_READ && req.length as u64 <= INLINE_READ && !cold {
-            // A read of local extents is a copy from the page cache: done
-            // here, it saves two thread hand-offs (block_in_place lets the
-            // runtime move this worker's other tasks meanwhile).
+            // A read of local extents that may wait for the disk: done here
+            // all the same, it saves two thread hand-offs (block_in_place lets
+            // the runtime move this worker's other tasks meanwhile).
             let reply = tokio::task::block_in_place(|| {
                 execute(&vol, &conn_state, req, payload, sequential, cold)
             });

@@ -74,6 +74,33 @@ impl LocalTier {
         self.file.read_exact_at(buf, offset)
     }
 
+    /// Reads `buf` at `offset` only if that needs no waiting: every byte is
+    /// in the page cache (`preadv2` with `RWF_NOWAIT`). `Ok(false)` means it
+    /// would have waited (or the file system cannot tell): read with
+    /// [`LocalTier::read_at`] where blocking is fine. Lets an async task serve
+    /// a cached read in place, without handing its thread over.
+    pub fn read_at_nowait(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        let Ok(off) = libc::off_t::try_from(offset) else {
+            return Ok(false);
+        };
+        let iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: one iovec over `buf`, valid and exclusively borrowed for
+        // the call; the fd is open for as long as `self`.
+        let n = unsafe { libc::preadv2(self.file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => Ok(false),
+                _ => Err(e),
+            };
+        }
+        // A short read is part cached, part not: the caller reads it all again.
+        Ok(n as usize == buf.len())
+    }
+
     pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
         self.file.write_all_at(data, offset)
     }
@@ -191,6 +218,31 @@ impl LocalTier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nowait_reads_serve_cached_bytes_and_decline_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalTier::create(&dir.path().join("v.img"), 16 << 20).unwrap();
+        let data: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 251) as u8).collect();
+        t.write_at(&data, 4 << 20).unwrap();
+        // Just written, so cached: served, and the bytes are the ones written.
+        let mut buf = vec![0u8; 64 << 10];
+        assert!(t.read_at_nowait(&mut buf, (4 << 20) + 4096).unwrap());
+        assert!(buf[..] == data[4096..4096 + (64 << 10)]);
+        // Dropped from the cache: declined (where the file system can drop
+        // pages and tell), or if served, served right; never other bytes.
+        t.sync().unwrap();
+        // SAFETY: plain advice on an open fd.
+        let r = unsafe { libc::posix_fadvise(t.file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(r, 0);
+        let mut buf = vec![0u8; 64 << 10];
+        if t.read_at_nowait(&mut buf, 4 << 20).unwrap() {
+            assert!(buf[..] == data[..64 << 10]);
+        }
+        // Past the end of the file: declined, the blocking read reports it.
+        let mut buf = vec![0u8; 8192];
+        assert!(!t.read_at_nowait(&mut buf, (16 << 20) - 4096).unwrap());
+    }
 
     #[test]
     fn sparse_reads_zero_and_punch_frees() {

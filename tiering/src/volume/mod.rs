@@ -415,6 +415,40 @@ impl Volume {
         }
     }
 
+    /// Reads `buf.len()` bytes at `offset` if that needs no waiting at all:
+    /// no extent of the range is remote, no stripe lock is held for writing,
+    /// and every byte is in the page cache. `None` means nothing was read
+    /// (and nothing recorded): call [`Volume::read`] where blocking is fine.
+    /// Lets the NBD connection task serve cached reads without leaving its
+    /// thread.
+    pub fn try_read_cached(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+        sequential: bool,
+    ) -> Option<Result<()>> {
+        if let Err(e) = self.check_range(offset, buf.len() as u64) {
+            return Some(Err(e));
+        }
+        let mut pos = 0usize;
+        for (e, start, n) in self.pieces(offset, buf.len() as u64) {
+            let out = &mut buf[pos..pos + n as usize];
+            pos += n as usize;
+            let _g = self.stripe(e).lock.try_read()?;
+            if self.map.try_read()?.state(e) == ExtentState::Remote {
+                return None;
+            }
+            match self.tier.read_at_nowait(out, start) {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(err) => return Some(Err(self.io_err("read", err))),
+            }
+        }
+        self.trace(crate::sim::trace::Op::Read, offset, buf.len() as u64);
+        self.record(AccessKind::Read, offset, buf.len() as u64, sequential);
+        Some(Ok(()))
+    }
+
     /// Reads `buf.len()` bytes at `offset`. `sequential` says whether the read
     /// continues an earlier read of the same client.
     pub fn read(self: &Arc<Self>, offset: u64, buf: &mut [u8], sequential: bool) -> Result<()> {
