@@ -586,6 +586,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn cached_reads_serve_local_bytes_and_step_aside_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = volume(dir.path());
+        let data: Vec<u8> = (0..12288u32).map(|i| (i % 241) as u8).collect();
+        v.write((1 << 20) - 4096, &data, false).unwrap();
+        let mut back = vec![0u8; data.len()];
+        let r = v.try_read_cached((1 << 20) - 4096, &mut back, false);
+        assert!(matches!(r, Some(Ok(()))), "{r:?}");
+        assert_eq!(back, data);
+        let e1 = v.heat.extent(3, 1).unwrap().unwrap();
+        assert_eq!(e1.read_bytes, 8192, "the read is recorded like any other");
+        // A writer (a migration committing, a rehydration) holds extent 1's
+        // stripe: the cached path neither waits nor records.
+        let guard = v.stripe(1).lock.write();
+        let mut other = vec![0u8; 4096];
+        assert!(v.try_read_cached(1 << 20, &mut other, false).is_none());
+        drop(guard);
+        assert_eq!(v.heat.extent(3, 1).unwrap().unwrap().read_bytes, 8192);
+        assert!(matches!(
+            v.try_read_cached(8 << 20, &mut other, false),
+            Some(Err(TierError::InvalidArgument(_)))
+        ));
+    }
+
+    #[test]
     fn out_of_range_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let v = volume(dir.path());
