@@ -4,9 +4,10 @@
 //! block, it serves in place; other small local reads it runs in place too
 //! through `block_in_place`; everything else goes to the blocking pool.
 //! Replies come back through a channel to one writer, in whatever order they
-//! finish (the protocol allows it). Invariants: every request whose payload was read gets
-//! exactly one reply; a request that breaks framing (bad magic, a payload too big
-//! to skip) ends this connection only, after in-flight replies are sent.
+//! finish (the protocol allows it). Invariants: every request whose payload
+//! was read gets exactly one reply; a request that breaks framing (bad magic,
+//! a payload too big to skip) ends this connection only, after in-flight
+//! replies are sent.
 
 use std::io;
 use std::sync::Arc;
