@@ -10,7 +10,6 @@ use backends::{
     build, conformance, AzureConfig, BackendConfig, BackendError, BackendMetrics, ObjectStore,
     PutOptions,
 };
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use common::*;
@@ -139,24 +138,6 @@ async fn azure_upload_damaged_on_the_way_is_caught_and_sent_again() {
         .unwrap();
     // One Put Blob (checked against the MD5 the service computed) and one
     // staged upload (each block's Content-MD5 checked by the service).
-    for (n, (key, size)) in [("blob", 1usize << 20), ("blocks", 20 << 20)]
-        .into_iter()
-        .enumerate()
-    {
-        proxy.corrupt_next_uploads(1);
-        let data = conformance::pattern(size, 5);
-        s.put(key, data.clone(), &PutOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("{key}: damaged upload not repaired: {e}"));
-        assert_eq!(proxy.corrupted.load(Ordering::SeqCst), n + 1, "{key}");
-        assert!(
-            s.get(key).await.unwrap() == data,
-            "{key}: stored bytes differ"
-        );
-        assert_eq!(
-            metrics.retries.with_label_values(&["azure", "put"]).get(),
-            n as u64 + 1,
-            "{key}: one retry per damaged upload"
-        );
-    }
+    let uploads = [("blob", 1 << 20), ("blocks", 20 << 20)];
+    damaged_uploads_are_repaired(s.as_ref(), &proxy, &metrics, "azure", uploads).await;
 }

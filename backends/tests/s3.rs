@@ -144,26 +144,8 @@ async fn s3_upload_damaged_on_the_way_is_caught_and_sent_again() {
     let s = store(s3_config(&via_proxy, &unique("damage")), metrics.clone()).await;
     // One PutObject and one multipart upload (20 MiB is over the 16 MiB
     // default threshold), each part with a CRC32 the service checks.
-    for (n, (key, size)) in [("object", 1usize << 20), ("multipart", 20 << 20)]
-        .into_iter()
-        .enumerate()
-    {
-        proxy.corrupt_next_uploads(1);
-        let data = conformance::pattern(size, 5);
-        s.put(key, data.clone(), &PutOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("{key}: damaged upload not repaired: {e}"));
-        assert_eq!(proxy.corrupted.load(Ordering::SeqCst), n + 1, "{key}");
-        assert!(
-            s.get(key).await.unwrap() == data,
-            "{key}: stored bytes differ"
-        );
-        assert_eq!(
-            metrics.retries.with_label_values(&["s3", "put"]).get(),
-            n as u64 + 1,
-            "{key}: one retry per damaged upload"
-        );
-    }
+    let uploads = [("object", 1 << 20), ("multipart", 20 << 20)];
+    damaged_uploads_are_repaired(s.as_ref(), &proxy, &metrics, "s3", uploads).await;
 }
 
 /// Real S3 turns away a request signed with the wrong secret or an unknown

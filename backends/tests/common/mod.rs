@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
-use backends::{AzureConfig, RequestLimits, S3Config, Secret};
+use backends::{
+    conformance, AzureConfig, BackendMetrics, ObjectStore, PutOptions, RequestLimits, S3Config,
+    Secret,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -367,6 +370,35 @@ async fn serve(
         let no_body = head.starts_with("HEAD ") || status == 204 || status == 304;
         let rend = read_body(&mut up, &rhead, &mut rbuf, rhead_end, no_body).await?;
         client.write_all(&rbuf[..rend]).await?;
+    }
+}
+
+/// Puts one object of each `(key, size)` through `proxy` with its body
+/// damaged on the way, and checks that every damage was caught and repaired
+/// by exactly one retry: the stored bytes are the ones we hold.
+pub async fn damaged_uploads_are_repaired(
+    s: &dyn ObjectStore,
+    proxy: &FaultProxy,
+    metrics: &BackendMetrics,
+    backend: &str,
+    uploads: [(&str, usize); 2],
+) {
+    for (n, (key, size)) in uploads.into_iter().enumerate() {
+        proxy.corrupt_next_uploads(1);
+        let data = conformance::pattern(size, 5);
+        s.put(key, data.clone(), &PutOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{key}: damaged upload not repaired: {e}"));
+        assert_eq!(proxy.corrupted.load(Ordering::SeqCst), n + 1, "{key}");
+        assert!(
+            s.get(key).await.unwrap() == data,
+            "{key}: stored bytes differ"
+        );
+        assert_eq!(
+            metrics.retries.with_label_values(&[backend, "put"]).get(),
+            n as u64 + 1,
+            "{key}: one retry per damaged upload"
+        );
     }
 }
 
