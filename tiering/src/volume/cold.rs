@@ -129,13 +129,7 @@ impl Volume {
             Some(ExtentRecord::Remote(r)) if r.generation == generation => {}
             _ => return Ok(false),
         }
-        let (start, _) = self.extent_range(e);
-        self.tier
-            .write_at(data, start)
-            .map_err(|err| self.io_err("rehydrate", err))?;
-        self.tier
-            .sync()
-            .map_err(|err| self.io_err("fdatasync", err))?;
+        self.write_extent_durably(e, data, "rehydrate")?;
         crate::failpoint::hit("rehydrate-before-commit");
         map.make_local(e)?;
         crate::failpoint::hit("rehydrate-after-commit");

@@ -353,6 +353,18 @@ impl Volume {
         }
     }
 
+    /// Writes the whole content of extent `e` locally and makes it durable:
+    /// what must happen before a remote extent's record may say local.
+    pub(crate) fn write_extent_durably(&self, e: u64, data: &[u8], op: &'static str) -> Result<()> {
+        let (start, _) = self.extent_range(e);
+        self.tier
+            .write_at(data, start)
+            .map_err(|err| self.io_err(op, err))?;
+        self.tier
+            .sync()
+            .map_err(|err| self.io_err("fdatasync", err))
+    }
+
     pub(crate) fn io_err(&self, op: &'static str, source: std::io::Error) -> TierError {
         TierError::Io {
             volume: self.name(),

@@ -39,13 +39,7 @@ impl Volume {
                     if self.map.read().state(e) != ExtentState::Remote {
                         return Ok(());
                     }
-                    let (start, _) = self.extent_range(e);
-                    self.tier
-                        .write_at(data, start)
-                        .map_err(|err| self.io_err("write", err))?;
-                    self.tier
-                        .sync()
-                        .map_err(|err| self.io_err("fdatasync", err))?;
+                    self.write_extent_durably(e, data, "write")?;
                     self.map.read().make_local(e)?;
                     stripe.seq.fetch_add(1, Ordering::SeqCst);
                     Ok(())
