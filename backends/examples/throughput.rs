@@ -1,5 +1,6 @@
 //! PUT and GET throughput of one backend through tierd's backend stack
-//! (`Managed` over the S3 or Azure client), for bench/backends.sh.
+//! (the retry, instrumentation and limit layers over the S3 or Azure client),
+//! for bench/backends.sh.
 //! Usage: throughput s3|azure CONCURRENCY OBJECTS OBJECT_BYTES
 //! Endpoints come from the emulator environment (localstack/up.sh). Prints one
 //! JSON line: {"put_mib_s": .., "get_mib_s": ..}.

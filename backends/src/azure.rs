@@ -2,7 +2,7 @@
 //!
 //! That crate line is legacy upstream; everything that touches it is in this
 //! file, so moving to another Azure client changes nothing else. The SDK's own
-//! retries are off: [`crate::Managed`] retries in one place.
+//! retries are off: [`crate::RetryStore`] retries in one place.
 //!
 //! Integrity of uploads: no object is reported written unless an MD5 of the
 //! bytes we hold matches one the service computed over the bytes it got.

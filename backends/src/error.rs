@@ -1,5 +1,7 @@
 //! The crate's one error type. Each variant is a class the caller acts on
 //! differently, and carries the backend, the operation and the key.
+//! [`ErrorKind`] names the classes without a context, for metrics labels and
+//! for telling the fault-injecting wrapper what to fail with.
 
 use std::fmt;
 
@@ -24,6 +26,43 @@ impl fmt::Display for ErrorContext {
     }
 }
 
+/// The class of a [`BackendError`], without its context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    NotFound,
+    PreconditionFailed,
+    Throttled,
+    Transient,
+    Permanent,
+}
+
+impl ErrorKind {
+    /// Every kind, in the order of their metrics labels.
+    pub const ALL: [ErrorKind; 5] = [
+        ErrorKind::NotFound,
+        ErrorKind::PreconditionFailed,
+        ErrorKind::Throttled,
+        ErrorKind::Transient,
+        ErrorKind::Permanent,
+    ];
+
+    /// A short label for metrics (`result` label of the request counter).
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::PreconditionFailed => "precondition_failed",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Transient => "transient",
+            ErrorKind::Permanent => "permanent",
+        }
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::Throttled | ErrorKind::Transient)
+    }
+}
+
 /// What went wrong talking to an object store.
 #[derive(Debug, Error)]
 pub enum BackendError {
@@ -45,6 +84,39 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// The error of class `kind` with this context.
+    pub fn new(kind: ErrorKind, ctx: ErrorContext) -> Self {
+        match kind {
+            ErrorKind::NotFound => BackendError::NotFound(ctx),
+            ErrorKind::PreconditionFailed => BackendError::PreconditionFailed(ctx),
+            ErrorKind::Throttled => BackendError::Throttled(ctx),
+            ErrorKind::Transient => BackendError::Transient(ctx),
+            ErrorKind::Permanent => BackendError::Permanent(ctx),
+        }
+    }
+
+    /// The class of this error.
+    pub fn error_kind(&self) -> ErrorKind {
+        match self {
+            BackendError::NotFound(_) => ErrorKind::NotFound,
+            BackendError::PreconditionFailed(_) => ErrorKind::PreconditionFailed,
+            BackendError::Throttled(_) => ErrorKind::Throttled,
+            BackendError::Transient(_) => ErrorKind::Transient,
+            BackendError::Permanent(_) => ErrorKind::Permanent,
+        }
+    }
+
+    /// The context, to change (e.g. to note how a retry ended).
+    pub fn context_mut(&mut self) -> &mut ErrorContext {
+        match self {
+            BackendError::NotFound(c)
+            | BackendError::PreconditionFailed(c)
+            | BackendError::Throttled(c)
+            | BackendError::Transient(c)
+            | BackendError::Permanent(c) => c,
+        }
+    }
+
     pub fn context(&self) -> &ErrorContext {
         match self {
             BackendError::NotFound(c)
@@ -57,10 +129,7 @@ impl BackendError {
 
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            BackendError::Throttled(_) | BackendError::Transient(_)
-        )
+        self.error_kind().is_retryable()
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -69,13 +138,7 @@ impl BackendError {
 
     /// A short label for metrics.
     pub fn kind(&self) -> &'static str {
-        match self {
-            BackendError::NotFound(_) => "not_found",
-            BackendError::PreconditionFailed(_) => "precondition_failed",
-            BackendError::Throttled(_) => "throttled",
-            BackendError::Transient(_) => "transient",
-            BackendError::Permanent(_) => "permanent",
-        }
+        self.error_kind().label()
     }
 
     /// Builds the variant an HTTP status implies.

@@ -1,6 +1,6 @@
 //! Amazon S3 (and S3-compatible stores such as LocalStack) through `aws-sdk-s3`.
 //!
-//! The SDK's own retries are off: [`crate::Managed`] retries in one place.
+//! The SDK's own retries are off: [`crate::RetryStore`] retries in one place.
 //! Uploads carry a CRC32 checksum the service verifies; large ones are
 //! multipart, with the checksum algorithm declared at creation so that the
 //! per-part checksums sent at completion are accepted.

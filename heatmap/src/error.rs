@@ -1,5 +1,10 @@
 use thiserror::Error;
 
+/// A RocksDB failure, kept opaque so RocksDB's types stay this crate's own.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct DbError(#[from] rocksdb::Error);
+
 /// Everything that can go wrong in the heat map.
 #[derive(Debug, Error)]
 pub enum HeatError {
@@ -7,7 +12,7 @@ pub enum HeatError {
     Db {
         op: &'static str,
         #[source]
-        source: rocksdb::Error,
+        source: DbError,
     },
     #[error("heat map: column family {0:?} is missing from the database")]
     MissingColumnFamily(&'static str),

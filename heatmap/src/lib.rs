@@ -8,15 +8,23 @@
 //! always the fold of every flushed delta, so a flush can never lose counts that
 //! another flush already wrote.
 //!
-//! Time comes from an injected [`Clock`], so tests and the policy simulator can
-//! drive it.
+//! Time comes from an injected [`clock::Clock`], so tests and the policy
+//! simulator can drive it.
+//!
+//! Without the default `store` feature the crate is only [`record`]'s pure
+//! code (no RocksDB, no clock, no I/O): what the policy crate and the
+//! simulator fold accesses with, so they decay heat exactly as the daemon does.
 
-mod clock;
+#[cfg(feature = "store")]
 mod error;
 mod record;
+#[cfg(feature = "store")]
 mod store;
 
+#[cfg(feature = "store")]
 pub use clock::{Clock, ManualClock, ScaledClock, SystemClock};
+#[cfg(feature = "store")]
 pub use error::HeatError;
-pub use record::{Access, AccessKind, ExtentHeat, HeatRecord};
-pub use store::{histogram_of, HeatConfig, HeatMap, HistogramBucket, CF_HEAT, TEMPERATURE_BUCKETS};
+pub use record::{histogram_of, Access, AccessKind, ExtentHeat, HeatRecord, HistogramBucket, TEMPERATURE_BUCKETS};
+#[cfg(feature = "store")]
+pub use store::{HeatConfig, HeatMap, CF_HEAT};

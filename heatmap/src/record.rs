@@ -226,6 +226,37 @@ impl ExtentHeat {
     }
 }
 
+/// Upper bounds of the temperature histogram's buckets (the last is open-ended).
+pub const TEMPERATURE_BUCKETS: [f64; 7] = [0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0];
+
+/// One bucket of a temperature histogram.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HistogramBucket {
+    /// Inclusive upper bound; `None` for the last, open-ended bucket.
+    pub le: Option<f64>,
+    pub extents: u64,
+}
+
+/// Counts extents into [`TEMPERATURE_BUCKETS`].
+pub fn histogram_of(extents: &[ExtentHeat]) -> Vec<HistogramBucket> {
+    let mut counts = vec![0u64; TEMPERATURE_BUCKETS.len() + 1];
+    for h in extents {
+        let i = TEMPERATURE_BUCKETS
+            .iter()
+            .position(|&le| h.temperature <= le)
+            .unwrap_or(TEMPERATURE_BUCKETS.len());
+        counts[i] += 1;
+    }
+    counts
+        .into_iter()
+        .enumerate()
+        .map(|(i, extents)| HistogramBucket {
+            le: TEMPERATURE_BUCKETS.get(i).copied(),
+            extents,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

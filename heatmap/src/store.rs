@@ -12,19 +12,16 @@ use parking_lot::Mutex;
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, MergeOperands, Options, WriteBatch, DB,
 };
-use serde::Serialize;
 
-use crate::clock::Clock;
+use clock::Clock;
 use crate::error::HeatError;
-use crate::record::{Access, ExtentHeat, HeatRecord};
+use crate::record::{histogram_of, Access, ExtentHeat, HeatRecord, HistogramBucket};
 
 /// The column family this crate owns.
 pub const CF_HEAT: &str = "heat";
 
 const SHARDS: usize = 32;
 
-/// Upper bounds of the temperature histogram's buckets (the last is open-ended).
-pub const TEMPERATURE_BUCKETS: [f64; 7] = [0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0];
 
 /// How heat is tracked.
 #[derive(Debug, Clone)]
@@ -44,13 +41,6 @@ impl Default for HeatConfig {
     }
 }
 
-/// One bucket of a temperature histogram.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct HistogramBucket {
-    /// Inclusive upper bound; `None` for the last, open-ended bucket.
-    pub le: Option<f64>,
-    pub extents: u64,
-}
 
 type Pending = HashMap<(u64, u64), HeatRecord>;
 
@@ -221,7 +211,7 @@ impl HeatMap {
             }
             return Err(HeatError::Db {
                 op: "write batch",
-                source,
+                source: source.into(),
             });
         }
         Ok(n)
@@ -244,7 +234,7 @@ impl HeatMap {
         {
             let (k, v) = item.map_err(|source| HeatError::Db {
                 op: "iterate",
-                source,
+                source: source.into(),
             })?;
             let Some((vol, extent)) = split_key(&k) else {
                 break;
@@ -275,7 +265,12 @@ impl HeatMap {
                 reason,
             })?),
             Ok(None) => None,
-            Err(source) => return Err(HeatError::Db { op: "get", source }),
+            Err(source) => {
+                return Err(HeatError::Db {
+                    op: "get",
+                    source: source.into(),
+                })
+            }
         };
         if let Some(p) = self.shard(volume, extent).lock().get(&(volume, extent)) {
             match rec.as_mut() {
@@ -321,7 +316,7 @@ impl HeatMap {
         Ok(v)
     }
 
-    /// Tracked extents counted by temperature, over [`TEMPERATURE_BUCKETS`].
+    /// Tracked extents counted by temperature, over [`crate::TEMPERATURE_BUCKETS`].
     pub fn histogram(&self, volume: u64) -> Result<Vec<HistogramBucket>, HeatError> {
         Ok(histogram_of(&self.volume_extents(volume)?))
     }
@@ -341,35 +336,16 @@ impl HeatMap {
         batch.delete_cf(cf, key(volume, u64::MAX));
         self.db.write(batch).map_err(|source| HeatError::Db {
             op: "delete range",
-            source,
+            source: source.into(),
         })
     }
-}
-
-/// Counts extents into [`TEMPERATURE_BUCKETS`].
-pub fn histogram_of(extents: &[ExtentHeat]) -> Vec<HistogramBucket> {
-    let mut counts = vec![0u64; TEMPERATURE_BUCKETS.len() + 1];
-    for h in extents {
-        let i = TEMPERATURE_BUCKETS
-            .iter()
-            .position(|&le| h.temperature <= le)
-            .unwrap_or(TEMPERATURE_BUCKETS.len());
-        counts[i] += 1;
-    }
-    counts
-        .into_iter()
-        .enumerate()
-        .map(|(i, extents)| HistogramBucket {
-            le: TEMPERATURE_BUCKETS.get(i).copied(),
-            extents,
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::record::TEMPERATURE_BUCKETS;
+    use clock::ManualClock;
     use crate::record::AccessKind;
 
     fn open(dir: &std::path::Path, cfg: &HeatConfig) -> Arc<DB> {

@@ -10,7 +10,13 @@ use std::sync::Arc;
 use heatmap::{HeatConfig, HeatMap};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
-use crate::error::{Result, TierError};
+use crate::error::{DbError, Result, TierError};
+
+impl From<rocksdb::Error> for DbError {
+    fn from(e: rocksdb::Error) -> Self {
+        DbError(e.into_string())
+    }
+}
 
 pub const CF_VOLUMES: &str = "volumes";
 pub const CF_META: &str = "meta";
@@ -30,7 +36,10 @@ pub fn open(dir: &Path, heat: &HeatConfig) -> Result<Arc<DB>> {
     ];
     DB::open_cf_descriptors(&opts, dir, cfs)
         .map(Arc::new)
-        .map_err(|source| TierError::Db { op: "open", source })
+        .map_err(|source| TierError::Db {
+            op: "open",
+            source: source.into(),
+        })
 }
 
 /// Writes a batch durably (WAL synced before returning).
@@ -39,7 +48,7 @@ pub fn write_synced(db: &DB, batch: WriteBatch) -> Result<()> {
     wo.set_sync(true);
     db.write_opt(batch, &wo).map_err(|source| TierError::Db {
         op: "write",
-        source,
+        source: source.into(),
     })
 }
 

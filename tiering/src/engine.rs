@@ -11,30 +11,33 @@ use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backends::{BackendError, ObjectStore};
+use clock::Clock;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::runtime::Handle;
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::codec;
-use crate::config::{ClassConfig, Config, RetrievalPolicy, TieringPolicy};
+use crate::config::{ClassConfig, Config};
 use crate::error::{Result, TierError};
 use crate::extent_map::RemoteExtent;
 use crate::metrics::TierMetrics;
+use crate::tasks::Tasks;
 
 /// Identifies one immutable object version: (volume id, extent, generation).
 pub type FetchKey = (u64, u64, u64);
 
 type Inflight = Arc<OnceCell<std::result::Result<Bytes, FetchFailure>>>;
 
-/// Why a fetch failed, kept cloneable so every waiter of a shared fetch sees it.
+/// Why a fetch failed, shared by every waiter of one fetch. A backend
+/// failure keeps its kind (throttled, not found, transient, permanent).
 #[derive(Debug, Clone)]
 pub enum FetchFailure {
     Integrity(String),
-    Backend(String),
+    Backend(Arc<BackendError>),
 }
 
 /// Counters the API and metrics read.
@@ -46,11 +49,12 @@ pub struct EngineStats {
     pub gc_objects_deleted: AtomicU64,
 }
 
-/// Pauses migration to a backend after repeated failures.
+/// Pauses migration to a backend after repeated failures (of uploads and
+/// of reads alike), in the engine clock's time.
 #[derive(Debug, Default)]
 struct Breaker {
     failures: u32,
-    open_until: Option<Instant>,
+    open_until_ms: Option<u64>,
     last_error: Option<String>,
 }
 
@@ -66,35 +70,9 @@ pub struct Engine {
     breakers: Mutex<HashMap<String, Breaker>>,
     pub stats: EngineStats,
     pub metrics: TierMetrics,
-    /// Set at shutdown: passes stop between extents.
-    stopping: std::sync::atomic::AtomicBool,
-    /// Tier and promote passes running now (from the loop or the API).
-    running: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-/// Counts a pass as running while held.
-pub struct PassGuard(Arc<std::sync::atomic::AtomicUsize>);
-
-impl Drop for PassGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// What a read of a cold extent should do with the extent afterwards.
-pub fn brings_back(class: &ClassConfig, sequential: bool) -> bool {
-    match class.retrieval_policy {
-        RetrievalPolicy::OnRead | RetrievalPolicy::Promote => true,
-        RetrievalPolicy::Never => false,
-        // FabricPool's "default": the tiering policy decides. Under auto and
-        // snapshot-only random reads bring data back and scans do not; under
-        // all nothing comes back; a class tiering nothing brings back every read.
-        RetrievalPolicy::Default => match class.tiering_policy {
-            TieringPolicy::Auto | TieringPolicy::SnapshotOnly => !sequential,
-            TieringPolicy::All => false,
-            TieringPolicy::None => true,
-        },
-    }
+    /// Background work; cancelled at shutdown (passes stop between extents).
+    tasks: Tasks,
+    clock: Arc<dyn Clock>,
 }
 
 impl Engine {
@@ -103,12 +81,15 @@ impl Engine {
         backends: BTreeMap<String, Arc<dyn ObjectStore>>,
         rt: Handle,
         metrics: TierMetrics,
+        clock: Arc<dyn Clock>,
     ) -> Self {
-        let entries = crate::access::cache_entries(&config.tiering);
+        let entries = policy::access::cache_entries(config.tiering.cache_bytes());
         let uploads = config.tiering.max_concurrent_uploads;
         Self {
             config: RwLock::new(config),
             backends: RwLock::new(backends),
+            tasks: Tasks::new(rt.clone()),
+            clock,
             rt,
             cache: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(entries).unwrap_or(NonZeroUsize::MIN),
@@ -119,27 +100,22 @@ impl Engine {
             breakers: Mutex::new(HashMap::new()),
             stats: EngineStats::default(),
             metrics,
-            stopping: Default::default(),
-            running: Default::default(),
         }
     }
 
-    /// Asks running passes to stop after the extents they are moving now.
-    pub fn stop_passes(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
+    /// The daemon's tracked background tasks and its shutdown token.
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
     }
 
+    /// True once shutdown has begun: passes stop between extents.
     pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Relaxed)
+        self.tasks.is_cancelled()
     }
 
-    pub fn pass_started(&self) -> PassGuard {
-        self.running.fetch_add(1, Ordering::SeqCst);
-        PassGuard(self.running.clone())
-    }
-
-    pub fn passes_running(&self) -> usize {
-        self.running.load(Ordering::SeqCst)
+    /// The clock every timer of the engine runs on.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -213,13 +189,10 @@ impl Engine {
         let mut performed = false;
         let result = self.block_on(cell.get_or_init(|| async {
             performed = true;
-            let store = self
-                .backend(&rec.backend)
-                .map_err(|e| FetchFailure::Backend(e.to_string()))?;
-            let stored = store
-                .get(&rec.key)
-                .await
-                .map_err(|e| FetchFailure::Backend(e.to_string()))?;
+            let store = self.fetch_backend(&rec.backend)?;
+            let stored = store.get(&rec.key).await;
+            self.record_backend_result(&rec.backend, stored.as_ref().map(|_| ()));
+            let stored = stored.map_err(|e| FetchFailure::Backend(Arc::new(e)))?;
             let data = codec::decode(
                 &stored,
                 &rec.frames,
@@ -254,12 +227,10 @@ impl Engine {
     ) -> std::result::Result<Vec<u8>, FetchFailure> {
         let start = rec.frame_offset(first);
         let end = rec.frame_offset(last);
-        let store = self
-            .backend(&rec.backend)
-            .map_err(|e| FetchFailure::Backend(e.to_string()))?;
-        let stored = self
-            .block_on(store.get_range(&rec.key, start..end))
-            .map_err(|e| FetchFailure::Backend(e.to_string()))?;
+        let store = self.fetch_backend(&rec.backend)?;
+        let stored = self.block_on(store.get_range(&rec.key, start..end));
+        self.record_backend_result(&rec.backend, stored.as_ref().map(|_| ()));
+        let stored = stored.map_err(|e| FetchFailure::Backend(Arc::new(e)))?;
         codec::decode(
             &stored,
             &rec.frames[first..last],
@@ -269,6 +240,18 @@ impl Engine {
             rec.compression,
         )
         .map_err(FetchFailure::Integrity)
+    }
+
+    /// The backend a record names, or a Permanent failure naming it.
+    fn fetch_backend(&self, name: &str) -> std::result::Result<Arc<dyn ObjectStore>, FetchFailure> {
+        self.backends.read().get(name).cloned().ok_or_else(|| {
+            FetchFailure::Backend(Arc::new(BackendError::Permanent(backends::ErrorContext {
+                backend: name.to_string(),
+                op: "get",
+                key: String::new(),
+                message: "no backend of that name is configured".into(),
+            })))
+        })
     }
 
     /// Whether a cached copy exists (readahead skips those).
@@ -284,10 +267,11 @@ impl Engine {
     pub fn breaker_open(&self, backend: &str) -> Option<String> {
         let b = self.breakers.lock();
         let br = b.get(backend)?;
-        match br.open_until {
-            Some(t) if Instant::now() < t => Some(format!(
+        let now = self.clock.now_ms();
+        match br.open_until_ms {
+            Some(t) if now < t => Some(format!(
                 "migration to backend {backend:?} paused for {}s after {} consecutive failures: {}",
-                t.saturating_duration_since(Instant::now()).as_secs() + 1,
+                (t - now) / 1000 + 1,
                 br.failures,
                 br.last_error.as_deref().unwrap_or("?")
             )),
@@ -295,11 +279,16 @@ impl Engine {
         }
     }
 
+    /// Counts an upload's or a read's outcome toward the backend's breaker.
+    /// A missing object says nothing about the backend's health.
     pub fn record_backend_result(
         &self,
         backend: &str,
         result: std::result::Result<(), &BackendError>,
     ) {
+        if matches!(result, Err(BackendError::NotFound(_))) {
+            return;
+        }
         let (limit, pause) = {
             let c = self.config.read();
             (c.tiering.breaker_failures.max(1), c.tiering.breaker_pause.0)
@@ -312,7 +301,7 @@ impl Engine {
                 br.failures += 1;
                 br.last_error = Some(e.to_string());
                 if br.failures >= limit {
-                    br.open_until = Some(Instant::now() + pause);
+                    br.open_until_ms = Some(self.clock.now_ms() + pause.as_millis() as u64);
                 }
             }
         }
@@ -333,9 +322,22 @@ pub(crate) mod tests {
         engine_with(Config::embedded(), BTreeMap::new())
     }
 
+    /// An engine on the embedded configuration whose clock is `clock`.
+    pub(crate) fn engine_on(clock: Arc<dyn Clock>) -> Arc<Engine> {
+        engine_full(Config::embedded(), BTreeMap::new(), clock)
+    }
+
     pub(crate) fn engine_with(
         config: Config,
         backends: BTreeMap<String, Arc<dyn ObjectStore>>,
+    ) -> Arc<Engine> {
+        engine_full(config, backends, Arc::new(clock::ManualClock::new(1_000)))
+    }
+
+    fn engine_full(
+        config: Config,
+        backends: BTreeMap<String, Arc<dyn ObjectStore>>,
+        clock: Arc<dyn Clock>,
     ) -> Arc<Engine> {
         static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
         let rt = RT.get_or_init(|| {
@@ -350,27 +352,8 @@ pub(crate) mod tests {
             backends,
             rt.handle().clone(),
             TierMetrics::unregistered().expect("metric definitions"),
+            clock,
         ))
-    }
-
-    fn class(t: TieringPolicy, r: RetrievalPolicy) -> ClassConfig {
-        ClassConfig {
-            tiering_policy: t,
-            retrieval_policy: r,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn retrieval_policies() {
-        use RetrievalPolicy::*;
-        use TieringPolicy::*;
-        assert!(brings_back(&class(Auto, Default), false));
-        assert!(!brings_back(&class(Auto, Default), true));
-        assert!(!brings_back(&class(All, Default), false));
-        assert!(brings_back(&class(All, OnRead), true));
-        assert!(!brings_back(&class(Auto, Never), false));
-        assert!(brings_back(&class(None, Default), true));
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -380,6 +363,7 @@ pub(crate) mod tests {
             BTreeMap::new(),
             Handle::current(),
             TierMetrics::unregistered().expect("metric definitions"),
+            Arc::new(clock::ManualClock::new(0)),
         );
         let a = e.next_generation(1000);
         let b = e.next_generation(1000);

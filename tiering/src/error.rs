@@ -1,11 +1,22 @@
-//! The tiering crate's one error type. Each variant carries the context an
-//! operator needs: the volume, the extent, the path or the key.
+//! The daemon crate's one error type, and [`ErrorKind`]: the one mapping from
+//! an error to what each interface says about it (the admin API's status and
+//! code, the NBD error reply, the CLI's exit code).
+//!
+//! Each variant carries the context an operator needs: the volume, the
+//! extent, the path or the key. RocksDB's error type stays inside `db`
+//! ([`DbError`] is opaque), and a failed fetch keeps its backend error kind.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use thiserror::Error;
 
 use crate::config::ConfigError;
+
+/// A metadata-store failure, opaque so RocksDB's types stay private to `db`.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct DbError(pub(crate) String);
 
 #[derive(Debug, Error)]
 pub enum TierError {
@@ -33,7 +44,7 @@ pub enum TierError {
     Db {
         op: &'static str,
         #[source]
-        source: rocksdb::Error,
+        source: DbError,
     },
     #[error("metadata store: corrupt record {key:?}: {reason}")]
     CorruptMetadata { key: String, reason: String },
@@ -44,12 +55,13 @@ pub enum TierError {
         key: String,
         reason: String,
     },
-    #[error("volume {volume:?} extent {extent}: cannot fetch object {key:?}: {reason}")]
+    #[error("volume {volume:?} extent {extent}: cannot fetch object {key:?}: {source}")]
     Fetch {
         volume: String,
         extent: u64,
         key: String,
-        reason: String,
+        #[source]
+        source: Arc<backends::BackendError>,
     },
     #[error(transparent)]
     Backend(#[from] backends::BackendError),
@@ -67,11 +79,7 @@ pub enum TierError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Trace(#[from] crate::sim::trace::TraceError),
-    #[error("pricing: {0}")]
-    Cost(#[from] crate::sim::cost::CostError),
-    #[error(transparent)]
-    Chart(#[from] crate::sim::chart::ChartError),
+    Sim(#[from] sim::SimError),
     #[error("cannot render metrics: {0}")]
     Metrics(String),
     #[error("{context}: {source}")]
@@ -83,3 +91,176 @@ pub enum TierError {
 }
 
 pub type Result<T, E = TierError> = std::result::Result<T, E>;
+
+/// What kind of failure an error is, for every interface alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request named something that does not exist.
+    NotFound,
+    /// The request conflicts with the state (exists already, in use, busy).
+    Conflict,
+    /// The request itself is wrong (bad argument, name or class).
+    InvalidInput,
+    /// The configuration cannot be used.
+    InvalidConfig,
+    /// The object store failed or is unreachable; retrying later may work.
+    Unavailable,
+    /// Stored data failed verification: never served.
+    Corrupt,
+    /// The local disk is full.
+    NoSpace,
+    /// The local filesystem refused (read-only, permissions).
+    PermissionDenied,
+    /// Anything else: a bug or a local I/O failure.
+    Internal,
+}
+
+impl ErrorKind {
+    const ALL: [ErrorKind; 9] = [
+        ErrorKind::NotFound,
+        ErrorKind::Conflict,
+        ErrorKind::InvalidInput,
+        ErrorKind::InvalidConfig,
+        ErrorKind::Unavailable,
+        ErrorKind::Corrupt,
+        ErrorKind::NoSpace,
+        ErrorKind::PermissionDenied,
+        ErrorKind::Internal,
+    ];
+
+    /// The admin API's HTTP status.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
+            ErrorKind::InvalidInput => 400,
+            ErrorKind::InvalidConfig => 422,
+            ErrorKind::Unavailable => 502,
+            ErrorKind::NoSpace => 507,
+            ErrorKind::Corrupt | ErrorKind::PermissionDenied | ErrorKind::Internal => 500,
+        }
+    }
+
+    /// The NBD error reply (NBD's values are Linux's errno numbers).
+    pub fn nbd_errno(self) -> u32 {
+        let errno = match self {
+            ErrorKind::InvalidInput => libc::EINVAL,
+            ErrorKind::NoSpace => libc::ENOSPC,
+            ErrorKind::PermissionDenied => libc::EPERM,
+            _ => libc::EIO,
+        };
+        errno as u32
+    }
+
+    /// The CLI's exit code: 2 for configuration, as `tierd serve` and
+    /// `tierd check` have always used it; distinct codes for the rest so
+    /// scripts can tell "not found" from "try again".
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::InvalidConfig => 2,
+            ErrorKind::InvalidInput => 3,
+            ErrorKind::NotFound => 4,
+            ErrorKind::Conflict => 5,
+            ErrorKind::Unavailable => 6,
+            ErrorKind::Corrupt | ErrorKind::NoSpace | ErrorKind::PermissionDenied => 1,
+            ErrorKind::Internal => 1,
+        }
+    }
+
+    /// The name the API's error body carries in `error.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::InvalidConfig => "invalid_config",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::NoSpace => "no_space",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// The kind an API error body names (the CLI reads it back).
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl TierError {
+    /// What kind of failure this is: the one mapping every interface uses.
+    pub fn kind(&self) -> ErrorKind {
+        use backends::BackendError as B;
+        match self {
+            TierError::VolumeNotFound(_) => ErrorKind::NotFound,
+            TierError::VolumeExists(_) | TierError::VolumeBusy { .. } | TierError::Busy { .. } => {
+                ErrorKind::Conflict
+            }
+            TierError::InvalidName { .. }
+            | TierError::InvalidArgument(_)
+            | TierError::UnknownClass { .. } => ErrorKind::InvalidInput,
+            TierError::Config(_) => ErrorKind::InvalidConfig,
+            TierError::Sim(sim::SimError::Cost(_)) => ErrorKind::InvalidConfig,
+            TierError::Sim(_) => ErrorKind::InvalidInput,
+            TierError::Integrity { .. } | TierError::CorruptMetadata { .. } => ErrorKind::Corrupt,
+            // A missing object is lost data, not an outage.
+            TierError::Fetch { source, .. } => match source.as_ref() {
+                B::NotFound(_) => ErrorKind::Corrupt,
+                _ => ErrorKind::Unavailable,
+            },
+            TierError::Backend(B::NotFound(_)) => ErrorKind::NotFound,
+            TierError::Backend(_) => ErrorKind::Unavailable,
+            TierError::Io { source, .. } => match source.raw_os_error() {
+                Some(libc::ENOSPC) | Some(libc::EDQUOT) => ErrorKind::NoSpace,
+                Some(libc::EPERM) | Some(libc::EACCES) | Some(libc::EROFS) => {
+                    ErrorKind::PermissionDenied
+                }
+                _ => ErrorKind::Internal,
+            },
+            TierError::Db { .. }
+            | TierError::Heat(_)
+            | TierError::Bind { .. }
+            | TierError::Metrics(_)
+            | TierError::Startup { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_by_name_and_map_to_distinct_exit_codes() {
+        for k in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from_name(k.as_str()), Some(k));
+        }
+        assert_eq!(ErrorKind::InvalidConfig.exit_code(), 2);
+        let e = TierError::VolumeNotFound("v".into());
+        assert_eq!(
+            (e.kind().http_status(), e.kind().nbd_errno(), e.kind().exit_code()),
+            (404, libc::EIO as u32, 4)
+        );
+        let full = TierError::Io {
+            volume: "v".into(),
+            op: "write",
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        assert_eq!(full.kind().nbd_errno(), libc::ENOSPC as u32);
+        let missing = TierError::Fetch {
+            volume: "v".into(),
+            extent: 1,
+            key: "k".into(),
+            source: Arc::new(backends::BackendError::NotFound(backends::ErrorContext {
+                backend: "b".into(),
+                op: "get",
+                key: "k".into(),
+                message: "gone".into(),
+            })),
+        };
+        assert_eq!(missing.kind(), ErrorKind::Corrupt);
+        assert!(missing.to_string().contains("gone"), "{missing}");
+    }
+}

@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 use rocksdb::{IteratorMode, WriteBatch, DB};
 
+pub use policy::{Compression, ExtentState};
+
 use crate::db::{self, CF_EXTENTS};
 use crate::error::{Result, TierError};
 
@@ -41,13 +43,6 @@ pub struct Frame {
     pub checksum: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    None,
-    Zstd,
-}
 
 impl RemoteExtent {
     pub fn stored_size(&self) -> u64 {
@@ -66,25 +61,6 @@ pub enum ExtentRecord {
     Remote(RemoteExtent),
     /// All zeros: no object, the local range is a hole.
     Zero,
-}
-
-/// The in-memory state of one extent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ExtentState {
-    Local = 0,
-    Remote = 1,
-    Zero = 2,
-}
-
-impl ExtentState {
-    fn from_u8(v: u8) -> Self {
-        match v {
-            1 => ExtentState::Remote,
-            2 => ExtentState::Zero,
-            _ => ExtentState::Local,
-        }
-    }
 }
 
 const VERSION: u8 = 1;
@@ -225,7 +201,7 @@ impl ExtentMap {
             {
                 let (k, v) = item.map_err(|source| TierError::Db {
                     op: "iterate extents",
-                    source,
+                    source: source.into(),
                 })?;
                 if k.len() != 16 || k[..8] != volume.to_be_bytes() {
                     break;
@@ -278,7 +254,7 @@ impl ExtentMap {
             Ok(None) => Ok(None),
             Err(source) => Err(TierError::Db {
                 op: "read extent",
-                source,
+                source: source.into(),
             }),
         }
     }

@@ -1,7 +1,15 @@
-//! tierd's tiering crate: volumes served over NBD from a local tier, the heat
-//! they generate, and the admin API and CLI around them.
+//! tierd's daemon crate: volumes served over NBD from a local tier, the heat
+//! they generate, migration to and from object stores, and the admin API and
+//! CLI around them. Pure decisions live in the `policy` crate and the
+//! simulator in `sim`; this crate runs them against real I/O.
+//!
+//! Layers, each importing only those below it:
+//! `cli` (client commands, `tierd simulate`), `daemon` (start-up, background
+//! tasks, shutdown), `api` (HTTP routes, /ui, scrapes), `nbd` (the protocol
+//! server), `gc` and `migrate`, `volume`, `engine` (fetches, cache,
+//! breakers), `extent_map`/`codec`/`db`, and at the bottom `config`,
+//! `metrics`, `failpoint`, `error`.
 
-pub mod access;
 pub mod api;
 pub mod check;
 pub mod cli;
@@ -14,14 +22,10 @@ pub mod error;
 pub mod extent_map;
 pub mod failpoint;
 pub mod gc;
-pub mod k8s;
 pub mod metrics;
 pub mod migrate;
 pub mod nbd;
-pub mod policy;
-pub mod sim;
-pub mod ui;
-pub mod units;
+pub mod tasks;
 pub mod volume;
 
 pub use error::{Result, TierError};

@@ -6,10 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tiering::cli::{run_client, Cli, Command};
 use tiering::config::{Config, LogFormat, LogSettings};
+use tiering::error::ErrorKind;
 use tracing_subscriber::EnvFilter;
 
-/// Exit code for configuration errors (bad file, unknown key, bad value).
-const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -20,7 +19,7 @@ fn main() -> ExitCode {
                     Ok(c) => c,
                     Err(e) => {
                         eprintln!("error: {e}");
-                        return ExitCode::from(EXIT_CONFIG);
+                        return ExitCode::from(ErrorKind::InvalidConfig.exit_code());
                     }
                 },
                 None => Config::embedded(),
@@ -42,21 +41,17 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("error: {e}");
-                ExitCode::from(EXIT_CONFIG)
+                ExitCode::from(ErrorKind::InvalidConfig.exit_code())
             }
         },
-        Command::Simulate(args) => match tiering::sim::command::simulate(&args) {
+        Command::Simulate(args) => match tiering::cli::simulate::simulate(&args) {
             Ok(out) => {
                 print!("{out}");
                 ExitCode::SUCCESS
             }
-            Err(tiering::TierError::Config(e)) => {
-                eprintln!("error: {e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
             Err(e) => {
                 eprintln!("error: {e}");
-                ExitCode::FAILURE
+                ExitCode::from(e.kind().exit_code())
             }
         },
         command => {
@@ -74,7 +69,7 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {}", e.0);
-                    ExitCode::FAILURE
+                    ExitCode::from(e.1.exit_code())
                 }
             }
         }

@@ -2,22 +2,39 @@
 //! crate defines its own and registers them in the same registry).
 //!
 //! Two kinds: event metrics (counters and histograms updated as things happen,
-//! held in [`TierMetrics`]) and state metrics (volume bytes, extents per state,
-//! temperatures, engine counters), computed fresh at every scrape by
-//! [`render`] into a scratch registry, so a deleted volume's series simply
-//! stop appearing.
-
-use std::sync::atomic::Ordering;
+//! held in [`TierMetrics`], defined here) and state metrics (volume bytes,
+//! extents per state, temperatures, engine counters), computed fresh at every
+//! scrape by the API's scrape renderer, so a deleted volume's state series
+//! simply stop appearing.
+//!
+//! This module is a leaf: it imports no other module of the crate, and every
+//! module that counts something takes its handles from here. Invariants:
+//! labelled counters whose label sets are known start at 0 (a dashboard sees 0,
+//! not nothing), and [`TierMetrics::forget_volume`] removes a deleted volume's
+//! event series.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
-use heatmap::HeatMap;
-
-use crate::engine::Engine;
-use crate::volume::Volumes;
+/// NBD commands as `tierd_nbd_requests_total` labels them.
+pub const NBD_OPS: [&str; 8] = [
+    "read",
+    "write",
+    "disc",
+    "flush",
+    "trim",
+    "write_zeroes",
+    "block_status",
+    "unknown",
+];
+/// Results of an NBD request: ok, or the errno's name.
+pub const NBD_RESULTS: [&str; 9] = [
+    "ok", "eperm", "eio", "einval", "enospc", "eoverflow", "enotsup", "eshutdown", "error",
+];
+/// Directions of a migration, and how one can end.
+pub const MIGRATION_DIRECTIONS: [&str; 2] = ["tier", "rehydrate"];
+pub const MIGRATION_RESULTS: [&str; 4] = ["ok", "raced", "error", "zero"];
 
 #[derive(Debug, Clone)]
 pub struct TierMetrics {
@@ -43,7 +60,7 @@ impl TierMetrics {
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels)
         };
-        Ok(Self {
+        let m = Self {
             nbd_requests: counter_vec(
                 "tierd_nbd_requests_total",
                 "NBD requests",
@@ -78,7 +95,9 @@ impl TierMetrics {
                 )
                 .buckets(prometheus::exponential_buckets(0.001, 2.0, 20).unwrap_or_default()),
             )?,
-        })
+        };
+        m.zero_known_series();
+        Ok(m)
     }
 
     /// Metrics registered in `registry`, with `tierd_build_info`.
@@ -95,119 +114,70 @@ impl TierMetrics {
         registry.register(Box::new(info))?;
         Ok(m)
     }
-}
 
-/// The state metrics, computed now.
-fn state(volumes: &Volumes, engine: &Engine, heat: &HeatMap) -> prometheus::Result<Registry> {
-    let r = Registry::new();
-    let bytes = IntGaugeVec::new(
-        Opts::new("tierd_volume_bytes", "Volume bytes by tier"),
-        &["volume", "tier"],
-    )?;
-    let inactive = IntGaugeVec::new(
-        Opts::new(
-            "tierd_volume_inactive_bytes",
-            "Local bytes idle past the cooling period, not yet tiered",
-        ),
-        &["volume"],
-    )?;
-    let extents = IntGaugeVec::new(
-        Opts::new("tierd_extents", "Extents by state"),
-        &["volume", "state"],
-    )?;
-    let temps = HistogramVec::new(
-        HistogramOpts::new(
-            "tierd_volume_extent_temperature",
-            "Temperature of accessed extents",
-        )
-        .buckets(heatmap::TEMPERATURE_BUCKETS.to_vec()),
-        &["volume"],
-    )?;
-    for v in volumes.list() {
-        let info = v.info();
-        let name = info.name.as_str();
-        bytes
-            .with_label_values(&[name, "local"])
-            .set(info.bytes_local as i64);
-        bytes
-            .with_label_values(&[name, "remote"])
-            .set(info.bytes_remote as i64);
-        if let Ok(b) = v.inactive_bytes() {
-            inactive.with_label_values(&[name]).set(b as i64);
-        }
-        extents
-            .with_label_values(&[name, "local"])
-            .set(info.extents_local as i64);
-        extents
-            .with_label_values(&[name, "remote"])
-            .set(info.extents_remote as i64);
-        extents
-            .with_label_values(&[name, "zero"])
-            .set(info.extents_zero as i64);
-        let h = temps.with_label_values(&[name]);
-        if let Ok(heat) = v.heat().volume_extents(v.id()) {
-            for e in heat {
-                h.observe(e.temperature);
+    /// Creates every series of a known label set at 0.
+    fn zero_known_series(&self) {
+        for d in MIGRATION_DIRECTIONS {
+            self.migration_bytes.with_label_values(&[d]);
+            for r in MIGRATION_RESULTS {
+                self.migrations.with_label_values(&[d, r]);
             }
         }
     }
-    r.register(Box::new(bytes))?;
-    r.register(Box::new(inactive))?;
-    r.register(Box::new(extents))?;
-    r.register(Box::new(temps))?;
-    let s = &engine.stats;
-    for (name, help, value) in [
-        (
-            "tierd_integrity_errors_total",
-            "Cold reads that failed verification",
-            &s.integrity_errors,
-        ),
-        (
-            "tierd_gc_objects_deleted_total",
-            "Garbage objects deleted",
-            &s.gc_objects_deleted,
-        ),
-        (
-            "tierd_rehydration_cache_hits_total",
-            "Cold reads served from the fetch cache",
-            &s.cache_hits,
-        ),
-        (
-            "tierd_rehydration_cache_misses_total",
-            "Cold reads that needed a fetch",
-            &s.cache_misses,
-        ),
-    ] {
-        let c = IntCounter::new(name, help)?;
-        c.inc_by(value.load(Ordering::Relaxed));
-        r.register(Box::new(c))?;
+
+    /// A volume's request series, created at 0 for a volume that now exists.
+    pub fn add_volume(&self, volume: &str) {
+        for op in NBD_OPS {
+            self.nbd_requests.with_label_values(&[volume, op, "ok"]);
+        }
     }
-    let pending = IntGauge::new(
-        "tierd_heat_pending_extents",
-        "Extents with heat not yet flushed",
-    )?;
-    pending.set(heat.pending() as i64);
-    r.register(Box::new(pending))?;
-    Ok(r)
+
+    /// Removes every series of a deleted volume.
+    pub fn forget_volume(&self, volume: &str) {
+        for op in NBD_OPS {
+            for r in NBD_RESULTS {
+                // A series never created is not an error worth reporting.
+                let _ = self.nbd_requests.remove_label_values(&[volume, op, r]);
+            }
+        }
+    }
 }
 
-/// The whole exposition: event metrics of `registry` plus the state now.
-pub fn render(
-    registry: &Registry,
-    volumes: &Volumes,
-    engine: &Engine,
-    heat: &HeatMap,
-) -> Result<String, String> {
-    let mut families = registry.gather();
-    families.extend(
-        state(volumes, engine, heat)
-            .map_err(|e| e.to_string())?
-            .gather(),
-    );
-    families.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut out = Vec::new();
-    TextEncoder::new()
-        .encode(&families, &mut out)
-        .map_err(|e| e.to_string())?;
-    String::from_utf8(out).map_err(|e| e.to_string())
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(r: &Registry, name: &str) -> Vec<String> {
+        r.gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric().iter())
+            .map(|m| {
+                m.get_label()
+                    .iter()
+                    .map(|l| format!("{}={}", l.name(), l.value()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn known_series_start_at_zero_and_deleted_volumes_leave() {
+        let r = Registry::new();
+        let m = TierMetrics::register(&r).expect("register");
+        let migrations = series(&r, "tierd_migrations_total");
+        assert_eq!(migrations.len(), MIGRATION_DIRECTIONS.len() * MIGRATION_RESULTS.len());
+        assert!(migrations.contains(&"direction=rehydrate,result=error".to_string()));
+        assert_eq!(series(&r, "tierd_migration_bytes_total").len(), 2);
+        m.add_volume("v1");
+        m.add_volume("v2");
+        m.nbd_requests.with_label_values(&["v1", "read", "eio"]).inc();
+        assert_eq!(series(&r, "tierd_nbd_requests_total").len(), 2 * NBD_OPS.len() + 1);
+        m.forget_volume("v1");
+        let left = series(&r, "tierd_nbd_requests_total");
+        assert_eq!(left.len(), NBD_OPS.len());
+        assert!(left.iter().all(|s| s.contains("volume=v2")), "{left:?}");
+    }
 }

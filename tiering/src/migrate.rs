@@ -10,17 +10,19 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use clock::Stopwatch;
 
 use backends::{ObjectStore, PutOptions};
 use serde::Serialize;
 
 use crate::codec;
-use crate::config::ClassConfig;
+use policy::{ClassConfig, ExtentState, ExtentView, Fullness};
+
 use crate::error::{Result, TierError};
-use crate::extent_map::{ExtentRecord, ExtentState, RemoteExtent};
+use crate::extent_map::{ExtentRecord, RemoteExtent};
 use crate::failpoint;
-use crate::policy::{self, ExtentView};
 use crate::volume::Volume;
 
 /// Where an extent is: its index, its state, and whether its range of the
@@ -159,6 +161,11 @@ impl Volume {
     /// The policy's view of every extent: state, allocation, heat.
     pub fn extent_views(&self) -> Result<(Vec<heatmap::ExtentHeat>, Vec<Placement>)> {
         let heat = self.heat().volume_extents(self.id())?;
+        Ok((heat, self.placements()?))
+    }
+
+    /// Every extent's state, and whether its range of the local file holds data.
+    pub fn placements(&self) -> Result<Vec<Placement>> {
         let n = self.map.read().len();
         let size = self.size();
         let alloc = self
@@ -174,17 +181,22 @@ impl Volume {
             }
         }
         let map = self.map.read();
-        let states = (0..n)
+        Ok((0..n)
             .map(|e| (e, map.state(e), allocated[e as usize]))
-            .collect();
-        Ok((heat, states))
+            .collect())
     }
 
     /// Bytes of local data idle past the class's cooling period.
     pub fn inactive_bytes(&self) -> Result<u64> {
+        let heat = self.heat().volume_extents(self.id())?;
+        self.inactive_bytes_from(&heat)
+    }
+
+    /// As [`Volume::inactive_bytes`], with the volume's heat already read.
+    pub fn inactive_bytes_from(&self, heat: &[heatmap::ExtentHeat]) -> Result<u64> {
         let class = self.engine.class(&self.meta().class)?;
-        let (heat, states) = self.extent_views()?;
-        let views = views(&heat, &states);
+        let states = self.placements()?;
+        let views = views(heat, &states);
         let now = self.heat().clock().now_ms();
         Ok(
             policy::inactive(&class, &views, now, self.meta().created_ms) as u64
@@ -219,63 +231,70 @@ impl Drop for ClearProgress<'_> {
     }
 }
 
-/// Percentage of the filesystem holding `path` that is in use.
-pub fn used_pct(path: &std::path::Path) -> u8 {
+/// How full the filesystem holding `path` is, by statvfs (unknown if it
+/// cannot be read).
+pub fn fullness(path: &std::path::Path) -> Fullness {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return 0;
+        return Fullness::unknown();
     };
+    // SAFETY: statvfs only writes into the struct it is given, which is
+    // plain data for which all zeros is a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
-        return 0;
+        return Fullness::unknown();
     }
-    let used = st.f_blocks.saturating_sub(st.f_bavail) as f64;
-    ((used / st.f_blocks as f64) * 100.0).round().min(100.0) as u8
+    let unit = st.f_frsize.max(1);
+    Fullness {
+        used_bytes: st.f_blocks.saturating_sub(st.f_bavail) * unit,
+        capacity_bytes: st.f_blocks * unit,
+    }
 }
 
-/// Waits as long as needed to keep `bytes` within `rate` bytes per second, given
-/// when the last upload of this class may have ended (`next_free`).
-fn pace(next_free: &mut Instant, bytes: u64, rate: u64, stop: impl Fn() -> bool) {
-    let now = Instant::now();
-    let start = (*next_free).max(now);
-    *next_free = start + Duration::from_secs_f64(bytes as f64 / rate.max(1) as f64);
-    // In slices, so a shutdown does not wait for a slow cap.
-    while !stop() {
-        let left = start.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
+/// Waits, on the engine's clock, as long as needed to keep `bytes` within
+/// `rate` bytes per second, given when the last upload of this class may
+/// have ended (`next_free_ms`). Shutdown ends the wait at once. Runs on a
+/// blocking thread.
+fn pace(engine: &crate::engine::Engine, next_free_ms: &mut u64, bytes: u64, rate: u64) {
+    let clock = engine.clock();
+    let now = clock.now_ms();
+    let start = (*next_free_ms).max(now);
+    *next_free_ms = start + (bytes as f64 * 1000.0 / rate.max(1) as f64) as u64;
+    let left = Duration::from_millis(start - now);
+    if left.is_zero() {
+        return;
     }
+    let tasks = engine.tasks();
+    engine.block_on(async {
+        tokio::select! {
+            _ = clock.sleep(left) => {}
+            _ = tasks.cancelled() => {}
+        }
+    });
 }
 
 /// Held for the whole of a tier or promote pass: the volume's pass lock (one
-/// pass per volume at a time) and the engine's count of running passes.
+/// pass per volume at a time). Shutdown waits for passes as tracked tasks.
 struct PassStart<'a> {
-    _counted: crate::engine::PassGuard,
     _running: parking_lot::MutexGuard<'a, ()>,
 }
 
 impl<'a> PassStart<'a> {
     fn begin(vol: &'a Volume) -> Result<Self> {
-        let counted = vol.engine.pass_started();
         let Some(running) = vol.pass.try_lock() else {
             return Err(TierError::Busy {
                 volume: vol.name(),
                 reason: "a pass is already running".into(),
             });
         };
-        Ok(Self {
-            _counted: counted,
-            _running: running,
-        })
+        Ok(Self { _running: running })
     }
 }
 
 /// One policy pass over a volume: choose, then tier, coldest first. Runs on a
 /// blocking thread.
 pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassReport> {
-    let t0 = Instant::now();
+    let t0 = Stopwatch::start();
     let _pass = PassStart::begin(vol)?;
     let mut report = PassReport {
         volume: vol.name(),
@@ -289,7 +308,7 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
     let Some(backend) = class.backend.clone() else {
         // Only a class that tiers nothing may lack a backend (validation).
         report.held = Some(
-            policy::select(&class, &[], 0, 0, 100)
+            policy::select(&class, &[], 0, 0, Fullness::unknown())
                 .err()
                 .map(|h| h.to_string())
                 .unwrap_or_else(|| format!("class {:?} names no backend", meta.class)),
@@ -306,7 +325,7 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
     let (heat, states) = vol.extent_views()?;
     let views = views(&heat, &states);
     let now = vol.heat().clock().now_ms();
-    let chosen = match policy::select(&class, &views, now, meta.created_ms, used_pct(data_dir)) {
+    let chosen = match policy::select(&class, &views, now, meta.created_ms, fullness(data_dir)) {
         Ok(c) => c,
         Err(hold) => {
             report.held = Some(hold.to_string());
@@ -323,7 +342,7 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
     let _clear = ClearProgress(vol);
     let workers = class.max_concurrent_uploads.unwrap_or(4).max(1);
     let rate = class.upload_bandwidth();
-    let next_free = parking_lot::Mutex::new(Instant::now());
+    let next_free = parking_lot::Mutex::new(vol.engine.clock().now_ms());
     let queue = parking_lot::Mutex::new(chosen.into_iter());
     let results = parking_lot::Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -340,7 +359,7 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
                 vol.advance_progress();
                 if let (Ok(Outcome::Tiered { stored }), Some(rate)) = (&r, rate) {
                     let mut nf = next_free.lock();
-                    pace(&mut nf, *stored, rate, || vol.engine.is_stopping());
+                    pace(&vol.engine, &mut nf, *stored, rate);
                 }
                 results.lock().push((e, r));
             });
@@ -390,7 +409,7 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
 
 /// Brings every remote extent of a volume back to the local tier.
 pub fn promote(vol: &Arc<Volume>) -> Result<PassReport> {
-    let t0 = Instant::now();
+    let t0 = Stopwatch::start();
     let _pass = PassStart::begin(vol)?;
     let mut report = PassReport {
         volume: vol.name(),
@@ -617,16 +636,30 @@ mod tests {
 
     #[test]
     fn pacing_spreads_uploads_at_the_rate() {
-        let mut nf = Instant::now();
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            pace(&mut nf, 1_000, 20_000, || false);
+        use clock::Clock;
+        let clock = Arc::new(clock::ManualClock::new(1_000));
+        let engine = crate::engine::tests::engine_on(clock.clone());
+        let t0 = clock.now_ms();
+        let paced = {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let mut nf = engine.clock().now_ms();
+                for _ in 0..3 {
+                    pace(&engine, &mut nf, 1_000, 20_000);
+                }
+            })
+        };
+        // The test moves time; nothing sleeps for real.
+        while !paced.is_finished() {
+            if clock.sleepers() > 0 {
+                clock.advance_ms(10);
+            }
+            std::thread::yield_now();
         }
+        paced.join().expect("pacing thread");
         // Three 1000-byte uploads at 20 kB/s: the third waits for the first two (100 ms).
-        assert!(
-            t0.elapsed() >= Duration::from_millis(90),
-            "{:?}",
-            t0.elapsed()
-        );
+        let elapsed = Duration::from_millis(clock.now_ms() - t0);
+        assert!(elapsed >= Duration::from_millis(90), "{elapsed:?}");
+        assert!(elapsed <= Duration::from_millis(110), "{elapsed:?}");
     }
 }

@@ -1,14 +1,16 @@
 //! NBD listeners (TCP and unix socket) and the per-connection task that runs the
 //! handshake and then transmission.
 //!
-//! Each connection holds a clone of a drain sender; shutdown drops the
-//! listener's copy and waits until every connection has dropped its own.
+//! Every connection is a task of the server's tracker: shutdown cancels the
+//! token (listeners stop accepting, connections finish the requests they
+//! hold) and [`NbdServer::drained`] waits for the last connection to end.
 
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::{handshake, transmission};
 use crate::volume::Volumes;
@@ -16,32 +18,33 @@ use crate::volume::Volumes;
 #[derive(Clone)]
 pub struct NbdServer {
     volumes: Arc<Volumes>,
-    shutdown: watch::Receiver<bool>,
-    drain: mpsc::Sender<()>,
+    shutdown: CancellationToken,
+    connections: TaskTracker,
 }
 
 impl NbdServer {
-    pub fn new(
-        volumes: Arc<Volumes>,
-        shutdown: watch::Receiver<bool>,
-        drain: mpsc::Sender<()>,
-    ) -> Self {
+    pub fn new(volumes: Arc<Volumes>, shutdown: CancellationToken) -> Self {
         Self {
             volumes,
             shutdown,
-            drain,
+            connections: TaskTracker::new(),
         }
+    }
+
+    /// Ends when the listeners have stopped and every connection has ended.
+    pub async fn drained(&self) {
+        self.connections.close();
+        self.connections.wait().await;
     }
 
     async fn connection<S>(self, stream: S, peer: String)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let _drain = self.drain.clone();
         let mut stream = stream;
         let session = tokio::select! {
             r = handshake::negotiate(&mut stream, &self.volumes, &peer) => r,
-            _ = wait_true(self.shutdown.clone()) => return,
+            _ = self.shutdown.cancelled() => return,
         };
         match session {
             Ok(Some(session)) => {
@@ -56,49 +59,39 @@ impl NbdServer {
     }
 
     pub async fn serve_tcp(self, listener: TcpListener) {
-        let mut shutdown = self.shutdown.clone();
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, addr)) => {
                         let _ = stream.set_nodelay(true);
-                        tokio::spawn(self.clone().connection(stream, addr.to_string()));
+                        self.connections.spawn(self.clone().connection(stream, addr.to_string()));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "NBD accept failed");
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     }
                 },
-                _ = shutdown.changed() => break,
+                _ = self.shutdown.cancelled() => break,
             }
         }
     }
 
     pub async fn serve_unix(self, listener: UnixListener) {
-        let mut shutdown = self.shutdown.clone();
         let mut n = 0u64;
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         n += 1;
-                        tokio::spawn(self.clone().connection(stream, format!("unix#{n}")));
+                        self.connections.spawn(self.clone().connection(stream, format!("unix#{n}")));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "NBD accept failed");
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     }
                 },
-                _ = shutdown.changed() => break,
+                _ = self.shutdown.cancelled() => break,
             }
-        }
-    }
-}
-
-async fn wait_true(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            std::future::pending::<()>().await;
         }
     }
 }

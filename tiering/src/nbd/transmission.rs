@@ -11,16 +11,16 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
 
 use prometheus::{Histogram, IntCounter, IntCounterVec};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use super::handshake::Session;
 use super::proto::*;
-use crate::access::ReadTracker;
+use policy::access::ReadTracker;
 use crate::error::TierError;
 use crate::volume::Volume;
 
@@ -57,15 +57,7 @@ enum Reply {
 }
 
 fn errno_of(e: &TierError) -> u32 {
-    match e {
-        TierError::InvalidArgument(_) => EINVAL,
-        TierError::Io { source, .. } => match source.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => ENOSPC,
-            Some(libc::EPERM) | Some(libc::EACCES) | Some(libc::EROFS) => EPERM,
-            _ => EIO,
-        },
-        _ => EIO,
-    }
+    e.kind().nbd_errno()
 }
 
 /// The errno's label in `tierd_nbd_requests_total`.
@@ -171,7 +163,7 @@ fn execute(
     sequential: bool,
     cold: bool,
 ) -> Reply {
-    let t0 = Instant::now();
+    let t0 = clock::Stopwatch::start();
     let command = req.command;
     let reply = execute_inner(vol, m, req, payload, sequential, m.structured);
     let result = match &reply {
@@ -191,7 +183,7 @@ fn execute(
 /// `None` when it would wait or failed: the caller then runs it the usual
 /// way, which reports any error.
 fn read_cached(vol: &Volume, m: &Conn, req: &Request, sequential: bool) -> Option<Reply> {
-    let t0 = Instant::now();
+    let t0 = clock::Stopwatch::start();
     let mut data = m.buffer(req.length as usize);
     if let Some(Ok(())) = vol.try_read_cached(req.offset, &mut data, sequential) {
         m.count(CMD_READ, "ok");
@@ -346,13 +338,13 @@ async fn write_reply<W: AsyncWrite + Unpin>(
 }
 
 /// Serves one connection until the client disconnects, breaks framing, the
-/// volume is deleted, or `shutdown` turns true.
+/// volume is deleted, or `shutdown` is cancelled.
 pub async fn serve<R, W>(
     reader: R,
     writer: W,
     session: Session,
     peer: String,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -386,12 +378,12 @@ pub async fn serve<R, W>(
     let size = session.size;
     let mut header = [0u8; REQUEST_LEN];
     let reason: String = loop {
-        if *shutdown.borrow() {
+        if shutdown.is_cancelled() {
             break "server shutting down".into();
         }
         let read = tokio::select! {
             res = r.read_exact(&mut header) => res,
-            _ = shutdown.changed() => break "server shutting down".into(),
+            _ = shutdown.cancelled() => break "server shutting down".into(),
         };
         match read {
             Ok(_) => {}

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use super::Volume;
 use crate::engine::FetchFailure;
 use crate::error::{Result, TierError};
+use policy::Fetch;
+
 use crate::extent_map::{ExtentRecord, ExtentState, RemoteExtent};
 
 fn integrity(vol: &str, extent: u64, key: &str, f: FetchFailure) -> TierError {
@@ -23,11 +25,11 @@ fn integrity(vol: &str, extent: u64, key: &str, f: FetchFailure) -> TierError {
             key: key.to_string(),
             reason,
         },
-        FetchFailure::Backend(reason) => TierError::Fetch {
+        FetchFailure::Backend(source) => TierError::Fetch {
             volume: vol.to_string(),
             extent,
             key: key.to_string(),
-            reason,
+            source,
         },
     }
 }
@@ -73,30 +75,27 @@ impl Volume {
         err
     }
 
-    /// Reads part of a remote extent into `buf`; returns the whole extent if it
-    /// was fetched whole (so the caller can bring it back). Small random reads
-    /// fetch only their frames; sequential and large reads fetch the extent once,
-    /// shared and cached, since the reader will want the rest of it.
+    /// Reads part of a remote extent into `buf` as the cold-read plan says:
+    /// the whole object (shared and cached; returned so the caller can bring
+    /// it back) or only the frames the read touches.
     pub(super) fn read_remote(
         &self,
         e: u64,
         rec: &RemoteExtent,
         within: u64,
         buf: &mut [u8],
-        whole: bool,
-        sequential: bool,
+        fetch: Fetch,
     ) -> Result<Option<bytes::Bytes>> {
         let (_, ext_len) = self.extent_range(e);
-        let fk = (self.id(), e, rec.generation);
-        let cached = self.engine.cached(&fk);
-        if crate::access::fetch_whole(whole, sequential, cached, buf.len() as u64, ext_len) {
-            let data = self.fetch_whole(e, rec)?;
-            buf.copy_from_slice(&data[within as usize..within as usize + buf.len()]);
-            return Ok(Some(data));
-        }
+        let (first, last) = match fetch {
+            Fetch::Whole => {
+                let data = self.fetch_whole(e, rec)?;
+                buf.copy_from_slice(&data[within as usize..within as usize + buf.len()]);
+                return Ok(Some(data));
+            }
+            Fetch::Frames { first, last } => (first as usize, last as usize),
+        };
         let fs = rec.frame_size as u64;
-        let first = (within / fs) as usize;
-        let last = ((within + buf.len() as u64).div_ceil(fs) as usize).min(rec.frames.len());
         // Not in the cache, so a miss, even though only some frames are fetched.
         self.engine
             .stats
@@ -164,10 +163,10 @@ impl Volume {
         r
     }
 
-    pub(super) fn readahead(self: &Arc<Self>, after: u64) {
-        let n = self.engine.config().tiering.readahead_extents;
-        let count = self.map.read().len();
-        for e in crate::access::readahead(after, n, count) {
+    /// Prefetches the planned extents that are remote and not cached, as
+    /// tracked background tasks (shutdown waits for or cancels them).
+    pub(super) fn readahead(self: &Arc<Self>, extents: std::ops::Range<u64>) {
+        for e in extents {
             if self.extent_state(e) != ExtentState::Remote {
                 continue;
             }
@@ -178,7 +177,9 @@ impl Volume {
                 continue;
             }
             let vol = self.clone();
-            self.engine.runtime().spawn_blocking(move || {
+            self.engine.tasks().spawn_blocking(move || {
+                // A failed prefetch is only a lost head start: the read that
+                // needs the extent fetches it again and reports any error.
                 let _ = vol.fetch_whole(e, &rec);
             });
         }

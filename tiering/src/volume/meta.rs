@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TierError};
-use crate::units::format_size;
+use policy::units::format_size;
 
 /// Logical block size: every volume is a whole number of these.
 pub const BLOCK_SIZE: u64 = 4096;

@@ -37,7 +37,7 @@ pub use meta::{
 };
 pub use registry::{CreateVolume, PatchVolume, Volumes};
 
-use crate::engine::{brings_back, Engine};
+use crate::engine::Engine;
 use crate::error::{Result, TierError};
 use crate::extent_map::{ExtentMap, ExtentRecord, ExtentState};
 
@@ -184,7 +184,7 @@ impl Volume {
         let target = on.then(|| trace_log::TraceTarget {
             dir: config.server.data_dir.join("traces"),
             volume: meta.name.clone(),
-            max_bytes: crate::units::parse_size(&config.tiering.trace_max_size).unwrap_or(64 << 20),
+            max_bytes: config.tiering.trace_max_size.bytes(),
             keep: config.tiering.trace_keep,
         });
         self.trace_log.set(target);
@@ -385,24 +385,14 @@ impl Volume {
         }
     }
 
-    /// Splits `[offset, offset + len)` into (extent, start within volume, length) pieces.
-    fn pieces(&self, offset: u64, len: u64) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
-        let end = offset + len;
-        let first = offset >> self.extent_shift;
-        let last = if len == 0 {
-            first
-        } else {
-            (end - 1) >> self.extent_shift
-        };
-        (first..=last).filter_map(move |e| {
-            let s = (e << self.extent_shift).max(offset);
-            let t = ((e + 1) << self.extent_shift).min(end);
-            (t > s).then_some((e, s, t - s))
-        })
+    /// Splits `[offset, offset + len)` into (extent, start within volume,
+    /// length) pieces, as the simulator does (the same function).
+    fn pieces(&self, offset: u64, len: u64) -> policy::extent::Pieces {
+        policy::extent::pieces(self.extent_shift, offset, len)
     }
 
     /// Reports an access to every extent it touches.
-    fn trace(&self, op: crate::sim::trace::Op, offset: u64, len: u64) {
+    fn trace(&self, op: policy::trace::Op, offset: u64, len: u64) {
         if self.trace_log.is_on() {
             self.trace_log
                 .log(self.heat.clock().now_ms(), op, offset, len);
@@ -456,7 +446,7 @@ impl Volume {
                 Err(err) => return Some(Err(self.io_err("read", err))),
             }
         }
-        self.trace(crate::sim::trace::Op::Read, offset, buf.len() as u64);
+        self.trace(policy::trace::Op::Read, offset, buf.len() as u64);
         self.record(AccessKind::Read, offset, buf.len() as u64, sequential);
         Some(Ok(()))
     }
@@ -478,15 +468,27 @@ impl Volume {
                     None
                 } else {
                     let rec = self.remote_record(e)?;
+                    let (ext_start, ext_len) = self.extent_range(e);
                     let class = self.engine.class(&self.meta.read().class).ok();
-                    let back = class.as_ref().is_some_and(|c| brings_back(c, sequential));
-                    let (ext_start, _) = self.extent_range(e);
-                    let whole =
-                        self.read_remote(e, &rec, start - ext_start, out, back, sequential)?;
-                    if sequential {
-                        self.readahead(e);
-                    }
-                    whole.filter(|_| back).map(|d| (rec.generation, d))
+                    let plan = policy::plan_cold_read(
+                        class.as_ref(),
+                        &policy::ColdRead {
+                            extent: e,
+                            within: start - ext_start,
+                            len: n,
+                            extent_len: ext_len,
+                            extent_count: self.map.read().len(),
+                            sequential,
+                            cached: self.engine.cached(&(self.id(), e, rec.generation)),
+                        },
+                        rec.frame_size as u64,
+                        self.engine.config().tiering.readahead_extents,
+                    );
+                    let whole = self.read_remote(e, &rec, start - ext_start, out, plan.fetch)?;
+                    self.readahead(plan.readahead);
+                    whole
+                        .filter(|_| plan.bring_back)
+                        .map(|d| (rec.generation, d))
                 }
             };
             if let Some((generation, data)) = bring_back {
@@ -496,7 +498,7 @@ impl Volume {
                 }
             }
         }
-        self.trace(crate::sim::trace::Op::Read, offset, buf.len() as u64);
+        self.trace(policy::trace::Op::Read, offset, buf.len() as u64);
         self.record(AccessKind::Read, offset, buf.len() as u64, sequential);
         Ok(())
     }

@@ -91,7 +91,7 @@ impl Volumes {
             for item in db.iterator_cf(cf, IteratorMode::Start) {
                 let (k, v) = item.map_err(|source| TierError::Db {
                     op: "iterate volumes",
-                    source,
+                    source: source.into(),
                 })?;
                 let key = String::from_utf8_lossy(&k).to_string();
                 let meta: VolumeMeta =
@@ -182,7 +182,7 @@ impl Volumes {
             .get_cf(cf, NEXT_ID_KEY)
             .map_err(|source| TierError::Db {
                 op: "read next volume id",
-                source,
+                source: source.into(),
             })?;
         match cur {
             None => Ok(1),

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::sim::trace::{Op, Recorder};
+use policy::trace::Op;
+use sim::trace::Recorder;
 
 #[derive(Debug)]
 pub struct TraceLog {

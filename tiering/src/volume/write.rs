@@ -72,7 +72,7 @@ impl Volume {
                 self.make_writable(e, whole)?;
             }
         }
-        self.trace(crate::sim::trace::Op::Write, offset, data.len() as u64);
+        self.trace(policy::trace::Op::Write, offset, data.len() as u64);
         self.record(AccessKind::Write, offset, data.len() as u64, false);
         if fua {
             self.flush()?;
@@ -125,7 +125,7 @@ impl Volume {
     pub fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<()> {
         self.check_range(offset, len)?;
         self.zero(offset, len, true, "trim")?;
-        self.trace(crate::sim::trace::Op::Trim, offset, len);
+        self.trace(policy::trace::Op::Trim, offset, len);
         self.record(AccessKind::Write, offset, len, false);
         if fua {
             self.flush()?;
@@ -138,7 +138,7 @@ impl Volume {
     pub fn write_zeroes(&self, offset: u64, len: u64, may_punch: bool, fua: bool) -> Result<()> {
         self.check_range(offset, len)?;
         self.zero(offset, len, may_punch, "write zeroes")?;
-        self.trace(crate::sim::trace::Op::Write, offset, len);
+        self.trace(policy::trace::Op::Write, offset, len);
         self.record(AccessKind::Write, offset, len, false);
         if fua {
             self.flush()?;
@@ -147,6 +147,11 @@ impl Volume {
     }
 
     /// Makes every completed write durable.
+    /// Pushes the buffered access trace, if recording, to its file.
+    pub fn flush_trace(&self) {
+        self.trace_log.flush();
+    }
+
     pub fn flush(&self) -> Result<()> {
         self.trace_log.flush();
         self.tier.sync().map_err(|e| self.io_err("fdatasync", e))

@@ -3,7 +3,7 @@
 //! Every error is `{"error": {"code": ..., "message": ...}}` with a status that
 //! says whose fault it was; handlers never panic on input.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -12,91 +12,26 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use heatmap::{histogram_of, HeatMap};
+use heatmap::histogram_of;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use policy::units::parse_size;
+
 use crate::config::DEFAULT_CLASS;
-use crate::engine::Engine;
-use crate::error::TierError;
-use crate::units::parse_size;
-use crate::volume::{CreateVolume, PatchVolume, Volumes};
+use crate::error::{ErrorKind, TierError};
+use crate::volume::{CreateVolume, PatchVolume};
 
-pub struct AppState {
-    pub volumes: Arc<Volumes>,
-    pub heat: Arc<HeatMap>,
-    pub engine: Arc<Engine>,
-    /// The file the configuration came from (None: embedded defaults).
-    pub config_path: Option<std::path::PathBuf>,
-    pub backend_metrics: backends::BackendMetrics,
-    /// Every event metric (tiering and backends); state metrics are added per scrape.
-    pub registry: prometheus::Registry,
-    /// The bearer token every request but the probes must carry, if set.
-    pub admin_token: Option<String>,
-    pub ready: AtomicBool,
-}
+mod error;
+mod scrape;
+pub mod state;
+mod ui;
 
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
+pub use error::ApiError;
+use error::{blocking, ApiResult};
+pub use state::AppState;
 
-impl ApiError {
-    fn bad_request(code: &'static str, message: String) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            code,
-            message,
-        }
-    }
-}
 
-impl From<TierError> for ApiError {
-    fn from(e: TierError) -> Self {
-        let (status, code) = match &e {
-            TierError::VolumeNotFound(_) => (StatusCode::NOT_FOUND, "volume_not_found"),
-            TierError::VolumeExists(_) => (StatusCode::CONFLICT, "volume_exists"),
-            TierError::VolumeBusy { .. } => (StatusCode::CONFLICT, "volume_busy"),
-            TierError::InvalidName { .. } => (StatusCode::BAD_REQUEST, "invalid_name"),
-            TierError::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
-            TierError::UnknownClass { .. } => (StatusCode::BAD_REQUEST, "unknown_class"),
-            TierError::Busy { .. } => (StatusCode::CONFLICT, "busy"),
-            TierError::Config(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),
-            TierError::Backend(_) => (StatusCode::BAD_GATEWAY, "backend_error"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        if status.is_server_error() {
-            tracing::error!(error = %e, "API request failed");
-        }
-        Self {
-            status,
-            code,
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(e: JsonRejection) -> Self {
-        Self::bad_request("invalid_json", e.body_text())
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(e: QueryRejection) -> Self {
-        Self::bad_request("invalid_query", e.body_text())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
-    }
-}
-
-pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// A size given as a number of bytes or as text such as "10GiB".
 #[derive(Debug, Deserialize)]
@@ -255,13 +190,20 @@ async fn pass(
         "promote" => crate::migrate::promote(&vol),
         _ => crate::migrate::run_pass(&vol, &dir),
     };
+    // A tracked task either way: shutdown waits for the pass to stop
+    // between extents, whether or not the caller waits for its report.
+    let task = st.engine.tasks().spawn_blocking(job);
     if wait {
-        let report = blocking(job).await?;
+        let report = task
+            .await
+            .map_err(|e| ApiError::internal("internal", format!("pass task failed: {e}")))??;
         return Ok(Json(report).into_response());
     }
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = job() {
-            tracing::warn!(volume = %name, error = %e, "{kind} pass failed");
+    tokio::spawn(async move {
+        match task.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(volume = %name, error = %e, "{kind} pass failed"),
+            Err(e) => tracing::error!(volume = %name, error = %e, "{kind} pass task failed"),
         }
     });
     Ok((StatusCode::ACCEPTED, Json(json!({"started": kind}))).into_response())
@@ -342,7 +284,7 @@ async fn run_gc(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
 }
 
 async fn reload_config(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
-    crate::daemon::reload(&st).await?;
+    st.reload().await?;
     Ok(Json(json!({"reloaded": true})).into_response())
 }
 
@@ -419,7 +361,7 @@ async fn volume_heat(
 /// The Prometheus exposition: event metrics plus the state of every volume now.
 async fn metrics(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
     let text = blocking(move || {
-        crate::metrics::render(&s.registry, &s.volumes, &s.engine, &s.heat)
+        scrape::render(&s.registry, &s.volumes, &s.engine, &s.heat)
             .map_err(TierError::Metrics)
     })
     .await?;
@@ -475,13 +417,14 @@ async fn require_token(
     if given.is_some_and(|t| same_secret(t.trim().as_bytes(), want.as_bytes())) {
         return next.run(req).await;
     }
-    let mut r = ApiError {
-        status: StatusCode::UNAUTHORIZED,
-        code: "unauthorized",
-        message: "this API needs \"Authorization: Bearer TOKEN\" with the token in server.admin_token_file \
-                  (the CLI: --token-file or TIERD_TOKEN_FILE)"
+    let mut r = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        ErrorKind::PermissionDenied,
+        "this API needs \"Authorization: Bearer TOKEN\" with the token in server.admin_token_file \
+         (the CLI: --token-file or TIERD_TOKEN_FILE)"
             .into(),
-    }
+    )
     .into_response();
     r.headers_mut().insert(
         axum::http::header::WWW_AUTHENTICATE,
@@ -490,26 +433,13 @@ async fn require_token(
     r
 }
 
-/// Runs metadata and RocksDB work off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, TierError> + Send + 'static,
-) -> ApiResult<T> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(ApiError::from),
-        Err(e) => Err(ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal",
-            message: format!("request task failed: {e}"),
-        }),
-    }
-}
-
 async fn not_found() -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        code: "not_found",
-        message: "no such endpoint; see /v1/volumes".into(),
-    }
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        ErrorKind::NotFound,
+        "no such endpoint; see /v1/volumes".into(),
+    )
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -524,8 +454,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/volumes/{name}/heat", get(volume_heat))
         .route("/v1/volumes/{name}/extents", get(volume_extents))
-        .route("/v1/volumes/{name}/map", get(crate::ui::volume_map))
-        .route("/ui", get(crate::ui::page))
+        .route("/v1/volumes/{name}/map", get(ui::volume_map))
+        .route("/ui", get(ui::page))
         .route("/v1/volumes/{name}/tier", post(tier_volume))
         .route("/v1/volumes/{name}/promote", post(promote_volume))
         .route("/v1/gc", post(run_gc))

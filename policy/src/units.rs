@@ -1,8 +1,92 @@
 //! Human sizes ("10GiB", "4M") and durations ("31d", "2h", "500ms"), parsed the
 //! way storage tools print them. Single-letter and IEC suffixes are powers of
 //! 1024 (as qemu-img reads them); "KB", "MB", ... are powers of 1000.
+//!
+//! [`HumanSize`] and [`HumanDuration`] are what configuration fields hold: the
+//! text is parsed once, when the file is loaded (a bad value is an error
+//! naming the key), and code that uses the value never parses again.
 
+use std::fmt;
 use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A duration written as text ("31d", "5s") in a configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(self.0))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
+
+/// A byte size written as text ("256MiB", "64KiB") in a configuration file,
+/// parsed once at load. Shown as it was written (or in IEC units when made
+/// from a number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HumanSize {
+    bytes: u64,
+    text: String,
+}
+
+impl HumanSize {
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// A size of `bytes`, shown in IEC units.
+    pub fn from_bytes(bytes: u64) -> Self {
+        Self {
+            bytes,
+            text: format_size(bytes).replace(' ', ""),
+        }
+    }
+}
+
+impl std::str::FromStr for HumanSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(Self {
+            bytes: parse_size(s)?,
+            text: s.trim().to_string(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for HumanSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl fmt::Display for HumanSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
 
 /// Parses a byte size: a whole number with an optional unit.
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -168,5 +252,23 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(31 * 86_400)), "31d");
         assert_eq!(format_duration(Duration::from_secs(90)), "90s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn human_values_parse_once_and_show_as_written() {
+        #[derive(serde::Deserialize, serde::Serialize)]
+        struct T {
+            size: HumanSize,
+            every: HumanDuration,
+        }
+        let t: T = toml::from_str("size = \"256MiB\"\nevery = \"90s\"\n").unwrap();
+        assert_eq!(t.size.bytes(), 256 << 20);
+        assert_eq!(t.every.0, Duration::from_secs(90));
+        assert_eq!(t.size.to_string(), "256MiB");
+        let back = toml::to_string(&t).unwrap();
+        assert!(back.contains("size = \"256MiB\"") && back.contains("every = \"90s\""), "{back}");
+        let e = toml::from_str::<T>("size = \"lots\"\nevery = \"1s\"\n").err().unwrap();
+        assert!(e.to_string().contains("not a size"), "{e}");
+        assert_eq!(HumanSize::from_bytes(64 << 10).to_string(), "64KiB");
     }
 }

@@ -14,10 +14,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{blocking, ApiResult, AppState};
+use super::error::{blocking, ApiResult};
+use super::state::AppState;
 use crate::extent_map::ExtentState;
 
-const PAGE: &str = include_str!("index.html");
+const PAGE: &str = include_str!("ui.html");
 const DEFAULT_CELLS: u64 = 4096;
 const MAX_CELLS: u64 = 65536;
 

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
-use crate::units::{format_size, parse_size};
+use policy::units::{format_size, parse_size};
+
+pub mod simulate;
+
+use crate::error::ErrorKind;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,7 +43,7 @@ pub enum Command {
     },
     /// Replay a block trace through tiering policies in simulated time and
     /// report what each would do and cost, beside the offline optimum.
-    Simulate(crate::sim::command::SimulateArgs),
+    Simulate(simulate::SimulateArgs),
     /// Create, list, show, grow and delete volumes.
     Volume {
         #[command(subcommand)]
@@ -146,9 +150,17 @@ fn parse_size_arg(s: &str) -> Result<u64, String> {
     parse_size(s)
 }
 
-/// A failed client command: the message to print.
+/// A failed client command: the message to print, and the kind of failure
+/// (from the API's error body when the daemon answered), which gives the
+/// exit code.
 #[derive(Debug)]
-pub struct ClientError(pub String);
+pub struct ClientError(pub String, pub ErrorKind);
+
+impl ClientError {
+    fn new(message: String) -> Self {
+        ClientError(message, ErrorKind::Internal)
+    }
+}
 
 struct Client {
     http: reqwest::Client,
@@ -160,7 +172,7 @@ impl Client {
     fn new(args: &ClientArgs) -> Result<Self, ClientError> {
         let token = match &args.token_file {
             Some(path) => {
-                Some(crate::api::read_token(path).map_err(|e| ClientError(e.to_string()))?)
+                Some(crate::api::read_token(path).map_err(|e| ClientError(e.to_string(), e.kind()))?)
             }
             None => None,
         };
@@ -189,25 +201,34 @@ impl Client {
             ClientError(format!(
                 "cannot reach tierd at {}: {e} (is `tierd serve` running? set --endpoint or TIERD_ENDPOINT)",
                 self.base
-            ))
+            ), ErrorKind::Unavailable)
         })?;
         let status = resp.status();
         let text = resp
             .text()
             .await
-            .map_err(|e| ClientError(format!("reading the answer from {url}: {e}")))?;
+            .map_err(|e| ClientError::new(format!("reading the answer from {url}: {e}")))?;
         if status.is_success() {
             if text.is_empty() {
                 return Ok(Value::Null);
             }
             return serde_json::from_str(&text)
-                .map_err(|e| ClientError(format!("bad JSON from {url}: {e}")));
+                .map_err(|e| ClientError::new(format!("bad JSON from {url}: {e}")));
         }
-        let msg = serde_json::from_str::<Value>(&text)
-            .ok()
+        let body = serde_json::from_str::<Value>(&text).ok();
+        let kind = body
+            .as_ref()
+            .and_then(|v| v["error"]["kind"].as_str())
+            .and_then(ErrorKind::from_name)
+            .unwrap_or(ErrorKind::Internal);
+        let msg = body
+            .as_ref()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
             .unwrap_or(text);
-        Err(ClientError(format!("{msg} (HTTP {})", status.as_u16())))
+        Err(ClientError(
+            format!("{msg} (HTTP {})", status.as_u16()),
+            kind,
+        ))
     }
 }
 
@@ -341,7 +362,7 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
     };
     match command {
         Command::Serve { .. } | Command::Check { .. } | Command::Simulate(_) => {
-            Err(ClientError("not a client command".into()))
+            Err(ClientError::new("not a client command".into()))
         }
         Command::Volume { command, client } => {
             let c = Client::new(&client)?;

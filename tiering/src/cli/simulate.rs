@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{chart, report, trace, Options, Policy};
+use policy::units::{parse_duration, parse_size};
+use sim::{chart, report, trace, Options, Policy};
+
 use crate::config::Config;
 use crate::error::{Result, TierError};
-use crate::units::{parse_duration, parse_size};
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
@@ -52,6 +53,29 @@ pub struct SimulateArgs {
     pub chart: Option<PathBuf>,
 }
 
+/// The configuration's classes as policies the simulator can run, each
+/// priced by its backend's kind and upload tier.
+pub fn known_policies(config: &Config) -> std::collections::BTreeMap<String, Policy> {
+    config
+        .classes
+        .iter()
+        .map(|(name, class)| {
+            let kind = class
+                .backend
+                .as_ref()
+                .and_then(|b| config.backends.get(b))
+                .map(|b| b.kind())
+                .unwrap_or("s3");
+            let policy = Policy {
+                name: name.clone(),
+                class: class.clone(),
+                price_tier: sim::price_tier(kind, class.upload_tier.as_deref()),
+            };
+            (name.clone(), policy)
+        })
+        .collect()
+}
+
 fn arg_err(flag: &str, e: impl std::fmt::Display) -> TierError {
     TierError::InvalidArgument(format!("--{flag}: {e}"))
 }
@@ -76,18 +100,19 @@ pub fn simulate(a: &SimulateArgs) -> Result<String> {
     let thrash = parse_duration(&a.thrash_window).map_err(|e| arg_err("thrash-window", e))?;
     let first_byte = parse_duration(&a.get_latency).map_err(|e| arg_err("get-latency", e))?;
     let bandwidth = parse_size(&a.bandwidth).map_err(|e| arg_err("bandwidth", e))?;
+    let known = known_policies(&config);
     let mut policies: Vec<Policy> = a
         .classes
         .iter()
-        .map(|c| super::policy_from_arg(&config, c))
-        .collect::<Result<_>>()?;
+        .map(|c| sim::policy_from_arg(&known, c))
+        .collect::<sim::Result<_>>()?;
     if let Some(t) = &a.pricing_tier {
         for p in &mut policies {
             p.price_tier = t.clone();
         }
     }
     let format = match a.format.as_deref() {
-        None => trace::detect(&a.trace),
+        None => trace::detect(&a.trace).map_err(sim::SimError::from),
         Some("msr") => Ok(trace::Format::Msr),
         Some("blkparse") => Ok(trace::Format::Blkparse),
         Some("tierd") => Ok(trace::Format::Tierd),
@@ -108,18 +133,20 @@ pub fn simulate(a: &SimulateArgs) -> Result<String> {
         Some(volume) => trace::read_recorded(
             a.trace.parent().unwrap_or(std::path::Path::new(".")),
             &volume,
-        )?,
-        None => trace::open(&a.trace, format)?,
+        )
+        .map_err(sim::SimError::from)?,
+        None => trace::open(&a.trace, format).map_err(sim::SimError::from)?,
     };
     let o = Options {
-        volume: super::volume::VolumeParams {
+        volume: sim::volume::VolumeParams {
             extent_size,
+            frame_size: config.tiering.frame_size.bytes(),
             half_life_ms: config.heat.half_life.0.as_millis() as f64,
             readahead_extents: config.tiering.readahead_extents,
-            cache_entries: crate::access::cache_entries(&config.tiering),
+            cache_entries: policy::access::cache_entries(config.tiering.cache_bytes()),
             thrash_window_ms: thrash.as_millis() as u64,
             gc_grace_ms: config.tiering.gc_grace.0.as_millis() as u64,
-            latency: super::volume::Latency {
+            latency: sim::volume::Latency {
                 first_byte_ms: first_byte.as_secs_f64() * 1000.0,
                 bytes_per_ms: bandwidth as f64 / 1000.0,
             },
@@ -127,8 +154,9 @@ pub fn simulate(a: &SimulateArgs) -> Result<String> {
         scan_interval_ms: scan.as_millis() as u64,
         bucket_ms: 3_600_000,
         pricing: config.pricing.clone(),
+        local_capacity: None,
     };
-    let mut report = super::run(&mut reader, &policies, &o)?;
+    let mut report = sim::run(&mut reader, &policies, &o)?;
     report.devices = reader.devices().to_vec();
     if let Some(path) = &a.chart {
         let series: Vec<(String, Vec<(f64, f64)>)> = report
@@ -145,7 +173,7 @@ pub fn simulate(a: &SimulateArgs) -> Result<String> {
                 .map(|f| f.to_string_lossy())
                 .unwrap_or_default()
         );
-        chart::local_bytes_png(path, &title, &series)?;
+        chart::local_bytes_png(path, &title, &series).map_err(sim::SimError::from)?;
     }
     let trace_name = format!("{} ({})", a.trace.display(), format.name());
     if a.json {

@@ -13,15 +13,9 @@ use std::num::NonZeroUsize;
 
 use heatmap::{Access, AccessKind, ExtentHeat, HeatRecord};
 
-use super::trace::{Event, Op};
-use crate::access::{self, ReadTracker};
-use crate::config::ClassConfig;
-use crate::engine::brings_back;
-use crate::extent_map::ExtentState;
-use crate::policy::{self, ExtentView};
-
-/// Frames of a tiered extent: a ranged GET fetches whole frames.
-const FRAME: u64 = 64 << 10;
+use policy::select::may_tier;
+use policy::trace::{Event, Op};
+use policy::{plan_cold_read, ClassConfig, ColdRead, ExtentState, ExtentView, Fetch, Fullness, ReadTracker};
 
 /// What a simulated policy did, summed over its volumes.
 #[derive(Debug, Clone, Default)]
@@ -97,38 +91,15 @@ impl Latency {
 #[derive(Debug, Clone)]
 pub struct VolumeParams {
     pub extent_size: u64,
+    /// Uncompressed bytes per checksummed frame (`tiering.frame_size`): a
+    /// ranged GET fetches whole frames.
+    pub frame_size: u64,
     pub half_life_ms: f64,
     pub readahead_extents: u32,
     pub cache_entries: usize,
     pub thrash_window_ms: u64,
     pub gc_grace_ms: u64,
     pub latency: Latency,
-}
-
-/// Iterates (extent, bytes within it) without allocating: the simulator
-/// visits every event of traces with millions of them.
-struct Pieces {
-    shift: u32,
-    offset: u64,
-    end: u64,
-    next: u64,
-    last: u64,
-}
-
-impl Iterator for Pieces {
-    type Item = (u64, u64);
-    fn next(&mut self) -> Option<(u64, u64)> {
-        while self.next <= self.last {
-            let e = self.next;
-            self.next += 1;
-            let s = (e << self.shift).max(self.offset);
-            let t = ((e + 1) << self.shift).min(self.end);
-            if t > s {
-                return Some((e, t - s));
-            }
-        }
-        None
-    }
 }
 
 #[derive(Debug)]
@@ -182,16 +153,10 @@ impl SimVolume {
         }
     }
 
-    /// The extents under `offset..offset+len`, and how many bytes of each.
-    fn pieces(&self, offset: u64, len: u64) -> Pieces {
-        let end = offset.saturating_add(len);
-        Pieces {
-            shift: self.shift,
-            offset,
-            end,
-            next: offset >> self.shift,
-            last: end.saturating_sub(1) >> self.shift,
-        }
+    /// The extents under `offset..offset+len`, and how many bytes of each,
+    /// split exactly as the daemon splits a request.
+    fn pieces(&self, offset: u64, len: u64) -> impl Iterator<Item = (u64, u64)> {
+        policy::extent::pieces(self.shift, offset, len).map(|(e, _, n)| (e, n))
     }
 
     fn touch(
@@ -331,31 +296,42 @@ impl SimVolume {
             let i = e as usize;
             if self.states[i] == ExtentState::Remote {
                 c.cold_reads += 1;
-                let back = brings_back(class, sequential);
-                let cached = self.cache.contains(&(e, self.generation[i]));
-                if access::fetch_whole(back, sequential, cached, n, self.ext) {
-                    if self.fetch_whole(e, c) {
-                        c.cold_cache_hits += 1;
-                    } else {
-                        c.cold_wait_ms += p.latency.get(self.ext);
-                    }
-                } else {
-                    let within = offset.max(e << self.shift) - (e << self.shift);
-                    let first = within / FRAME;
-                    let last = (within + n).div_ceil(FRAME);
-                    let bytes = (last - first) * FRAME;
-                    c.gets += 1;
-                    c.bytes_fetched += bytes;
-                    c.cold_wait_ms += p.latency.get(bytes);
-                }
-                if sequential {
-                    for r in access::readahead(e, p.readahead_extents, count) {
-                        if self.states[r as usize] == ExtentState::Remote {
-                            self.fetch_whole(r, c);
+                let start = e << self.shift;
+                let plan = plan_cold_read(
+                    Some(class),
+                    &ColdRead {
+                        extent: e,
+                        within: offset.max(start) - start,
+                        len: n,
+                        extent_len: self.ext,
+                        extent_count: count,
+                        sequential,
+                        cached: self.cache.contains(&(e, self.generation[i])),
+                    },
+                    p.frame_size,
+                    p.readahead_extents,
+                );
+                match plan.fetch {
+                    Fetch::Whole => {
+                        if self.fetch_whole(e, c) {
+                            c.cold_cache_hits += 1;
+                        } else {
+                            c.cold_wait_ms += p.latency.get(self.ext);
                         }
                     }
+                    Fetch::Frames { first, last } => {
+                        let bytes = (last - first) * p.frame_size;
+                        c.gets += 1;
+                        c.bytes_fetched += bytes;
+                        c.cold_wait_ms += p.latency.get(bytes);
+                    }
                 }
-                if back {
+                for r in plan.readahead {
+                    if self.states[r as usize] == ExtentState::Remote {
+                        self.fetch_whole(r, c);
+                    }
+                }
+                if plan.bring_back {
                     self.rehydrate(e, now, p, c);
                 }
             }
@@ -365,19 +341,16 @@ impl SimVolume {
 
     /// One policy pass at `now`, as the daemon's: the same selection, then
     /// every chosen extent uploaded.
-    pub fn pass(&mut self, now: u64, class: &ClassConfig, p: &VolumeParams, c: &mut Counters) {
-        let cooling = match class.tiering_policy {
-            crate::config::TieringPolicy::All => 0,
-            _ => class.cooling().as_millis() as u64,
-        };
-        let tiers = matches!(
-            class.tiering_policy,
-            crate::config::TieringPolicy::Auto | crate::config::TieringPolicy::All
-        );
-        if !tiers
-            || self.earliest_local_use == u64::MAX
-            || now.saturating_sub(cooling) < self.earliest_local_use
-        {
+    pub fn pass(
+        &mut self,
+        now: u64,
+        class: &ClassConfig,
+        fullness: Fullness,
+        p: &VolumeParams,
+        c: &mut Counters,
+    ) {
+        let earliest = (self.earliest_local_use != u64::MAX).then_some(self.earliest_local_use);
+        if !may_tier(class, earliest, now) {
             return;
         }
         c.passes += 1;
@@ -398,9 +371,7 @@ impl SimVolume {
                 heat: heats[i].as_ref(),
             })
             .collect();
-        let provisioned = (self.states.len() as u64 * self.ext).max(1);
-        let used_pct = (self.local_bytes * 100 / provisioned).min(100) as u8;
-        let Ok(chosen) = policy::select(class, &views, now, 0, used_pct) else {
+        let Ok(chosen) = policy::select(class, &views, now, 0, fullness) else {
             return;
         };
         for e in chosen {
@@ -426,6 +397,11 @@ impl SimVolume {
             })
             .min()
             .unwrap_or(u64::MAX);
+    }
+
+    /// Bytes of every extent the volume has grown to, as a capacity.
+    pub fn provisioned_bytes(&self) -> u64 {
+        self.states.len() as u64 * self.ext
     }
 
     /// The extents whose only copy is remote now.

@@ -8,8 +8,6 @@
 //! memory depends on the extents touched, not on the number of events.
 
 pub mod chart;
-pub mod command;
-pub mod cost;
 mod oracle;
 pub mod report;
 pub mod timeline;
@@ -21,14 +19,30 @@ mod tests;
 
 use serde::Serialize;
 
-use crate::config::{ClassConfig, Config, RetrievalPolicy, TieringPolicy};
-use crate::error::{Result, TierError};
-use crate::units::parse_duration;
-use cost::{monthly_cost, Cost, Pricing, Usage};
+use std::collections::BTreeMap;
+
+use policy::cost::{self, monthly_cost, Cost, Pricing, Usage};
+use policy::units::parse_duration;
+use policy::{ClassConfig, Fullness, RetrievalPolicy, TieringPolicy};
 use oracle::Oracle;
 use timeline::Timeline;
 use trace::{Event, TraceError};
 use volume::{Counters, SimVolume, VolumeParams};
+
+/// What can stop a simulation, with what the user must change.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    #[error("pricing: {0}")]
+    Cost(#[from] cost::CostError),
+    #[error(transparent)]
+    Chart(#[from] chart::ChartError),
+}
+
+pub type Result<T, E = SimError> = std::result::Result<T, E>;
 
 /// One policy to simulate: a class, and the price list its objects pay.
 #[derive(Debug, Clone)]
@@ -46,6 +60,11 @@ pub struct Options {
     /// Width of the buckets of the local-bytes timeline (and the chart).
     pub bucket_ms: u64,
     pub pricing: Pricing,
+    /// Size of the filesystem holding the local tier, for classes with a
+    /// `local_fullness_threshold`. `None`: what the trace's volumes
+    /// provision, so a threshold reads as the share of provisioned space held
+    /// locally.
+    pub local_capacity: Option<u64>,
 }
 
 /// What one policy did over the trace.
@@ -128,12 +147,21 @@ impl Run<'_> {
     fn passes_until(&mut self, now: u64, o: &Options) {
         while self.next_pass <= now {
             let t = self.next_pass;
+            let capacity = o.local_capacity.unwrap_or_else(|| {
+                self.volumes.iter().map(SimVolume::provisioned_bytes).sum()
+            });
             for i in 0..self.volumes.len() {
+                // As the daemon's statvfs: every volume's local bytes count.
+                let fullness = Fullness {
+                    used_bytes: self.local_total,
+                    capacity_bytes: capacity,
+                };
                 let v = &mut self.volumes[i];
                 let (l, r) = (v.local_bytes as i64, v.remote_bytes as i64);
                 v.pass(
                     EPOCH_MS + t,
                     &self.policy.class,
+                    fullness,
                     &o.volume,
                     &mut self.counters,
                 );
@@ -165,33 +193,11 @@ impl Run<'_> {
     }
 }
 
-/// A short description of a class's policy, as `auto 31d, default retrieval`.
-pub fn describe(class: &ClassConfig) -> String {
-    use crate::check::name_of;
-    let mut s = name_of(&class.tiering_policy);
-    if matches!(
-        class.tiering_policy,
-        TieringPolicy::Auto | TieringPolicy::SnapshotOnly
-    ) {
-        s += &format!(" {}", crate::config::HumanDuration(class.cooling()));
-    }
-    s + &format!(", {} retrieval", name_of(&class.retrieval_policy))
-}
-
-/// The price list objects of `class` pay, from its backend's kind and upload tier.
-pub fn price_tier(config: &Config, class: &ClassConfig) -> String {
-    let kind = class
-        .backend
-        .as_ref()
-        .and_then(|b| config.backends.get(b))
-        .map(|b| b.kind())
-        .unwrap_or("s3");
-    let tier = class
-        .upload_tier
-        .as_deref()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match (kind, tier.as_str()) {
+/// The price list objects of a class pay, from the kind of its backend
+/// (`s3`, `azure`, `fs`) and its upload tier.
+pub fn price_tier(backend_kind: &str, upload_tier: Option<&str>) -> String {
+    let tier = upload_tier.unwrap_or_default().to_ascii_lowercase();
+    match (backend_kind, tier.as_str()) {
         ("azure", "cool") => "azure-cool",
         ("azure", "cold") => "azure-cold",
         ("azure", _) => "azure-hot",
@@ -202,20 +208,17 @@ pub fn price_tier(config: &Config, class: &ClassConfig) -> String {
     .to_string()
 }
 
-/// A policy named on the command line: a class of `config`, or an ad-hoc one
-/// written `POLICY[:COOLING][/RETRIEVAL]`, such as `auto:7d/on-read` or `all`.
-pub fn policy_from_arg(config: &Config, arg: &str) -> Result<Policy> {
-    if let Some(class) = config.classes.get(arg) {
-        return Ok(Policy {
-            name: arg.to_string(),
-            class: class.clone(),
-            price_tier: price_tier(config, class),
-        });
+/// A policy named on the command line: one of the configured classes
+/// (`known`, by name), or an ad-hoc one written `POLICY[:COOLING][/RETRIEVAL]`,
+/// such as `auto:7d/on-read` or `all`, priced as S3 Standard.
+pub fn policy_from_arg(known: &BTreeMap<String, Policy>, arg: &str) -> Result<Policy> {
+    if let Some(p) = known.get(arg) {
+        return Ok(p.clone());
     }
     let bad = |why: String| {
-        TierError::InvalidArgument(format!(
+        SimError::InvalidArgument(format!(
             "--class {arg:?}: {why}; name a configured class ({}) or write POLICY[:COOLING][/RETRIEVAL], e.g. auto:7d/on-read",
-            config.classes.keys().cloned().collect::<Vec<_>>().join(", ")
+            known.keys().cloned().collect::<Vec<_>>().join(", ")
         ))
     };
     let (head, retrieval) = arg.split_once('/').unwrap_or((arg, "default"));
@@ -235,29 +238,11 @@ pub fn policy_from_arg(config: &Config, arg: &str) -> Result<Policy> {
                 "{retrieval:?} is not a retrieval policy (default, on-read, never, promote)"
             ))
         })?;
-    let cooling_period = match cooling {
-        Some(c) => Some(crate::config::HumanDuration(
-            parse_duration(c).map_err(bad)?,
-        )),
-        None => match tiering_policy {
-            TieringPolicy::Auto => Some(crate::config::HumanDuration(
-                std::time::Duration::from_secs(31 * 86_400),
-            )),
-            TieringPolicy::SnapshotOnly => Some(crate::config::HumanDuration(
-                std::time::Duration::from_secs(2 * 86_400),
-            )),
-            _ => None,
-        },
-    };
-    let class = ClassConfig {
-        tiering_policy,
-        retrieval_policy,
-        cooling_period,
-        ..Default::default()
-    };
+    let cooling = cooling.map(parse_duration).transpose().map_err(bad)?;
+    let class = ClassConfig::with_policies(tiering_policy, cooling, retrieval_policy);
     Ok(Policy {
         name: arg.to_string(),
-        price_tier: price_tier(config, &class),
+        price_tier: price_tier("s3", None),
         class,
     })
 }
@@ -321,7 +306,7 @@ where
     I: Iterator<Item = std::result::Result<Event, TraceError>>,
 {
     if policies.is_empty() {
-        return Err(TierError::InvalidArgument(
+        return Err(SimError::InvalidArgument(
             "simulate: name at least one --class".into(),
         ));
     }
@@ -331,7 +316,7 @@ where
     let mut oracles = Vec::new();
     for t in &tiers {
         let price = o.pricing.tiers.get(t).cloned().ok_or_else(|| {
-            TierError::InvalidArgument(format!(
+            SimError::InvalidArgument(format!(
                 "no price list {t:?} in [pricing.tiers] (known: {})",
                 o.pricing
                     .tiers
@@ -390,7 +375,7 @@ where
         };
         let mut rep = finish_report(
             r.policy.name.clone(),
-            describe(&r.policy.class),
+            r.policy.class.describe(),
             &r.policy.price_tier,
             r.counters,
             u,

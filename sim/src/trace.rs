@@ -54,22 +54,7 @@ const SNIFF_BYTES: u64 = 64 * 1024;
 /// How many non-empty lines [`detect`] tries before giving up.
 const SNIFF_LINES: usize = 16;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Read,
-    Write,
-    Trim,
-}
-
-/// One block access. `offset` and `len` are in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Event {
-    pub t_ms: u64,
-    pub device: u32,
-    pub op: Op,
-    pub offset: u64,
-    pub len: u64,
-}
+pub use policy::trace::{Event, Op};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

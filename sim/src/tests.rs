@@ -13,6 +13,7 @@ fn options() -> Options {
     Options {
         volume: VolumeParams {
             extent_size: 4 * MIB,
+            frame_size: 64 << 10,
             half_life_ms: DAY as f64,
             readahead_extents: 2,
             cache_entries: 64,
@@ -26,11 +27,25 @@ fn options() -> Options {
         scan_interval_ms: HOUR,
         bucket_ms: HOUR,
         pricing: cost::Pricing::default(),
+        local_capacity: None,
     }
 }
 
+/// The classes of tierd's embedded configuration: one, `default`.
+fn known() -> BTreeMap<String, Policy> {
+    let class = ClassConfig::default();
+    BTreeMap::from([(
+        "default".to_string(),
+        Policy {
+            name: "default".into(),
+            price_tier: price_tier("fs", None),
+            class,
+        },
+    )])
+}
+
 fn policy(arg: &str) -> Policy {
-    policy_from_arg(&Config::embedded(), arg).expect("policy")
+    policy_from_arg(&known(), arg).expect("policy")
 }
 
 fn ev(t_ms: u64, op: Op, offset: u64, len: u64) -> Event {
@@ -205,7 +220,7 @@ fn random_reads_bring_cold_extents_back_under_auto() {
 
 #[test]
 fn policies_parse_from_classes_and_specs() {
-    let c = Config::embedded();
+    let c = known();
     assert_eq!(
         policy("auto").class.cooling(),
         std::time::Duration::from_secs(31 * 86_400)

@@ -7,17 +7,20 @@
 //! the key.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::units::{format_duration, parse_duration};
+pub mod k8s;
 
 pub use backends::{AzureConfig, BackendConfig, FsConfig, S3Config};
+pub use policy::cost::Pricing;
+pub use policy::{
+    ClassConfig, Compression, HumanDuration, HumanSize, RetrievalPolicy, TieringPolicy,
+};
 
 /// A configuration file that cannot be used, and why.
 #[derive(Debug, Error)]
@@ -25,31 +28,6 @@ pub use backends::{AzureConfig, BackendConfig, FsConfig, S3Config};
 pub struct ConfigError {
     pub file: String,
     pub message: String,
-}
-
-/// A duration written as text ("31d", "5s") in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s)
-            .map(HumanDuration)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-impl Serialize for HumanDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(self.0))
-    }
-}
-
-impl fmt::Display for HumanDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&format_duration(self.0))
-    }
 }
 
 /// The whole file.
@@ -66,7 +44,7 @@ pub struct Config {
     pub kubernetes: KubernetesSettings,
     pub log: LogSettings,
     /// Prices for `tierd simulate`'s cost model (shipped list prices by default).
-    pub pricing: crate::sim::cost::Pricing,
+    pub pricing: Pricing,
     /// Notes from loading (skipped manifests), logged at start-up.
     #[serde(skip)]
     pub notes: Vec<String>,
@@ -107,7 +85,7 @@ impl Default for KubernetesSettings {
     fn default() -> Self {
         Self {
             storage_class_dir: None,
-            provisioners: crate::k8s::DEFAULT_PROVISIONERS
+            provisioners: k8s::DEFAULT_PROVISIONERS
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
@@ -174,88 +152,19 @@ impl Default for HeatSettings {
     }
 }
 
-/// When a class moves extents off the local tier.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TieringPolicy {
-    /// Never.
-    #[default]
-    None,
-    /// Only blocks held by snapshots, after the cooling period.
-    SnapshotOnly,
-    /// Extents not accessed for the cooling period.
-    Auto,
-    /// Everything, as soon as possible.
-    All,
-}
-
-/// When a read of a tiered extent brings it back to the local tier.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RetrievalPolicy {
-    /// Random reads bring it back, sequential reads do not.
-    #[default]
-    Default,
-    /// Every read brings it back.
-    OnRead,
-    /// Reads never bring it back.
-    Never,
-    /// A background pass brings the whole volume back.
-    Promote,
-}
-
-/// `[classes.NAME]`: one storage class.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClassConfig {
-    pub tiering_policy: TieringPolicy,
-    /// Idle time before an extent counts as cold. Defaults: 31d for auto, 2d for snapshot-only.
-    pub cooling_period: Option<HumanDuration>,
-    pub retrieval_policy: RetrievalPolicy,
-    /// The backend tiered extents go to. Default: the only backend, if there is one.
-    pub backend: Option<String>,
-    /// Compression of tiered extents (independently compressed frames). Default none.
-    pub compression: crate::extent_map::Compression,
-    /// S3 storage class or Azure access tier for uploads; default the backend's.
-    pub upload_tier: Option<String>,
-    /// Tier only while the local tier is fuller than this percentage of the
-    /// volumes' provisioned size. Default 0: always.
-    pub local_fullness_threshold: u8,
-    /// Upload bandwidth cap for this class, e.g. "100MiB" (per second). Default none.
-    pub max_upload_bandwidth: Option<String>,
-    /// Uploads at once for this class. Default 4.
-    pub max_concurrent_uploads: Option<usize>,
-    /// Record the access trace of this class's volumes (for `tierd
-    /// simulate`). Default false; a volume can override it.
-    pub record_trace: bool,
-}
-
-impl ClassConfig {
-    pub fn cooling(&self) -> Duration {
-        self.cooling_period.map(|d| d.0).unwrap_or(Duration::ZERO)
-    }
-
-    /// Upload bandwidth cap in bytes per second, if any.
-    pub fn upload_bandwidth(&self) -> Option<u64> {
-        self.max_upload_bandwidth
-            .as_deref()
-            .and_then(|s| crate::units::parse_size(s).ok())
-    }
-}
-
 /// `[tiering]`: the engine's knobs shared by every class.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TieringSettings {
     /// How often every volume gets a policy pass. Default 1m.
     pub scan_interval: HumanDuration,
-    /// Memory for recently fetched cold extents, e.g. "256MiB".
-    pub cache_size: String,
+    /// Memory for recently fetched cold extents. Default 256MiB.
+    pub cache_size: HumanSize,
     /// Extents read ahead when a client reads cold data sequentially. Default 2.
     pub readahead_extents: u32,
     /// Uncompressed bytes per checksummed frame of a tiered extent: a power of
     /// two from 4KiB to 1MiB. Default 64KiB.
-    pub frame_size: String,
+    pub frame_size: HumanSize,
     /// Unreferenced objects younger than this are kept (uploads in flight). Default 1h.
     pub gc_grace: HumanDuration,
     /// How often garbage objects are collected. Default 10m.
@@ -267,7 +176,7 @@ pub struct TieringSettings {
     /// How long a tripped breaker pauses migration. Default 30s.
     pub breaker_pause: HumanDuration,
     /// Size of one access-trace file before it rotates. Default 64MiB.
-    pub trace_max_size: String,
+    pub trace_max_size: HumanSize,
     /// Rotated access-trace files kept per volume. Default 3.
     pub trace_keep: usize,
 }
@@ -276,15 +185,15 @@ impl Default for TieringSettings {
     fn default() -> Self {
         Self {
             scan_interval: HumanDuration(Duration::from_secs(60)),
-            cache_size: "256MiB".into(),
+            cache_size: HumanSize::from_bytes(256 << 20),
             readahead_extents: 2,
-            frame_size: "64KiB".into(),
+            frame_size: HumanSize::from_bytes(64 << 10),
             gc_grace: HumanDuration(Duration::from_secs(3600)),
             gc_interval: HumanDuration(Duration::from_secs(600)),
             max_concurrent_uploads: 8,
             breaker_failures: 5,
             breaker_pause: HumanDuration(Duration::from_secs(30)),
-            trace_max_size: "64MiB".into(),
+            trace_max_size: HumanSize::from_bytes(64 << 20),
             trace_keep: 3,
         }
     }
@@ -292,10 +201,11 @@ impl Default for TieringSettings {
 
 impl TieringSettings {
     pub fn cache_bytes(&self) -> u64 {
-        crate::units::parse_size(&self.cache_size).unwrap_or(256 << 20)
+        self.cache_size.bytes()
     }
+    /// Validated to be a power of two from 4 KiB to 1 MiB, so it fits.
     pub fn frame_bytes(&self) -> u32 {
-        crate::units::parse_size(&self.frame_size).unwrap_or(64 << 10) as u32
+        self.frame_size.bytes() as u32
     }
 }
 
@@ -369,7 +279,7 @@ impl Config {
                 _ => dir,
             };
             let loaded =
-                crate::k8s::load_dir(&dir, &c.kubernetes.provisioners).map_err(|message| {
+                k8s::load_dir(&dir, &c.kubernetes.provisioners).map_err(|message| {
                     ConfigError {
                         file: file.to_string(),
                         message: format!("kubernetes.storage_class_dir: {message}"),
@@ -412,15 +322,7 @@ impl Config {
             if class.backend.is_none() {
                 class.backend = only_backend.clone();
             }
-            if class.cooling_period.is_none() {
-                class.cooling_period = match class.tiering_policy {
-                    TieringPolicy::Auto => Some(HumanDuration(Duration::from_secs(31 * 86_400))),
-                    TieringPolicy::SnapshotOnly => {
-                        Some(HumanDuration(Duration::from_secs(2 * 86_400)))
-                    }
-                    TieringPolicy::None | TieringPolicy::All => None,
-                };
-            }
+            class.fill_defaults();
         }
     }
 
@@ -498,11 +400,7 @@ impl Config {
             }
         }
         let t = &self.tiering;
-        crate::units::parse_size(&t.cache_size).map_err(|m| format!("tiering.cache_size: {m}"))?;
-        crate::units::parse_size(&t.trace_max_size)
-            .map_err(|m| format!("tiering.trace_max_size: {m}"))?;
-        let fs = crate::units::parse_size(&t.frame_size)
-            .map_err(|m| format!("tiering.frame_size: {m}"))?;
+        let fs = t.frame_size.bytes();
         if !fs.is_power_of_two() || !(4096..=(1 << 20)).contains(&fs) {
             return Err(format!(
                 "tiering.frame_size: {} must be a power of two from 4KiB to 1MiB",
@@ -521,18 +419,9 @@ impl Config {
                 .map_err(|m| format!("backends.{name}.{m}"))?;
         }
         for (name, class) in &self.classes {
-            if class.local_fullness_threshold > 100 {
-                return Err(format!(
-                    "classes.{name}.local_fullness_threshold: a percentage from 0 to 100"
-                ));
-            }
-            if let Some(b) = &class.max_upload_bandwidth {
-                crate::units::parse_size(b)
-                    .map_err(|m| format!("classes.{name}.max_upload_bandwidth: {m}"))?;
-            }
-            if class.max_concurrent_uploads == Some(0) {
-                return Err(format!("classes.{name}.max_concurrent_uploads: at least 1"));
-            }
+            class
+                .validate()
+                .map_err(|m| format!("classes.{name}.{m}"))?;
             match &class.backend {
                 // A class that tiers nothing needs no backend (reads of extents
                 // tiered under an earlier policy use the backend in their record).

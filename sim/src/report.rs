@@ -3,7 +3,7 @@
 //! its price list.
 
 use super::{PolicyReport, Report};
-use crate::units::{format_duration, format_size};
+use policy::units::{format_duration, format_size};
 
 fn gib(bytes: f64) -> String {
     format_size(bytes.max(0.0) as u64)

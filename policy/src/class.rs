@@ -1,0 +1,257 @@
+//! A storage class's policies as the configuration states them, and what
+//! they mean for a read of cold data.
+//!
+//! Invariant: a `ClassConfig` that passed [`ClassConfig::validate`] and
+//! [`ClassConfig::fill_defaults`] has a cooling period wherever its tiering
+//! policy uses one, and every field within its documented range.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::{HumanDuration, HumanSize};
+
+/// FabricPool's default cooling for `auto`.
+pub const AUTO_DEFAULT_COOLING: Duration = Duration::from_secs(31 * 86_400);
+/// FabricPool's default cooling for `snapshot-only`.
+pub const SNAPSHOT_ONLY_DEFAULT_COOLING: Duration = Duration::from_secs(2 * 86_400);
+
+/// When a class moves extents off the local tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TieringPolicy {
+    /// Never.
+    #[default]
+    None,
+    /// Only blocks held by snapshots, after the cooling period.
+    SnapshotOnly,
+    /// Extents not accessed for the cooling period.
+    Auto,
+    /// Everything, as soon as possible.
+    All,
+}
+
+impl TieringPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TieringPolicy::None => "none",
+            TieringPolicy::SnapshotOnly => "snapshot-only",
+            TieringPolicy::Auto => "auto",
+            TieringPolicy::All => "all",
+        }
+    }
+
+    /// The cooling period a class gets when it names none.
+    pub fn default_cooling(self) -> Option<Duration> {
+        match self {
+            TieringPolicy::Auto => Some(AUTO_DEFAULT_COOLING),
+            TieringPolicy::SnapshotOnly => Some(SNAPSHOT_ONLY_DEFAULT_COOLING),
+            TieringPolicy::None | TieringPolicy::All => None,
+        }
+    }
+}
+
+impl fmt::Display for TieringPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// When a read of a tiered extent brings it back to the local tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetrievalPolicy {
+    /// Random reads bring it back, sequential reads do not.
+    #[default]
+    Default,
+    /// Every read brings it back.
+    OnRead,
+    /// Reads never bring it back.
+    Never,
+    /// A background pass brings the whole volume back.
+    Promote,
+}
+
+impl RetrievalPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetrievalPolicy::Default => "default",
+            RetrievalPolicy::OnRead => "on-read",
+            RetrievalPolicy::Never => "never",
+            RetrievalPolicy::Promote => "promote",
+        }
+    }
+}
+
+impl fmt::Display for RetrievalPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a tiered extent's frames are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Zstd,
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// `[classes.NAME]`: one storage class.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassConfig {
+    pub tiering_policy: TieringPolicy,
+    /// Idle time before an extent counts as cold. Defaults: 31d for auto, 2d for snapshot-only.
+    pub cooling_period: Option<HumanDuration>,
+    pub retrieval_policy: RetrievalPolicy,
+    /// The backend tiered extents go to. Default: the only backend, if there is one.
+    pub backend: Option<String>,
+    /// Compression of tiered extents (independently compressed frames). Default none.
+    pub compression: Compression,
+    /// S3 storage class or Azure access tier for uploads; default the backend's.
+    pub upload_tier: Option<String>,
+    /// Tier only while the filesystem holding the local tier is fuller than
+    /// this percentage. Default 0: always.
+    pub local_fullness_threshold: u8,
+    /// Upload bandwidth cap for this class, e.g. "100MiB" (per second). Default none.
+    pub max_upload_bandwidth: Option<HumanSize>,
+    /// Uploads at once for this class. Default 4.
+    pub max_concurrent_uploads: Option<usize>,
+    /// Record the access trace of this class's volumes (for `tierd
+    /// simulate`). Default false; a volume can override it.
+    pub record_trace: bool,
+}
+
+impl ClassConfig {
+    /// A class with these policies and everything else at its default.
+    pub fn with_policies(
+        tiering_policy: TieringPolicy,
+        cooling_period: Option<Duration>,
+        retrieval_policy: RetrievalPolicy,
+    ) -> Self {
+        let mut c = ClassConfig {
+            tiering_policy,
+            cooling_period: cooling_period.map(HumanDuration),
+            retrieval_policy,
+            ..Default::default()
+        };
+        c.fill_defaults();
+        c
+    }
+
+    /// Gives the class its policy's default cooling period if it names none.
+    pub fn fill_defaults(&mut self) {
+        if self.cooling_period.is_none() {
+            self.cooling_period = self.tiering_policy.default_cooling().map(HumanDuration);
+        }
+    }
+
+    /// Checks what types alone cannot; the message names the key under `classes.NAME`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.local_fullness_threshold > 100 {
+            return Err("local_fullness_threshold: a percentage from 0 to 100".into());
+        }
+        if self.max_concurrent_uploads == Some(0) {
+            return Err("max_concurrent_uploads: at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn cooling(&self) -> Duration {
+        self.cooling_period.map(|d| d.0).unwrap_or(Duration::ZERO)
+    }
+
+    /// Upload bandwidth cap in bytes per second, if any.
+    pub fn upload_bandwidth(&self) -> Option<u64> {
+        self.max_upload_bandwidth.as_ref().map(HumanSize::bytes)
+    }
+
+    /// A short description of the class's policies, as `auto 31d, default retrieval`.
+    pub fn describe(&self) -> String {
+        let mut s = self.tiering_policy.to_string();
+        if matches!(
+            self.tiering_policy,
+            TieringPolicy::Auto | TieringPolicy::SnapshotOnly
+        ) {
+            s += &format!(" {}", HumanDuration(self.cooling()));
+        }
+        s + &format!(", {} retrieval", self.retrieval_policy)
+    }
+}
+
+/// Whether a read of a cold extent brings it back to the local tier.
+pub fn brings_back(class: &ClassConfig, sequential: bool) -> bool {
+    match class.retrieval_policy {
+        RetrievalPolicy::OnRead | RetrievalPolicy::Promote => true,
+        RetrievalPolicy::Never => false,
+        // FabricPool's "default": the tiering policy decides. Under auto and
+        // snapshot-only random reads bring data back and scans do not; under
+        // all nothing comes back; a class tiering nothing brings back every read.
+        RetrievalPolicy::Default => match class.tiering_policy {
+            TieringPolicy::Auto | TieringPolicy::SnapshotOnly => !sequential,
+            TieringPolicy::All => false,
+            TieringPolicy::None => true,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(t: TieringPolicy, r: RetrievalPolicy) -> ClassConfig {
+        ClassConfig::with_policies(t, None, r)
+    }
+
+    #[test]
+    fn retrieval_policies() {
+        use RetrievalPolicy::*;
+        use TieringPolicy::*;
+        assert!(brings_back(&class(Auto, Default), false));
+        assert!(!brings_back(&class(Auto, Default), true));
+        assert!(!brings_back(&class(All, Default), false));
+        assert!(brings_back(&class(All, OnRead), true));
+        assert!(!brings_back(&class(Auto, Never), false));
+        assert!(brings_back(&class(None, Default), true));
+    }
+
+    #[test]
+    fn names_match_the_configuration_spelling() {
+        for p in [
+            TieringPolicy::None,
+            TieringPolicy::SnapshotOnly,
+            TieringPolicy::Auto,
+            TieringPolicy::All,
+        ] {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+        for r in [
+            RetrievalPolicy::Default,
+            RetrievalPolicy::OnRead,
+            RetrievalPolicy::Never,
+            RetrievalPolicy::Promote,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+        assert_eq!(
+            class(TieringPolicy::Auto, RetrievalPolicy::Default).describe(),
+            "auto 31d, default retrieval"
+        );
+        assert_eq!(
+            class(TieringPolicy::All, RetrievalPolicy::OnRead).describe(),
+            "all, on-read retrieval"
+        );
+    }
+}

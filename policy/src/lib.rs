@@ -1,0 +1,23 @@
+//! tierd's pure decisions, shared by the daemon and the simulator so the two
+//! cannot drift: what a class's policies are, which extents a pass tiers,
+//! what a read of a cold extent fetches, reads ahead and brings back, what a
+//! month of a policy costs, and the units all of these are written in.
+//!
+//! Invariant: nothing here does I/O, reads a clock or awaits. Time, sizes,
+//! heat and fullness come in as arguments; decisions go out as values. The
+//! crate depends only on `heatmap`'s pure record code (no RocksDB), `serde`
+//! and `thiserror`, which `cargo tree -p policy` shows.
+
+pub mod access;
+pub mod class;
+pub mod cost;
+pub mod extent;
+pub mod select;
+pub mod trace;
+pub mod units;
+
+pub use access::{plan_cold_read, ColdRead, ColdReadPlan, Fetch, ReadTracker};
+pub use class::{brings_back, ClassConfig, Compression, RetrievalPolicy, TieringPolicy};
+pub use extent::ExtentState;
+pub use select::{inactive, select, ExtentView, Fullness, Hold};
+pub use units::{HumanDuration, HumanSize};
