@@ -1,7 +1,10 @@
 //! The behaviour every backend must show, written once. Each backend's tests
 //! call [`run_all`] (or single checks) with a fresh key prefix. These functions
-//! panic on a violation: they are test code that lives here so integration
-//! tests of every crate can share it.
+//! panic on a violation: they are test code that lives here, behind the
+//! crate's `testing` feature, so the tests of every crate can share it
+//! (`backends = { path = "../backends", features = ["testing"] }` in
+//! `[dev-dependencies]`). The in-memory store runs it in plain `cargo test`;
+//! fs too; S3 and Azure against their emulators.
 
 use std::collections::BTreeSet;
 

@@ -328,3 +328,10 @@ async fn listing_errors_and_completions_are_counted() {
     };
     assert_eq!((count("ok"), count("throttled")), (1, 1));
 }
+
+#[test]
+fn op_indexes_follow_op_all() {
+    for (i, op) in Op::ALL.into_iter().enumerate() {
+        assert_eq!(op.index(), i, "{op:?}");
+    }
+}

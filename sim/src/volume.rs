@@ -404,6 +404,14 @@ impl SimVolume {
         self.states.len() as u64 * self.ext
     }
 
+    /// Whether the fetch cache holds the current object of remote extent `e`.
+    pub fn cached(&self, e: u64) -> bool {
+        let i = e as usize;
+        i < self.states.len()
+            && self.states[i] == ExtentState::Remote
+            && self.cache.contains(&(e, self.generation[i]))
+    }
+
     /// The extents whose only copy is remote now.
     pub fn tiered_extents(&self) -> Vec<u64> {
         (0..self.states.len() as u64)

@@ -608,4 +608,62 @@ mod tests {
         }
         assert_eq!(c.backends["blob"].kind(), "azure");
     }
+
+    /// The configuration block of the README, which operators copy.
+    fn readme_block() -> String {
+        let readme = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .expect("README.md beside the workspace");
+        let section = readme
+            .split("\n## Configuration\n")
+            .nth(1)
+            .expect("a Configuration section");
+        let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let len = section[start..].find("```").expect("the block ends");
+        section[start..start + len].to_string()
+    }
+
+    #[test]
+    fn readme_configuration_is_valid_and_states_the_defaults() {
+        let text = readme_block();
+        let parsed = Config::parse(&text, "README.md").unwrap_or_else(|e| panic!("{e}"));
+        assert!(parsed.classes.contains_key(DEFAULT_CLASS));
+        let readme: toml::Table = toml::from_str(&text).expect("toml");
+        let defaults = toml::Table::try_from(Config::embedded()).expect("defaults serialize");
+        let mut checked = 0;
+        for section in ["server", "log", "heat", "tiering"] {
+            let (Some(doc), Some(def)) = (
+                readme.get(section).and_then(|v| v.as_table()),
+                defaults.get(section).and_then(|v| v.as_table()),
+            ) else {
+                panic!("[{section}] missing from the README block or the defaults");
+            };
+            for (key, value) in doc {
+                // Keys without a default (optional settings) are examples.
+                if let Some(d) = def.get(key) {
+                    assert_eq!(value, d, "README [{section}] {key} differs from the default");
+                    checked += 1;
+                }
+            }
+            for key in def.keys() {
+                assert!(
+                    doc.contains_key(key),
+                    "README [{section}] does not document {key}"
+                );
+            }
+        }
+        assert!(checked >= 20, "only {checked} defaults compared");
+        // The embedded default class, as documented.
+        let class = &readme["classes"]["default"];
+        let embedded = &Config::embedded().classes[DEFAULT_CLASS];
+        assert_eq!(
+            class["tiering_policy"].as_str(),
+            Some(embedded.tiering_policy.as_str())
+        );
+        assert_eq!(
+            class["retrieval_policy"].as_str(),
+            Some(embedded.retrieval_policy.as_str())
+        );
+    }
 }

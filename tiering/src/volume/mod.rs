@@ -16,6 +16,8 @@
 //! Reads of local extents are here; reads of cold extents and bringing them
 //! back are in `cold`, writes, zeroing and flush in `write`.
 
+#[cfg(test)]
+mod agreement_tests;
 mod cold;
 mod local_tier;
 mod meta;
