@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh --test
 localstack/install.sh
+# Guard rails: formatting, and clippy with warnings as errors (the crates'
+# clippy.toml keeps the system clock and thread sleeps out of core code).
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests run the binary, so build it before the test harness starts.
 cargo build -p tiering --bin tierd
 # With the emulators up, a test that cannot find them fails instead of skipping.

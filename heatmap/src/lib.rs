@@ -25,6 +25,8 @@ mod store;
 pub use clock::{Clock, ManualClock, ScaledClock, SystemClock};
 #[cfg(feature = "store")]
 pub use error::HeatError;
-pub use record::{histogram_of, Access, AccessKind, ExtentHeat, HeatRecord, HistogramBucket, TEMPERATURE_BUCKETS};
+pub use record::{
+    histogram_of, Access, AccessKind, ExtentHeat, HeatRecord, HistogramBucket, TEMPERATURE_BUCKETS,
+};
 #[cfg(feature = "store")]
 pub use store::{HeatConfig, HeatMap, CF_HEAT};

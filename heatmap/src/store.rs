@@ -13,15 +13,14 @@ use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, MergeOperands, Options, WriteBatch, DB,
 };
 
-use clock::Clock;
 use crate::error::HeatError;
 use crate::record::{histogram_of, Access, ExtentHeat, HeatRecord, HistogramBucket};
+use clock::Clock;
 
 /// The column family this crate owns.
 pub const CF_HEAT: &str = "heat";
 
 const SHARDS: usize = 32;
-
 
 /// How heat is tracked.
 #[derive(Debug, Clone)]
@@ -40,7 +39,6 @@ impl Default for HeatConfig {
         }
     }
 }
-
 
 type Pending = HashMap<(u64, u64), HeatRecord>;
 
@@ -344,9 +342,9 @@ impl HeatMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::AccessKind;
     use crate::record::TEMPERATURE_BUCKETS;
     use clock::ManualClock;
-    use crate::record::AccessKind;
 
     fn open(dir: &std::path::Path, cfg: &HeatConfig) -> Arc<DB> {
         let mut opts = Options::default();

@@ -100,8 +100,7 @@ pub fn plan_cold_read(
     readahead_extents: u32,
 ) -> ColdReadPlan {
     let bring_back = class.is_some_and(|c| brings_back(c, read.sequential));
-    let whole =
-        bring_back || read.sequential || read.cached || read.len * 2 >= read.extent_len;
+    let whole = bring_back || read.sequential || read.cached || read.len * 2 >= read.extent_len;
     let fetch = if whole {
         Fetch::Whole
     } else {
@@ -180,20 +179,35 @@ mod tests {
         let all = ClassConfig::with_policies(TieringPolicy::All, None, RetrievalPolicy::Default);
         // A small random read under auto comes back, so it fetches the whole object.
         let p = plan_cold_read(Some(&auto), &read(4096, 4096, false, false), 65536, 2);
-        assert_eq!((p.fetch, p.bring_back, p.readahead), (Fetch::Whole, true, 7..7));
+        assert_eq!(
+            (p.fetch, p.bring_back, p.readahead),
+            (Fetch::Whole, true, 7..7)
+        );
         // Under all it stays cold: only its frame (straddling reads take two).
         let p = plan_cold_read(Some(&all), &read(4096, 4096, false, false), 65536, 2);
-        assert_eq!((p.fetch, p.bring_back), (Fetch::Frames { first: 0, last: 1 }, false));
+        assert_eq!(
+            (p.fetch, p.bring_back),
+            (Fetch::Frames { first: 0, last: 1 }, false)
+        );
         let p = plan_cold_read(Some(&all), &read(65536 - 512, 1024, false, false), 65536, 2);
         assert_eq!(p.fetch, Fetch::Frames { first: 0, last: 2 });
         // The frame size comes from the caller (the object's own).
         let p = plan_cold_read(Some(&all), &read(1 << 20, 4096, false, false), 1 << 20, 2);
         assert_eq!(p.fetch, Fetch::Frames { first: 1, last: 2 });
         // Cached, large or streaming reads take the whole object; streams read ahead.
-        assert_eq!(plan_cold_read(Some(&all), &read(0, 4096, false, true), 65536, 2).fetch, Fetch::Whole);
-        assert_eq!(plan_cold_read(Some(&all), &read(0, 2 << 20, false, false), 65536, 2).fetch, Fetch::Whole);
+        assert_eq!(
+            plan_cold_read(Some(&all), &read(0, 4096, false, true), 65536, 2).fetch,
+            Fetch::Whole
+        );
+        assert_eq!(
+            plan_cold_read(Some(&all), &read(0, 2 << 20, false, false), 65536, 2).fetch,
+            Fetch::Whole
+        );
         let p = plan_cold_read(Some(&auto), &read(0, 4096, true, false), 65536, 2);
-        assert_eq!((p.fetch, p.bring_back, p.readahead), (Fetch::Whole, false, 8..10));
+        assert_eq!(
+            (p.fetch, p.bring_back, p.readahead),
+            (Fetch::Whole, false, 8..10)
+        );
         // An unconfigured class brings nothing back.
         let p = plan_cold_read(None, &read(4096, 4096, false, false), 65536, 2);
         assert!(!p.bring_back);

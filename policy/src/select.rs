@@ -106,8 +106,7 @@ pub fn cold_cutoff(class: &ClassConfig, now_ms: u64) -> u64 {
 /// extent was last used before `earliest_local_use_ms`: lets a caller with
 /// many volumes skip building the views. `select` decides the same way.
 pub fn may_tier(class: &ClassConfig, earliest_local_use_ms: Option<u64>, now_ms: u64) -> bool {
-    tiers(class).is_ok()
-        && earliest_local_use_ms.is_some_and(|t| t <= cold_cutoff(class, now_ms))
+    tiers(class).is_ok() && earliest_local_use_ms.is_some_and(|t| t <= cold_cutoff(class, now_ms))
 }
 
 /// Extents to tier now, coldest first, or why none.
@@ -301,6 +300,10 @@ mod tests {
         assert!(may_tier(&c, Some(40_000), 100_000));
         assert!(!may_tier(&c, Some(40_001), 100_000));
         assert!(!may_tier(&class(TieringPolicy::None, 60), Some(0), 100_000));
-        assert!(may_tier(&class(TieringPolicy::All, 60), Some(100_000), 100_000));
+        assert!(may_tier(
+            &class(TieringPolicy::All, 60),
+            Some(100_000),
+            100_000
+        ));
     }
 }

@@ -266,8 +266,13 @@ mod tests {
         assert_eq!(t.every.0, Duration::from_secs(90));
         assert_eq!(t.size.to_string(), "256MiB");
         let back = toml::to_string(&t).unwrap();
-        assert!(back.contains("size = \"256MiB\"") && back.contains("every = \"90s\""), "{back}");
-        let e = toml::from_str::<T>("size = \"lots\"\nevery = \"1s\"\n").err().unwrap();
+        assert!(
+            back.contains("size = \"256MiB\"") && back.contains("every = \"90s\""),
+            "{back}"
+        );
+        let e = toml::from_str::<T>("size = \"lots\"\nevery = \"1s\"\n")
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("not a size"), "{e}");
         assert_eq!(HumanSize::from_bytes(64 << 10).to_string(), "64KiB");
     }

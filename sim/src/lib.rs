@@ -21,10 +21,10 @@ use serde::Serialize;
 
 use std::collections::BTreeMap;
 
+use oracle::Oracle;
 use policy::cost::{self, monthly_cost, Cost, Pricing, Usage};
 use policy::units::parse_duration;
 use policy::{ClassConfig, Fullness, RetrievalPolicy, TieringPolicy};
-use oracle::Oracle;
 use timeline::Timeline;
 use trace::{Event, TraceError};
 use volume::{Counters, SimVolume, VolumeParams};
@@ -147,9 +147,9 @@ impl Run<'_> {
     fn passes_until(&mut self, now: u64, o: &Options) {
         while self.next_pass <= now {
             let t = self.next_pass;
-            let capacity = o.local_capacity.unwrap_or_else(|| {
-                self.volumes.iter().map(SimVolume::provisioned_bytes).sum()
-            });
+            let capacity = o
+                .local_capacity
+                .unwrap_or_else(|| self.volumes.iter().map(SimVolume::provisioned_bytes).sum());
             for i in 0..self.volumes.len() {
                 // As the daemon's statvfs: every volume's local bytes count.
                 let fullness = Fullness {

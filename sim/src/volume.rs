@@ -15,7 +15,9 @@ use heatmap::{Access, AccessKind, ExtentHeat, HeatRecord};
 
 use policy::select::may_tier;
 use policy::trace::{Event, Op};
-use policy::{plan_cold_read, ClassConfig, ColdRead, ExtentState, ExtentView, Fetch, Fullness, ReadTracker};
+use policy::{
+    plan_cold_read, ClassConfig, ColdRead, ExtentState, ExtentView, Fetch, Fullness, ReadTracker,
+};
 
 /// What a simulated policy did, summed over its volumes.
 #[derive(Debug, Clone, Default)]

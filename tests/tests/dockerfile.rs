@@ -419,7 +419,7 @@ fn dockerfile_builds_what_run_sh_builds_and_ships_every_library() {
         "Cargo.toml".to_string(),
         "Cargo.lock".into(),
         ".cargo/config.toml".into(),
-        "tiering/src/ui/index.html".into(),
+        "tiering/src/api/ui.html".into(),
     ];
     for m in root["workspace"]["members"].as_array().expect("members") {
         let m = m.as_str().expect("member");

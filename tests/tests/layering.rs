@@ -82,8 +82,7 @@ fn paths_named(code: &str) -> Vec<(String, usize)> {
             let start = from + i;
             from = start + anchor.len();
             // Part of a longer identifier (e.g. `my_crate::`)?
-            if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_')
-            {
+            if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_') {
                 continue;
             }
             let line = code[..start].matches('\n').count() + 1;
@@ -225,7 +224,11 @@ fn cycles_in(krate: &str) -> Vec<String> {
         for (path, line) in paths_named(&code_of(&text)) {
             let to = resolve(m, &path, &modules);
             if let Some((parent, a, b)) = lift(m, &to) {
-                let rel = f.strip_prefix(workspace()).unwrap_or(f).display().to_string();
+                let rel = f
+                    .strip_prefix(workspace())
+                    .unwrap_or(f)
+                    .display()
+                    .to_string();
                 by_parent
                     .entry(parent)
                     .or_default()
@@ -273,16 +276,33 @@ fn the_checker_sees_a_cycle_when_there_is_one() {
     edges.insert(("a".into(), "b".into()), "x".into());
     assert_eq!(find_cycle(&edges), None);
     edges.insert(("b".into(), "a".into()), "y".into());
-    assert_eq!(find_cycle(&edges), Some(vec!["a".into(), "b".into(), "a".into()]));
+    assert_eq!(
+        find_cycle(&edges),
+        Some(vec!["a".into(), "b".into(), "a".into()])
+    );
     // Paths resolve to the longest module prefix, grouped lists expand, and
     // parent/child references are composition.
-    let modules: BTreeSet<Vec<String>> = [vec![], vec!["volume".to_string()], vec!["volume".into(), "cold".into()], vec!["engine".into()]]
-        .into_iter()
-        .collect();
+    let modules: BTreeSet<Vec<String>> = [
+        vec![],
+        vec!["volume".to_string()],
+        vec!["volume".into(), "cold".into()],
+        vec!["engine".into()],
+    ]
+    .into_iter()
+    .collect();
     let from = vec!["volume".to_string(), "cold".to_string()];
-    assert_eq!(resolve(&from, "crate::engine::FetchFailure", &modules), vec!["engine".to_string()]);
-    assert_eq!(resolve(&from, "super::Volume", &modules), vec!["volume".to_string()]);
-    assert_eq!(lift(&from, &["engine".to_string()]), Some((vec![], "volume".into(), "engine".into())));
+    assert_eq!(
+        resolve(&from, "crate::engine::FetchFailure", &modules),
+        vec!["engine".to_string()]
+    );
+    assert_eq!(
+        resolve(&from, "super::Volume", &modules),
+        vec!["volume".to_string()]
+    );
+    assert_eq!(
+        lift(&from, &["engine".to_string()]),
+        Some((vec![], "volume".into(), "engine".into()))
+    );
     assert_eq!(lift(&from, &["volume".to_string()]), None);
     let named = paths_named("use crate::{engine::Engine, volume};\nlet x = crate::engine::f();");
     assert!(named.contains(&("crate::engine".into(), 1)), "{named:?}");

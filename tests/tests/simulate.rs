@@ -307,14 +307,26 @@ fn backend_requests(d: &Daemon, ops: &[&str]) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// Request limits 43200 times longer: what the backend toml's real-time
+/// limits are on a clock running that much faster.
+fn scaled_limits(toml: &str) -> String {
+    toml.replace("initial_backoff = \"20ms\"", "initial_backoff = \"15m\"")
+        .replace("max_backoff = \"200ms\"", "max_backoff = \"2h\"")
+        .replace("attempt_timeout = \"5s\"", "attempt_timeout = \"3d\"")
+        .replace("deadline = \"20s\"", "deadline = \"10d\"")
+}
+
 #[test]
 fn the_simulator_agrees_with_the_daemon() {
     let Some(s3) = spec(Kind::S3) else { return };
     // One simulated day is two real seconds; the daemon's own policy loop
-    // runs once a simulated day, as the simulation's passes do.
+    // runs once a simulated day, as the simulation's passes do. Every timer
+    // runs on the daemon's clock, so the backend's request limits are given
+    // in simulated time too (the same real seconds as elsewhere), and GC,
+    // which the simulation leaves out, runs only after the replay.
     let d = Daemon::start_with(&format!(
-        "clock_speed = 43200\n[tiering]\nscan_interval = \"2s\"\n{}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"auto\"\ncooling_period = \"2d\"\n",
-        s3.toml
+        "clock_speed = 43200\n[tiering]\nscan_interval = \"1d\"\ngc_interval = \"30d\"\n{}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"auto\"\ncooling_period = \"2d\"\n",
+        scaled_limits(&s3.toml)
     ));
     d.create_volume_in("v", "16MiB", Some("1MiB"), "c");
     // Every access falls either within the 2-day cooling period of the

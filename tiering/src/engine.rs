@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backends::{BackendError, ObjectStore};
-use clock::Clock;
 use bytes::Bytes;
+use clock::Clock;
 use parking_lot::{Mutex, RwLock};
 use tokio::runtime::Handle;
 use tokio::sync::{OnceCell, Semaphore};

@@ -239,7 +239,11 @@ mod tests {
         assert_eq!(ErrorKind::InvalidConfig.exit_code(), 2);
         let e = TierError::VolumeNotFound("v".into());
         assert_eq!(
-            (e.kind().http_status(), e.kind().nbd_errno(), e.kind().exit_code()),
+            (
+                e.kind().http_status(),
+                e.kind().nbd_errno(),
+                e.kind().exit_code()
+            ),
             (404, libc::EIO as u32, 4)
         );
         let full = TierError::Io {

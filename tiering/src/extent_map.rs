@@ -43,7 +43,6 @@ pub struct Frame {
     pub checksum: u64,
 }
 
-
 impl RemoteExtent {
     pub fn stored_size(&self) -> u64 {
         self.frames.iter().map(|f| f.stored_len as u64).sum()

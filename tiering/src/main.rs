@@ -9,7 +9,6 @@ use tiering::config::{Config, LogFormat, LogSettings};
 use tiering::error::ErrorKind;
 use tracing_subscriber::EnvFilter;
 
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

@@ -30,7 +30,15 @@ pub const NBD_OPS: [&str; 8] = [
 ];
 /// Results of an NBD request: ok, or the errno's name.
 pub const NBD_RESULTS: [&str; 9] = [
-    "ok", "eperm", "eio", "einval", "enospc", "eoverflow", "enotsup", "eshutdown", "error",
+    "ok",
+    "eperm",
+    "eio",
+    "einval",
+    "enospc",
+    "eoverflow",
+    "enotsup",
+    "eshutdown",
+    "error",
 ];
 /// Directions of a migration, and how one can end.
 pub const MIGRATION_DIRECTIONS: [&str; 2] = ["tier", "rehydrate"];
@@ -143,7 +151,6 @@ impl TierMetrics {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,13 +175,21 @@ mod tests {
         let r = Registry::new();
         let m = TierMetrics::register(&r).expect("register");
         let migrations = series(&r, "tierd_migrations_total");
-        assert_eq!(migrations.len(), MIGRATION_DIRECTIONS.len() * MIGRATION_RESULTS.len());
+        assert_eq!(
+            migrations.len(),
+            MIGRATION_DIRECTIONS.len() * MIGRATION_RESULTS.len()
+        );
         assert!(migrations.contains(&"direction=rehydrate,result=error".to_string()));
         assert_eq!(series(&r, "tierd_migration_bytes_total").len(), 2);
         m.add_volume("v1");
         m.add_volume("v2");
-        m.nbd_requests.with_label_values(&["v1", "read", "eio"]).inc();
-        assert_eq!(series(&r, "tierd_nbd_requests_total").len(), 2 * NBD_OPS.len() + 1);
+        m.nbd_requests
+            .with_label_values(&["v1", "read", "eio"])
+            .inc();
+        assert_eq!(
+            series(&r, "tierd_nbd_requests_total").len(),
+            2 * NBD_OPS.len() + 1
+        );
         m.forget_volume("v1");
         let left = series(&r, "tierd_nbd_requests_total");
         assert_eq!(left.len(), NBD_OPS.len());

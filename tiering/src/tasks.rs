@@ -106,7 +106,10 @@ mod tests {
         assert!(!t.is_cancelled());
         t.cancel();
         t.wait().await;
-        assert!(done.load(Ordering::SeqCst), "wait returned before a blocking task ended");
+        assert!(
+            done.load(Ordering::SeqCst),
+            "wait returned before a blocking task ended"
+        );
         assert_eq!(looping.await.expect("loop task"), "stopped");
         assert_eq!(t.running(), 0);
     }

@@ -55,8 +55,8 @@ impl ApiError {
 impl From<TierError> for ApiError {
     fn from(e: TierError) -> Self {
         let kind = e.kind();
-        let status = StatusCode::from_u16(kind.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         // The specific code names the error; the kind (and so the status)
         // comes from the crate's one mapping.
         let code = match &e {
@@ -117,4 +117,3 @@ pub(crate) async fn blocking<T: Send + 'static>(
         )),
     }
 }
-

@@ -31,8 +31,6 @@ pub use error::ApiError;
 use error::{blocking, ApiResult};
 pub use state::AppState;
 
-
-
 /// A size given as a number of bytes or as text such as "10GiB".
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -361,8 +359,7 @@ async fn volume_heat(
 /// The Prometheus exposition: event metrics plus the state of every volume now.
 async fn metrics(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
     let text = blocking(move || {
-        scrape::render(&s.registry, &s.volumes, &s.engine, &s.heat)
-            .map_err(TierError::Metrics)
+        scrape::render(&s.registry, &s.volumes, &s.engine, &s.heat).map_err(TierError::Metrics)
     })
     .await?;
     Ok((

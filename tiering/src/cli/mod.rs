@@ -171,9 +171,9 @@ struct Client {
 impl Client {
     fn new(args: &ClientArgs) -> Result<Self, ClientError> {
         let token = match &args.token_file {
-            Some(path) => {
-                Some(crate::api::read_token(path).map_err(|e| ClientError(e.to_string(), e.kind()))?)
-            }
+            Some(path) => Some(
+                crate::api::read_token(path).map_err(|e| ClientError(e.to_string(), e.kind()))?,
+            ),
             None => None,
         };
         Ok(Self {

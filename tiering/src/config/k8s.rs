@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use policy::{ClassConfig, Compression, HumanDuration, RetrievalPolicy, TieringPolicy};
 use policy::units::parse_duration;
+use policy::{ClassConfig, Compression, HumanDuration, RetrievalPolicy, TieringPolicy};
 
 /// Provisioners whose classes tierd takes by default.
 pub const DEFAULT_PROVISIONERS: [&str; 2] = ["tierd.io/block", "csi.trident.netapp.io"];

@@ -110,9 +110,12 @@ pub struct ServerConfig {
     pub admin_token_file: Option<PathBuf>,
     /// Let the admin API listen beyond loopback without a token. Default false.
     pub allow_insecure_admin: bool,
-    /// How fast the daemon's clock runs against real time (heat, cooling,
-    /// GC grace). Default 1; larger only for demos and tests that live
-    /// through days of cooling in seconds, as a trace replay does.
+    /// How fast the daemon's clock runs against real time. Every timer of
+    /// the daemon runs on it: heat and cooling, the scan and GC intervals,
+    /// GC grace, the circuit breaker, upload pacing and the backends'
+    /// timeouts, deadlines and backoffs; only the heat and trace flush
+    /// cadences stay real time. Default 1; larger only for demos and tests
+    /// that live through days of cooling in seconds, as a trace replay does.
     pub clock_speed: f64,
 }
 
@@ -279,11 +282,9 @@ impl Config {
                 _ => dir,
             };
             let loaded =
-                k8s::load_dir(&dir, &c.kubernetes.provisioners).map_err(|message| {
-                    ConfigError {
-                        file: file.to_string(),
-                        message: format!("kubernetes.storage_class_dir: {message}"),
-                    }
+                k8s::load_dir(&dir, &c.kubernetes.provisioners).map_err(|message| ConfigError {
+                    file: file.to_string(),
+                    message: format!("kubernetes.storage_class_dir: {message}"),
                 })?;
             for (name, class) in loaded.classes {
                 if c.classes.contains_key(&name) {
@@ -611,10 +612,9 @@ mod tests {
 
     /// The configuration block of the README, which operators copy.
     fn readme_block() -> String {
-        let readme = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
-        )
-        .expect("README.md beside the workspace");
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+                .expect("README.md beside the workspace");
         let section = readme
             .split("\n## Configuration\n")
             .nth(1)
@@ -642,7 +642,10 @@ mod tests {
             for (key, value) in doc {
                 // Keys without a default (optional settings) are examples.
                 if let Some(d) = def.get(key) {
-                    assert_eq!(value, d, "README [{section}] {key} differs from the default");
+                    assert_eq!(
+                        value, d,
+                        "README [{section}] {key} differs from the default"
+                    );
                     checked += 1;
                 }
             }

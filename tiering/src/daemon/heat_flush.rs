@@ -1,11 +1,14 @@
 //! The heat flush loop: moves the heat map's in-memory deltas into RocksDB
 //! every `heat.flush_interval`, until cancelled. A failed flush keeps its
 //! deltas in memory for the next one.
+//!
+//! The interval is real time, not the daemon's clock: it bounds how often
+//! RocksDB is written, a cost paid in real seconds whatever
+//! `server.clock_speed` says (heat itself is stamped with the clock).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use clock::Clock;
 use heatmap::HeatMap;
 use prometheus::Histogram;
 use tokio_util::sync::CancellationToken;
@@ -14,14 +17,13 @@ use tokio_util::sync::CancellationToken;
 pub struct Deps {
     pub heat: Arc<HeatMap>,
     pub every: Duration,
-    pub clock: Arc<dyn Clock>,
     pub duration: Histogram,
 }
 
 pub async fn run(d: Deps, cancel: CancellationToken) {
     loop {
         tokio::select! {
-            _ = d.clock.sleep(d.every) => {}
+            _ = tokio::time::sleep(d.every) => {}
             _ = cancel.cancelled() => break,
         }
         let heat = d.heat.clone();

@@ -163,7 +163,6 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
         heat_flush::Deps {
             heat: heat.clone(),
             every: config.heat.flush_interval.0,
-            clock: clock.clone(),
             duration: tier_metrics.heat_flush_duration.clone(),
         },
         shutdown.clone(),
@@ -172,7 +171,6 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
         trace_flush::Deps {
             volumes: volumes.clone(),
             every: config.heat.flush_interval.0,
-            clock: clock.clone(),
         },
         shutdown.clone(),
     ));

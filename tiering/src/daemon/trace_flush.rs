@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clock::Clock;
 use tokio_util::sync::CancellationToken;
 
 use crate::volume::Volumes;
@@ -15,13 +14,13 @@ use crate::volume::Volumes;
 pub struct Deps {
     pub volumes: Arc<Volumes>,
     pub every: Duration,
-    pub clock: Arc<dyn Clock>,
 }
 
 pub async fn run(d: Deps, cancel: CancellationToken) {
     loop {
         tokio::select! {
-            _ = d.clock.sleep(d.every) => {}
+            // Real time, as the heat flush: a disk-write cadence.
+            _ = tokio::time::sleep(d.every) => {}
             _ = cancel.cancelled() => break,
         }
         let volumes = d.volumes.clone();

@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::handshake::Session;
 use super::proto::*;
-use policy::access::ReadTracker;
 use crate::error::TierError;
 use crate::volume::Volume;
+use policy::access::ReadTracker;
 
 /// Read buffers a connection keeps for reuse, and the largest kept.
 const POOLED_BUFFERS: usize = 8;

@@ -39,14 +39,14 @@ fn class(t: TieringPolicy) -> ClassConfig {
 /// read-ahead or an earlier fetch cached.
 fn reads() -> Vec<(u64, u64)> {
     vec![
-        (2 * MIB + 4096, 4096),        // random, one frame
-        (2 * MIB + 65536 - 512, 1024), // random, straddles two frames
-        (4 * MIB, 4096),               // random
-        (4 * MIB + 4096, 4096),        // continues: sequential, reads ahead 5 and 6
-        (5 * MIB + 8192, 4096),        // random, but extent 5 is cached now
-        (7 * MIB, MIB),                // large: streams
+        (2 * MIB + 4096, 4096),         // random, one frame
+        (2 * MIB + 65536 - 512, 1024),  // random, straddles two frames
+        (4 * MIB, 4096),                // random
+        (4 * MIB + 4096, 4096),         // continues: sequential, reads ahead 5 and 6
+        (5 * MIB + 8192, 4096),         // random, but extent 5 is cached now
+        (7 * MIB, MIB),                 // large: streams
         (MIB + 100 * 4096, 600 * 1024), // over half an extent
-        (0, 4096),                     // random
+        (0, 4096),                      // random
     ]
 }
 
@@ -90,22 +90,38 @@ fn agree_under(t: TieringPolicy) {
         len: EXTENTS * MIB,
     };
     simv.apply(&write_all, &class(t), &params, &mut counters);
-    simv.pass(1_000, &class(TieringPolicy::All), policy::Fullness::unknown(), &params, &mut counters);
+    simv.pass(
+        1_000,
+        &class(TieringPolicy::All),
+        policy::Fullness::unknown(),
+        &params,
+        &mut counters,
+    );
     assert_eq!(simv.tiered_extents(), (0..EXTENTS).collect::<Vec<_>>());
 
     let mut tracker = ReadTracker::new();
     for (i, (offset, len)) in reads().into_iter().enumerate() {
-        let before_daemon = vol.stats.bytes_fetched.load(std::sync::atomic::Ordering::SeqCst);
+        let before_daemon = vol
+            .stats
+            .bytes_fetched
+            .load(std::sync::atomic::Ordering::SeqCst);
         let sequential = tracker.observe(offset, len);
         let mut buf = vec![0u8; len as usize];
         vol.read(offset, &mut buf, sequential).expect("cold read");
-        assert_eq!(buf, data[offset as usize..(offset + len) as usize], "read {i}");
+        assert_eq!(
+            buf,
+            data[offset as usize..(offset + len) as usize],
+            "read {i}"
+        );
         // Read-ahead runs as tracked tasks: let them finish.
         while engine.tasks().running() > 0 {
             std::thread::yield_now();
         }
         let daemon = Seen {
-            bytes_fetched: vol.stats.bytes_fetched.load(std::sync::atomic::Ordering::SeqCst)
+            bytes_fetched: vol
+                .stats
+                .bytes_fetched
+                .load(std::sync::atomic::Ordering::SeqCst)
                 - before_daemon,
             remote: (0..EXTENTS)
                 .filter(|&e| vol.extent_state(e) == ExtentState::Remote)
