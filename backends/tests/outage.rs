@@ -1,6 +1,8 @@
 //! An emulator stopped mid-test: requests fail as Transient after bounded
 //! retries, and work again once it is back. In its own test binary because it
 //! takes the emulators away from every test running beside it.
+// Measures real elapsed time of real I/O: the wall clock is the point here.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -55,10 +55,7 @@ impl Iterator for Pieces {
             self.next += 1;
             let s = (e << self.shift).max(self.offset);
             // The last extent of the address space ends at u64::MAX.
-            let t = (e + 1)
-                .checked_mul(1u64 << self.shift)
-                .unwrap_or(u64::MAX)
-                .min(self.end);
+            let t = (e + 1).saturating_mul(1u64 << self.shift).min(self.end);
             if t > s {
                 return Some((e, s, t - s));
             }

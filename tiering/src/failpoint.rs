@@ -52,6 +52,9 @@ pub fn hit(name: &str) {
             match p.pause {
                 Some(d) => {
                     eprintln!("failpoint {name}: pausing {} ms", d.as_millis());
+                    // A paused failpoint holds this very thread, as the
+                    // crash tests need; it is off unless a test sets it.
+                    #[allow(clippy::disallowed_methods)]
                     std::thread::sleep(d);
                 }
                 None => {

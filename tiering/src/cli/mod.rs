@@ -337,10 +337,7 @@ fn print_report(v: &Value) {
 }
 
 fn age(ms: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now = clock::Clock::now_ms(&clock::SystemClock);
     if ms == 0 {
         return "never".into();
     }
