@@ -9,8 +9,8 @@
 //!
 //! Invariant: the metric handles are resolved once, when the layer is built
 //! (which creates every known series at 0); a request touches atomics only.
-//! Latency is real time (the system clock), never the injected clock, so a
-//! scaled clock does not inflate it; its resolution is a millisecond.
+//! Latency is real elapsed time ([`clock::Stopwatch`]), never the injected
+//! clock, so a scaled clock does not inflate it.
 //! A listing counts `ok` once when its stream ends without error, and each
 //! error it yields; a listing dropped before its end counts nothing.
 
@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use clock::{Clock, SystemClock};
+use clock::Stopwatch;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
@@ -43,10 +43,10 @@ impl InstrumentedStore {
     }
 
     async fn measure<T>(&self, op: Op, call: impl Future<Output = Result<T>>) -> Result<T> {
-        let started_ms = SystemClock.now_ms();
+        let watch = Stopwatch::start();
         let r = call.await;
         let series = self.series.op(op);
-        series.observe(SystemClock.since(started_ms).as_secs_f64());
+        series.observe(watch.elapsed().as_secs_f64());
         series.count(r.as_ref().map(|_| ()).map_err(|e| e.error_kind()));
         r
     }

@@ -203,7 +203,8 @@ impl Future for ManualSleep {
         if self.now_ms.load(Ordering::SeqCst) >= self.deadline {
             return Poll::Ready(());
         }
-        s.retain(|(_, w)| !w.will_wake(cx.waker()));
+        let deadline = self.deadline;
+        s.retain(|(d, w)| !(*d == deadline && w.will_wake(cx.waker())));
         s.push((self.deadline, cx.waker().clone()));
         Poll::Pending
     }

@@ -153,6 +153,8 @@ impl Volume {
         engine: Arc<Engine>,
         map: ExtentMap,
     ) -> Self {
+        // Its request series exist, at 0, from the start (and go with it).
+        engine.metrics.add_volume(&meta.name);
         Self {
             size: AtomicU64::new(meta.size),
             extent_shift: meta.extent_size.trailing_zeros(),

@@ -326,6 +326,7 @@ impl Volumes {
             tracing::warn!(volume = %name, path = %path.display(), error = %e, "could not remove local tier file");
         }
         self.heat.delete_volume(vol.id())?;
+        vol.engine.metrics.forget_volume(name);
         tracing::info!(volume = %name, "volume deleted");
         Ok(())
     }
