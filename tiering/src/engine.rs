@@ -76,19 +76,21 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine whose I/O and background work run on `tasks`' runtime.
     pub fn new(
         config: Arc<Config>,
         backends: BTreeMap<String, Arc<dyn ObjectStore>>,
-        rt: Handle,
+        tasks: Tasks,
         metrics: TierMetrics,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let rt = tasks.runtime().clone();
         let entries = policy::access::cache_entries(config.tiering.cache_bytes());
         let uploads = config.tiering.max_concurrent_uploads;
         Self {
             config: RwLock::new(config),
             backends: RwLock::new(backends),
-            tasks: Tasks::new(rt.clone()),
+            tasks,
             clock,
             rt,
             cache: Mutex::new(lru::LruCache::new(
@@ -126,10 +128,6 @@ impl Engine {
     pub fn replace(&self, config: Arc<Config>, backends: BTreeMap<String, Arc<dyn ObjectStore>>) {
         *self.backends.write() = backends;
         *self.config.write() = config;
-    }
-
-    pub fn runtime(&self) -> &Handle {
-        &self.rt
     }
 
     /// Runs a future from a blocking thread (the volume I/O path).
@@ -242,14 +240,15 @@ impl Engine {
         .map_err(FetchFailure::Integrity)
     }
 
-    /// The backend a record names, or a Permanent failure naming it.
+    /// [`Engine::backend`] for a fetch: a backend the record names but the
+    /// configuration no longer has is a Permanent backend failure.
     fn fetch_backend(&self, name: &str) -> std::result::Result<Arc<dyn ObjectStore>, FetchFailure> {
-        self.backends.read().get(name).cloned().ok_or_else(|| {
+        self.backend(name).map_err(|e| {
             FetchFailure::Backend(Arc::new(BackendError::Permanent(backends::ErrorContext {
                 backend: name.to_string(),
                 op: "get",
                 key: String::new(),
-                message: "no backend of that name is configured".into(),
+                message: e.to_string(),
             })))
         })
     }
@@ -350,7 +349,7 @@ pub(crate) mod tests {
         Arc::new(Engine::new(
             Arc::new(config),
             backends,
-            rt.handle().clone(),
+            Tasks::new(rt.handle().clone()),
             TierMetrics::unregistered().expect("metric definitions"),
             clock,
         ))
@@ -361,7 +360,7 @@ pub(crate) mod tests {
         let e = Engine::new(
             Arc::new(Config::embedded()),
             BTreeMap::new(),
-            Handle::current(),
+            Tasks::new(Handle::current()),
             TierMetrics::unregistered().expect("metric definitions"),
             Arc::new(clock::ManualClock::new(0)),
         );

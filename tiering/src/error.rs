@@ -101,6 +101,8 @@ pub enum ErrorKind {
     Conflict,
     /// The request itself is wrong (bad argument, name or class).
     InvalidInput,
+    /// The admin API wants its bearer token.
+    Unauthorized,
     /// The configuration cannot be used.
     InvalidConfig,
     /// The object store failed or is unreachable; retrying later may work.
@@ -116,10 +118,11 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 9] = [
+    const ALL: [ErrorKind; 10] = [
         ErrorKind::NotFound,
         ErrorKind::Conflict,
         ErrorKind::InvalidInput,
+        ErrorKind::Unauthorized,
         ErrorKind::InvalidConfig,
         ErrorKind::Unavailable,
         ErrorKind::Corrupt,
@@ -134,6 +137,7 @@ impl ErrorKind {
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
             ErrorKind::InvalidInput => 400,
+            ErrorKind::Unauthorized => 401,
             ErrorKind::InvalidConfig => 422,
             ErrorKind::Unavailable => 502,
             ErrorKind::NoSpace => 507,
@@ -146,7 +150,7 @@ impl ErrorKind {
         let errno = match self {
             ErrorKind::InvalidInput => libc::EINVAL,
             ErrorKind::NoSpace => libc::ENOSPC,
-            ErrorKind::PermissionDenied => libc::EPERM,
+            ErrorKind::PermissionDenied | ErrorKind::Unauthorized => libc::EPERM,
             _ => libc::EIO,
         };
         errno as u32
@@ -154,7 +158,8 @@ impl ErrorKind {
 
     /// The CLI's exit code: 2 for configuration, as `tierd serve` and
     /// `tierd check` have always used it; distinct codes for the rest so
-    /// scripts can tell "not found" from "try again".
+    /// scripts can tell "not found" from "try again" (1 for anything local:
+    /// corrupt data, a full or read-only disk, a bug).
     pub fn exit_code(self) -> u8 {
         match self {
             ErrorKind::InvalidConfig => 2,
@@ -162,6 +167,7 @@ impl ErrorKind {
             ErrorKind::NotFound => 4,
             ErrorKind::Conflict => 5,
             ErrorKind::Unavailable => 6,
+            ErrorKind::Unauthorized => 7,
             ErrorKind::Corrupt | ErrorKind::NoSpace | ErrorKind::PermissionDenied => 1,
             ErrorKind::Internal => 1,
         }
@@ -173,6 +179,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::Conflict => "conflict",
             ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::InvalidConfig => "invalid_config",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Corrupt => "corrupt",

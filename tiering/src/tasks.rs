@@ -70,14 +70,18 @@ impl Tasks {
         self.tracker.spawn_blocking_on(f, &self.rt)
     }
 
+    /// The runtime tasks run on (also where blocking code awaits futures).
+    pub fn runtime(&self) -> &Handle {
+        &self.rt
+    }
+
     /// Tracked tasks still running.
     pub fn running(&self) -> usize {
         self.tracker.len()
     }
 
-    /// Stops taking new tasks' completion into account as "all done" only
-    /// once they end: waits for every tracked task, including those spawned
-    /// while waiting.
+    /// Waits until every tracked task has ended, including tasks spawned
+    /// while waiting (a pass the scan loop starts before it sees the token).
     pub async fn wait(&self) {
         self.tracker.close();
         self.tracker.wait().await;

@@ -1,6 +1,7 @@
 //! The admin API's error body and status: every failure is
-//! `{"error": {"code": ..., "kind": ..., "message": ...}}`, its status and
-//! `kind` from [`ErrorKind`], the crate's one mapping.
+//! `{"error": {"code": ..., "kind": ..., "message": ...}}`; the HTTP status
+//! and `kind` both come from the failure's [`ErrorKind`], the crate's one
+//! mapping, so they cannot disagree.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
@@ -11,52 +12,33 @@ use serde_json::json;
 use crate::error::{ErrorKind, TierError};
 
 pub struct ApiError {
-    status: StatusCode,
+    /// Gives the status, and its name goes to the CLI as its exit code.
+    kind: ErrorKind,
     code: &'static str,
-    /// The [`ErrorKind`]'s name, which the CLI turns into its exit code.
-    kind: &'static str,
     message: String,
 }
 
 impl ApiError {
-    pub(crate) fn new(
-        status: StatusCode,
-        code: &'static str,
-        kind: ErrorKind,
-        message: String,
-    ) -> Self {
+    pub(crate) fn new(kind: ErrorKind, code: &'static str, message: String) -> Self {
         Self {
-            status,
+            kind,
             code,
-            kind: kind.as_str(),
             message,
         }
     }
 
     pub(crate) fn bad_request(code: &'static str, message: String) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            code,
-            kind: ErrorKind::InvalidInput.as_str(),
-            message,
-        }
+        Self::new(ErrorKind::InvalidInput, code, message)
     }
 
     pub(crate) fn internal(code: &'static str, message: String) -> Self {
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code,
-            kind: ErrorKind::Internal.as_str(),
-            message,
-        }
+        Self::new(ErrorKind::Internal, code, message)
     }
 }
 
 impl From<TierError> for ApiError {
     fn from(e: TierError) -> Self {
         let kind = e.kind();
-        let status =
-            StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         // The specific code names the error; the kind (and so the status)
         // comes from the crate's one mapping.
         let code = match &e {
@@ -71,15 +53,10 @@ impl From<TierError> for ApiError {
             TierError::Backend(_) => "backend_error",
             _ => kind.as_str(),
         };
-        if status.is_server_error() {
+        if kind.http_status() >= 500 {
             tracing::error!(error = %e, "API request failed");
         }
-        Self {
-            status,
-            code,
-            kind: kind.as_str(),
-            message: e.to_string(),
-        }
+        Self::new(kind, code, e.to_string())
     }
 }
 
@@ -97,9 +74,14 @@ impl From<QueryRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "kind": self.kind, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let status = StatusCode::from_u16(self.kind.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = json!({"error": {
+            "code": self.code,
+            "kind": self.kind.as_str(),
+            "message": self.message,
+        }});
+        (status, Json(body)).into_response()
     }
 }
 

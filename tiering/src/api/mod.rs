@@ -1,7 +1,8 @@
 //! The admin HTTP API: health, volumes and heat, as JSON.
 //!
-//! Every error is `{"error": {"code": ..., "message": ...}}` with a status that
-//! says whose fault it was; handlers never panic on input.
+//! Every error is `{"error": {"code": ..., "kind": ..., "message": ...}}`
+//! with a status that says whose fault it was (see `error`); handlers never
+//! panic on input.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -189,22 +190,23 @@ async fn pass(
         _ => crate::migrate::run_pass(&vol, &dir),
     };
     // A tracked task either way: shutdown waits for the pass to stop
-    // between extents, whether or not the caller waits for its report.
-    let task = st.engine.tasks().spawn_blocking(job);
-    if wait {
-        let report = task
-            .await
-            .map_err(|e| ApiError::internal("internal", format!("pass task failed: {e}")))??;
-        return Ok(Json(report).into_response());
-    }
-    tokio::spawn(async move {
-        match task.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(volume = %name, error = %e, "{kind} pass failed"),
-            Err(e) => tracing::error!(volume = %name, error = %e, "{kind} pass task failed"),
+    // between extents, whether or not the caller waits for its report. A
+    // caller who does not wait learns of a failure from the log (and from
+    // the volume's last-pass status).
+    let task = st.engine.tasks().spawn_blocking(move || {
+        let r = job();
+        if let (false, Err(e)) = (wait, &r) {
+            tracing::warn!(volume = %name, error = %e, "{kind} pass failed");
         }
+        r
     });
-    Ok((StatusCode::ACCEPTED, Json(json!({"started": kind}))).into_response())
+    if !wait {
+        return Ok((StatusCode::ACCEPTED, Json(json!({"started": kind}))).into_response());
+    }
+    let report = task
+        .await
+        .map_err(|e| ApiError::internal("internal", format!("pass task failed: {e}")))??;
+    Ok(Json(report).into_response())
 }
 
 async fn tier_volume(
@@ -415,9 +417,8 @@ async fn require_token(
         return next.run(req).await;
     }
     let mut r = ApiError::new(
-        StatusCode::UNAUTHORIZED,
+        ErrorKind::Unauthorized,
         "unauthorized",
-        ErrorKind::PermissionDenied,
         "this API needs \"Authorization: Bearer TOKEN\" with the token in server.admin_token_file \
          (the CLI: --token-file or TIERD_TOKEN_FILE)"
             .into(),
@@ -432,9 +433,8 @@ async fn require_token(
 
 async fn not_found() -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
         ErrorKind::NotFound,
+        "not_found",
         "no such endpoint; see /v1/volumes".into(),
     )
 }

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Result, TierError};
 use crate::nbd::NbdServer;
+use crate::tasks::Tasks;
 use crate::volume::Volumes;
 
 /// How long connections, and then passes, get to finish at shutdown.
@@ -80,19 +81,18 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
         .map_err(|e| startup("cannot register metrics", e))?;
     let tier_metrics = crate::metrics::TierMetrics::register(&registry)
         .map_err(|e| startup("cannot register metrics", e))?;
-    let engine = Arc::new(Engine::new(
-        Arc::new(config.clone()),
-        Default::default(),
-        tokio::runtime::Handle::current(),
-        tier_metrics.clone(),
-        clock.clone(),
-    ));
-    let tasks = engine.tasks().clone();
+    let tasks = Tasks::new(tokio::runtime::Handle::current());
     let backend_env = backends::BuildEnv::new(backend_metrics)
         .with_clock(clock.clone())
         .with_cancel(tasks.token());
     let stores = build_backends(&config, &backend_env).await?;
-    engine.replace(Arc::new(config.clone()), stores);
+    let engine = Arc::new(Engine::new(
+        Arc::new(config.clone()),
+        stores,
+        tasks.clone(),
+        tier_metrics.clone(),
+        clock.clone(),
+    ));
     let volumes = Arc::new(Volumes::open(
         db.clone(),
         heat.clone(),

@@ -56,10 +56,6 @@ enum Reply {
     },
 }
 
-fn errno_of(e: &TierError) -> u32 {
-    e.kind().nbd_errno()
-}
-
 /// The errno's label in `tierd_nbd_requests_total`.
 fn errno_name(errno: u32) -> &'static str {
     match errno {
@@ -266,7 +262,7 @@ fn execute_inner(
             );
             Reply::Error {
                 handle,
-                errno: errno_of(&e),
+                errno: e.kind().nbd_errno(),
                 message: e.to_string(),
                 chunk: structured && matches!(req.command, CMD_READ | CMD_BLOCK_STATUS),
             }

@@ -10,11 +10,11 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use policy::Fetch;
+
 use super::Volume;
 use crate::engine::FetchFailure;
 use crate::error::{Result, TierError};
-use policy::Fetch;
-
 use crate::extent_map::{ExtentRecord, ExtentState, RemoteExtent};
 
 fn integrity(vol: &str, extent: u64, key: &str, f: FetchFailure) -> TierError {
@@ -95,6 +95,17 @@ impl Volume {
             }
             Fetch::Frames { first, last } => (first as usize, last as usize),
         };
+        // The plan counts frames from the extent's length; a record holding
+        // fewer is damaged metadata, never a reason to index past its end.
+        if last > rec.frames.len() || first >= last {
+            return Err(TierError::CorruptMetadata {
+                key: format!("extent {}/{e}", self.id()),
+                reason: format!(
+                    "the read needs frames {first}..{last} but the record has {}",
+                    rec.frames.len()
+                ),
+            });
+        }
         let fs = rec.frame_size as u64;
         // Not in the cache, so a miss, even though only some frames are fetched.
         self.engine
