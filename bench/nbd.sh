@@ -7,6 +7,9 @@
 # nbdcopy and 4 KiB random reads at queue depth 16 with fio's nbd engine, then
 # prints a Markdown table of throughputs and ratios (also written to
 # bench/out/nbd.md). Usage: bench/nbd.sh [SIZE_MiB] [FIO_SECONDS] [RUNS]
+# TIERD_BIN=path serves this tierd instead of the fresh release build;
+# TIERD_BEFORE=path adds an earlier tierd build (heat on) as one more server,
+# so a change is measured against the build before it in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-1024}
@@ -18,7 +21,8 @@ rm -rf "$OUT"/tierd-* "$OUT"/*.raw
 
 scripts/deps.sh
 cargo build --release -p tiering --bin tierd >&2
-TIERD=target/release/tierd
+TIERD=${TIERD_BIN:-target/release/tierd}
+BEFORE=${TIERD_BEFORE:-}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pids=()
@@ -40,8 +44,8 @@ p=$(free_port)
 nbdkit -f -i 127.0.0.1 -p "$p" -e vol file "$OUT/nbdkit.raw" & pids+=($!)
 wait_port "$p"; URI[nbdkit]="nbd://127.0.0.1:$p/vol"
 
-start_tierd() { # name heat_enabled
-  local dir="$OUT/tierd-$1" np hp
+start_tierd() { # name heat_enabled [binary]
+  local dir="$OUT/tierd-$1" np hp bin=${3:-$TIERD}
   np=$(free_port); hp=$(free_port)
   mkdir -p "$dir"
   cat > "$dir/tierd.toml" <<TOML
@@ -52,15 +56,19 @@ http_listen = "127.0.0.1:$hp"
 [heat]
 enabled = $2
 TOML
-  TIERD_LOG=warn "$TIERD" serve --config "$dir/tierd.toml" 2> "$dir/log" & pids+=($!)
+  TIERD_LOG=warn "$bin" serve --config "$dir/tierd.toml" 2> "$dir/log" & pids+=($!)
   wait_port "$hp"
-  "$TIERD" volume create vol --size "${SIZE_MIB}MiB" --endpoint "http://127.0.0.1:$hp" >/dev/null
+  "$bin" volume create vol --size "${SIZE_MIB}MiB" --endpoint "http://127.0.0.1:$hp" >/dev/null
   URI[$1]="nbd://127.0.0.1:$np/vol"
 }
 start_tierd tierd-heat true
 start_tierd tierd-noheat false
 
 SERVERS=(qemu-nbd nbdkit tierd-heat tierd-noheat)
+if [ -n "$BEFORE" ]; then
+  start_tierd tierd-before true "$BEFORE"
+  SERVERS+=(tierd-before)
+fi
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 timed() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); echo "$t0 $t1" | awk -v mib="$SIZE_MIB" '{printf "%.1f\n", mib/($2-$1)}'; }
 
@@ -104,6 +112,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
   echo
   echo "Heat tracking cost (tierd heat on ÷ off): write $(ratio "${WRITE[tierd-heat]}" "${WRITE[tierd-noheat]}"), read $(ratio "${READ[tierd-heat]}" "${READ[tierd-noheat]}"), random read $(ratio "${IOPS[tierd-heat]}" "${IOPS[tierd-noheat]}")."
   echo "Random read heat on ÷ off, run by run (each pair back to back): $(paste -d' ' <(tr ' ' '\n' <<<"${IS[tierd-heat]}" | grep .) <(tr ' ' '\n' <<<"${IS[tierd-noheat]}" | grep .) | awk '{printf "%s%.2f", sep, $1/$2; sep=", "}')."
+  if [ -n "$BEFORE" ]; then
+    echo "This build ÷ the earlier build (heat on both): write $(ratio "${WRITE[tierd-heat]}" "${WRITE[tierd-before]}"), read $(ratio "${READ[tierd-heat]}" "${READ[tierd-before]}"), random read $(ratio "${IOPS[tierd-heat]}" "${IOPS[tierd-before]}")."
+  fi
   echo
   echo "Image ${SIZE_MIB} MiB of random data; median of ${RUNS} runs; fio ${FIO_SECS} s per run; $(nproc) cores; $(date -u +%Y-%m-%d)."
 } | tee "$OUT/nbd.md"

@@ -7,6 +7,7 @@
 #   - 4 KiB random reads of cold data, QD1  vs  plain 4 KiB ranged GETs (p50, p99)
 #   - the daemon's RSS while serving a 1 TiB sparse volume (262,144 extents)
 # Usage: bench/tiering.sh [SIZE_MiB]
+# TIERD_BIN=path measures that tierd build instead of the fresh release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${TIERD_S3_ENDPOINT:-}" ]; then
@@ -18,7 +19,7 @@ fi
 SIZE_MIB=${1:-1024}
 OUT=bench/out; mkdir -p "$OUT"; rm -rf "$OUT/tiering"; mkdir -p "$OUT/tiering"
 W="$OUT/tiering"
-TIERD=target/release/tierd
+TIERD=${TIERD_BIN:-target/release/tierd}
 PY=$TIERD_EMU_PYTHON
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 NP=$(free_port); HP=$(free_port)

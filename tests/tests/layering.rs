@@ -309,3 +309,54 @@ fn the_checker_sees_a_cycle_when_there_is_one() {
     assert!(named.contains(&("crate::volume".into(), 1)), "{named:?}");
     assert!(named.contains(&("crate::engine::f".into(), 2)), "{named:?}");
 }
+
+fn manifest(krate: &str) -> toml::Table {
+    let text = std::fs::read_to_string(workspace().join(krate).join("Cargo.toml"))
+        .expect("read Cargo.toml");
+    toml::from_str(&text).expect("parse Cargo.toml")
+}
+
+fn dependencies(krate: &str) -> toml::Table {
+    manifest(krate)
+        .get("dependencies")
+        .and_then(|d| d.as_table())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn without_default_features(dep: &toml::Value) -> bool {
+    dep.get("default-features").and_then(|v| v.as_bool()) == Some(false)
+}
+
+#[test]
+fn the_pure_crates_depend_on_nothing_that_does_io() {
+    // policy: heatmap's pure code, serde and thiserror, nothing else.
+    let policy = dependencies("policy");
+    let names: BTreeSet<&str> = policy.keys().map(String::as_str).collect();
+    assert_eq!(names, BTreeSet::from(["heatmap", "serde", "thiserror"]));
+    assert!(
+        without_default_features(&policy["heatmap"]),
+        "policy takes heatmap without its store"
+    );
+    // heatmap without its default `store` feature needs only serde: every
+    // other dependency (RocksDB, the clock, locks, logging) is optional.
+    for (name, dep) in dependencies("heatmap") {
+        let optional = dep.get("optional").and_then(|v| v.as_bool()) == Some(true);
+        assert!(
+            name == "serde" || optional,
+            "heatmap's {name} is not behind the store feature"
+        );
+    }
+    // sim: never the daemon crate, nor the runtime or the database.
+    let sim = dependencies("sim");
+    for daemon_side in ["tiering", "tokio", "rocksdb", "backends", "clock"] {
+        assert!(
+            !sim.contains_key(daemon_side),
+            "sim depends on {daemon_side}"
+        );
+    }
+    assert!(
+        without_default_features(&sim["heatmap"]),
+        "sim takes heatmap without its store"
+    );
+}
