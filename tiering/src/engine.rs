@@ -355,6 +355,54 @@ pub(crate) mod tests {
         ))
     }
 
+    fn failure(kind: &str) -> BackendError {
+        let ctx = backends::ErrorContext {
+            backend: "b".into(),
+            op: "get",
+            key: "k".into(),
+            message: kind.into(),
+        };
+        match kind {
+            "missing" => BackendError::NotFound(ctx),
+            _ => BackendError::Transient(ctx),
+        }
+    }
+
+    #[test]
+    fn the_breaker_opens_after_failures_and_closes_after_its_pause_on_the_clock() {
+        let clock = Arc::new(clock::ManualClock::new(1_000_000));
+        let e = engine_on(clock.clone());
+        let limit = e.config().tiering.breaker_failures;
+        let pause = e.config().tiering.breaker_pause.0;
+        // Missing objects say nothing about the backend's health.
+        for _ in 0..limit * 2 {
+            e.record_backend_result("b", Err(&failure("missing")));
+        }
+        assert_eq!(e.breaker_open("b"), None);
+        for _ in 0..limit - 1 {
+            e.record_backend_result("b", Err(&failure("timeout")));
+        }
+        assert_eq!(e.breaker_open("b"), None, "one failure short of the limit");
+        e.record_backend_result("b", Err(&failure("timeout")));
+        let why = e.breaker_open("b").expect("open at the limit");
+        assert!(
+            why.contains("timeout") && why.contains(&format!("{limit} consecutive")),
+            "{why}"
+        );
+        // Time moves on the engine's clock, not the wall's.
+        clock.advance(pause - Duration::from_millis(1));
+        assert!(e.breaker_open("b").is_some());
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(e.breaker_open("b"), None);
+        // A success (an upload or a read) resets the count.
+        for _ in 0..limit - 1 {
+            e.record_backend_result("b", Err(&failure("timeout")));
+        }
+        e.record_backend_result("b", Ok(()));
+        e.record_backend_result("b", Err(&failure("timeout")));
+        assert_eq!(e.breaker_open("b"), None);
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn generations_strictly_increase() {
         let e = Engine::new(
