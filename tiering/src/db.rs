@@ -1,7 +1,9 @@
 //! The one RocksDB database of a tierd data directory and its column families.
 //!
 //! `volumes` maps a volume name to its metadata; `meta` holds counters such as
-//! the next volume id; `extents` is the extent map (see `extent_map`); `heat` belongs to the heatmap crate. Metadata writes are
+//! the next volume id; `extents` is the extent map (see `extent_map`);
+//! `layers` describes the layers snapshots and clones are made of (see
+//! `volume::layer`); `heat` belongs to the heatmap crate. Metadata writes are
 //! synced: a volume that was reported created survives a crash.
 
 use std::path::Path;
@@ -21,6 +23,7 @@ impl From<rocksdb::Error> for DbError {
 pub const CF_VOLUMES: &str = "volumes";
 pub const CF_META: &str = "meta";
 pub const CF_EXTENTS: &str = "extents";
+pub const CF_LAYERS: &str = "layers";
 
 /// Opens (creating if needed) the database under `dir`.
 pub fn open(dir: &Path, heat: &HeatConfig) -> Result<Arc<DB>> {
@@ -32,6 +35,7 @@ pub fn open(dir: &Path, heat: &HeatConfig) -> Result<Arc<DB>> {
         ColumnFamilyDescriptor::new(CF_VOLUMES, Options::default()),
         ColumnFamilyDescriptor::new(CF_META, Options::default()),
         ColumnFamilyDescriptor::new(CF_EXTENTS, Options::default()),
+        ColumnFamilyDescriptor::new(CF_LAYERS, Options::default()),
         HeatMap::column_family(heat),
     ];
     DB::open_cf_descriptors(&opts, dir, cfs)

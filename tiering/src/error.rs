@@ -30,6 +30,18 @@ pub enum TierError {
     InvalidArgument(String),
     #[error("unknown storage class {class:?} (configured classes: {known})")]
     UnknownClass { class: String, known: String },
+    #[error("volume {volume:?} has no snapshot {snapshot:?}{}", known_list(.known))]
+    SnapshotNotFound {
+        volume: String,
+        snapshot: String,
+        known: Vec<String>,
+    },
+    #[error("volume {volume:?} already has a snapshot {snapshot:?}")]
+    SnapshotExists { volume: String, snapshot: String },
+    #[error("export {export:?} is a snapshot: it is read-only")]
+    ReadOnly { export: String },
+    #[error("volume {volume:?} has clones ({}) that read data its snapshots share; delete them first, or pass keep_clones (CLI: --keep-clones) to delete it and its snapshots while the clones keep that data", .clones.join(", "))]
+    HasClones { volume: String, clones: Vec<String> },
     #[error("volume {volume:?} is in use by {connections} NBD connection(s); disconnect them or pass force")]
     VolumeBusy { volume: String, connections: usize },
     #[error("volume {volume:?}: {op} on {path}: {source}")]
@@ -91,6 +103,14 @@ pub enum TierError {
 }
 
 pub type Result<T, E = TierError> = std::result::Result<T, E>;
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() {
+        " (it has none)".into()
+    } else {
+        format!(" (snapshots: {})", known.join(", "))
+    }
+}
 
 /// What kind of failure an error is, for every interface alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,10 +220,15 @@ impl TierError {
     pub fn kind(&self) -> ErrorKind {
         use backends::BackendError as B;
         match self {
-            TierError::VolumeNotFound(_) => ErrorKind::NotFound,
-            TierError::VolumeExists(_) | TierError::VolumeBusy { .. } | TierError::Busy { .. } => {
-                ErrorKind::Conflict
+            TierError::VolumeNotFound(_) | TierError::SnapshotNotFound { .. } => {
+                ErrorKind::NotFound
             }
+            TierError::VolumeExists(_)
+            | TierError::VolumeBusy { .. }
+            | TierError::Busy { .. }
+            | TierError::SnapshotExists { .. }
+            | TierError::HasClones { .. } => ErrorKind::Conflict,
+            TierError::ReadOnly { .. } => ErrorKind::PermissionDenied,
             TierError::InvalidName { .. }
             | TierError::InvalidArgument(_)
             | TierError::UnknownClass { .. } => ErrorKind::InvalidInput,

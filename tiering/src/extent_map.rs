@@ -1,21 +1,31 @@
-//! Where each extent's data lives: the local tier, an object in the backend, or
-//! nowhere because it is all zeros.
+//! Where each extent of one layer keeps its data: the layer's local file, an
+//! object in the backend, nowhere because it is all zeros, or (in a layer on
+//! top of another, see `volume::layer`) the layer below, for all of the extent
+//! or for the blocks this layer does not hold.
 //!
 //! Invariant: an extent is either local, or remote with a committed key, never
-//! neither. An extent with no record is local. A record is written (synced)
-//! only after its object's upload was confirmed, and the local copy is punched
-//! only after that write; a record is removed only after the data is back in
-//! the local file (or was overwritten there). RocksDB holds the records
-//! (column family `extents`, key `volume id ++ extent index`); memory holds one
-//! state byte per extent so the I/O path decides without touching RocksDB.
+//! neither. An extent with no record is local in a bottom layer and inherited
+//! in a layer with a parent. A remote record is written (synced) only after
+//! its object's upload was confirmed, and the local copy is punched only after
+//! that write; a remote record is removed only after the data is back in the
+//! local file (or was overwritten there). Which blocks a partial extent holds
+//! is persisted only after those blocks are durable in the file (at flush), so
+//! a crash can lose an unflushed write, as a disk's write cache may, but never
+//! expose a block the file does not hold. RocksDB holds the records (column
+//! family `extents`, key `layer id ++ extent index`); memory holds one state
+//! byte per extent, and the block sets of partial extents, so the I/O path
+//! decides without touching RocksDB.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
+use parking_lot::{Mutex, RwLock};
 use rocksdb::{IteratorMode, WriteBatch, DB};
 
 pub use policy::{Compression, ExtentState};
 
+use crate::blocks::Blocks;
 use crate::db::{self, CF_EXTENTS};
 use crate::error::{Result, TierError};
 
@@ -60,16 +70,74 @@ pub enum ExtentRecord {
     Remote(RemoteExtent),
     /// All zeros: no object, the local range is a hole.
     Zero,
+    /// All of it in this layer's file (the default of a bottom layer, which
+    /// therefore never stores it).
+    Local,
+    /// These blocks in this layer's file, the rest in the layer below.
+    Partial(Blocks),
 }
 
 const VERSION: u8 = 1;
 const KIND_REMOTE: u8 = 1;
 const KIND_ZERO: u8 = 2;
+const KIND_LOCAL: u8 = 3;
+const KIND_PARTIAL: u8 = 4;
+
+/// Where one extent of a layer is, as the I/O path sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Slot {
+    Local = 0,
+    Remote = 1,
+    Zero = 2,
+    /// Nothing here: the layer below has it all.
+    Inherit = 3,
+    /// Some blocks here (see the extent's [`Blocks`]), the rest below.
+    Partial = 4,
+}
+
+impl Slot {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Slot::Remote,
+            2 => Slot::Zero,
+            3 => Slot::Inherit,
+            4 => Slot::Partial,
+            _ => Slot::Local,
+        }
+    }
+
+    /// The state the policy and the reports see. Inherited and partial
+    /// extents read through the layer below; the policy counts them as
+    /// local data it may not move as a whole (see `placements`).
+    pub fn view(self) -> ExtentState {
+        match self {
+            Slot::Remote => ExtentState::Remote,
+            Slot::Zero => ExtentState::Zero,
+            Slot::Local | Slot::Inherit | Slot::Partial => ExtentState::Local,
+        }
+    }
+}
 
 impl ExtentRecord {
+    fn slot(&self) -> Slot {
+        match self {
+            ExtentRecord::Remote(_) => Slot::Remote,
+            ExtentRecord::Zero => Slot::Zero,
+            ExtentRecord::Local => Slot::Local,
+            ExtentRecord::Partial(_) => Slot::Partial,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         match self {
             ExtentRecord::Zero => vec![VERSION, KIND_ZERO],
+            ExtentRecord::Local => vec![VERSION, KIND_LOCAL],
+            ExtentRecord::Partial(b) => {
+                let mut v = vec![VERSION, KIND_PARTIAL];
+                b.encode(&mut v);
+                v
+            }
             ExtentRecord::Remote(r) => {
                 let mut v = Vec::with_capacity(32 + r.key.len() + r.frames.len() * 12);
                 v.push(VERSION);
@@ -131,6 +199,10 @@ impl ExtentRecord {
         }
         match r.u8()? {
             KIND_ZERO => Ok(ExtentRecord::Zero),
+            KIND_LOCAL => Ok(ExtentRecord::Local),
+            KIND_PARTIAL => Blocks::decode(r.0)
+                .map(ExtentRecord::Partial)
+                .ok_or_else(|| "bad block set".to_string()),
             KIND_REMOTE => {
                 let generation = r.u64()?;
                 let checksum = r.u64()?;
@@ -179,48 +251,83 @@ pub fn extent_key(volume: u64, extent: u64) -> [u8; 16] {
     k
 }
 
-/// One volume's extent map.
+/// One layer's extent map.
 #[derive(Debug)]
 pub struct ExtentMap {
     db: Arc<DB>,
-    volume: u64,
+    layer: u64,
     states: Vec<AtomicU8>,
+    /// A layer with a parent inherits what it has no record for.
+    has_parent: bool,
+    blocks_per_extent: u32,
+    /// The block sets of partial extents (present before the slot says partial).
+    partial: RwLock<HashMap<u64, Arc<Blocks>>>,
+    /// Partial extents whose block set changed since the last flush.
+    dirty: Mutex<BTreeSet<u64>>,
+    /// Held by a flush while it persists block sets, and by anything that
+    /// takes an extent out of the partial state, so a flush never writes a
+    /// stale block set over a newer record.
+    commit: Mutex<()>,
 }
 
 impl ExtentMap {
-    /// Loads the records of `volume` (which has `extents` extents).
-    pub fn load(db: Arc<DB>, volume: u64, extents: u64) -> Result<Self> {
-        let states: Vec<AtomicU8> = (0..extents)
-            .map(|_| AtomicU8::new(ExtentState::Local as u8))
-            .collect();
+    /// Loads the records of `layer` (which has `extents` extents of
+    /// `blocks_per_extent` blocks). `has_parent`: extents with no record are
+    /// inherited rather than local.
+    pub fn load(
+        db: Arc<DB>,
+        layer: u64,
+        extents: u64,
+        blocks_per_extent: u32,
+        has_parent: bool,
+    ) -> Result<Self> {
+        let default = if has_parent {
+            Slot::Inherit
+        } else {
+            Slot::Local
+        };
+        let states: Vec<AtomicU8> = (0..extents).map(|_| AtomicU8::new(default as u8)).collect();
+        let mut partial = HashMap::new();
         {
             let cf = db::cf(&db, CF_EXTENTS)?;
-            let start = extent_key(volume, 0);
+            let start = extent_key(layer, 0);
             for item in db.iterator_cf(cf, IteratorMode::From(&start, rocksdb::Direction::Forward))
             {
                 let (k, v) = item.map_err(|source| TierError::Db {
                     op: "iterate extents",
                     source: source.into(),
                 })?;
-                if k.len() != 16 || k[..8] != volume.to_be_bytes() {
+                if k.len() != 16 || k[..8] != layer.to_be_bytes() {
                     break;
                 }
                 let extent = u64::from_be_bytes(k[8..16].try_into().unwrap_or_default());
                 let rec =
                     ExtentRecord::decode(&v).map_err(|reason| TierError::CorruptMetadata {
-                        key: format!("extent {volume}/{extent}"),
+                        key: format!("extent {layer}/{extent}"),
                         reason,
                     })?;
                 if let Some(s) = states.get(extent as usize) {
-                    let st = match rec {
-                        ExtentRecord::Remote(_) => ExtentState::Remote,
-                        ExtentRecord::Zero => ExtentState::Zero,
-                    };
-                    s.store(st as u8, Ordering::SeqCst);
+                    s.store(rec.slot() as u8, Ordering::SeqCst);
+                    if let ExtentRecord::Partial(b) = rec {
+                        partial.insert(extent, Arc::new(b));
+                    }
                 }
             }
         }
-        Ok(Self { db, volume, states })
+        Ok(Self {
+            db,
+            layer,
+            states,
+            has_parent,
+            blocks_per_extent,
+            partial: RwLock::new(partial),
+            dirty: Mutex::new(BTreeSet::new()),
+            commit: Mutex::new(()),
+        })
+    }
+
+    pub fn layer(&self) -> u64 {
+        self.layer
     }
 
     pub fn len(&self) -> u64 {
@@ -231,22 +338,130 @@ impl ExtentMap {
         self.states.is_empty()
     }
 
-    pub fn state(&self, extent: u64) -> ExtentState {
+    pub fn has_parent(&self) -> bool {
+        self.has_parent
+    }
+
+    pub fn blocks_per_extent(&self) -> u32 {
+        self.blocks_per_extent
+    }
+
+    pub fn slot(&self, extent: u64) -> Slot {
         self.states
             .get(extent as usize)
-            .map(|s| ExtentState::from_u8(s.load(Ordering::SeqCst)))
-            .unwrap_or(ExtentState::Local)
+            .map(|s| Slot::from_u8(s.load(Ordering::SeqCst)))
+            .unwrap_or(if self.has_parent {
+                Slot::Inherit
+            } else {
+                Slot::Local
+            })
+    }
+
+    /// The policy's view of the extent's state.
+    pub fn state(&self, extent: u64) -> ExtentState {
+        self.slot(extent).view()
+    }
+
+    fn set_slot(&self, extent: u64, slot: Slot) {
+        if let Some(s) = self.states.get(extent as usize) {
+            s.store(slot as u8, Ordering::SeqCst);
+        }
+    }
+
+    /// The blocks a partial extent holds here.
+    pub fn blocks(&self, extent: u64) -> Option<Arc<Blocks>> {
+        self.partial.read().get(&extent).cloned()
+    }
+
+    /// Notes that blocks `first..last` of `extent` are now written in this
+    /// layer's file (an inherited extent becomes partial). In memory only,
+    /// until [`ExtentMap::flush_blocks`]. Call with the extent's stripe held.
+    pub fn hold_blocks(&self, extent: u64, first: u32, last: u32) {
+        let blocks = {
+            let existing = self.partial.read().get(&extent).cloned();
+            match existing {
+                Some(b) => b,
+                None => self
+                    .partial
+                    .write()
+                    .entry(extent)
+                    .or_insert_with(|| Arc::new(Blocks::new(self.blocks_per_extent)))
+                    .clone(),
+            }
+        };
+        blocks.insert_range(first, last);
+        if let Some(s) = self.states.get(extent as usize) {
+            let _ = s.compare_exchange(
+                Slot::Inherit as u8,
+                Slot::Partial as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+        }
+        self.dirty.lock().insert(extent);
+    }
+
+    /// Whether a flush has block sets to persist.
+    pub fn has_unflushed_blocks(&self) -> bool {
+        !self.dirty.lock().is_empty()
+    }
+
+    /// Persists the block sets written since the last call. `sync_data` must
+    /// make the layer's file durable; it runs after the sets are copied and
+    /// before they are written, so every block a persisted set names is on
+    /// disk. A set that became full is persisted as a local extent.
+    pub fn flush_blocks(&self, sync_data: impl FnOnce() -> Result<()>) -> Result<()> {
+        let _c = self.commit.lock();
+        let extents = std::mem::take(&mut *self.dirty.lock());
+        let copies: Vec<(u64, Blocks)> = {
+            let partial = self.partial.read();
+            extents
+                .iter()
+                .filter(|&&e| self.slot(e) == Slot::Partial)
+                .filter_map(|&e| partial.get(&e).map(|b| (e, b.copy())))
+                .collect()
+        };
+        let restore = |extents: BTreeSet<u64>| self.dirty.lock().extend(extents);
+        if let Err(e) = sync_data() {
+            restore(extents);
+            return Err(e);
+        }
+        if copies.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        let cf = db::cf(&self.db, CF_EXTENTS)?;
+        for (e, b) in &copies {
+            let rec = if b.is_full() {
+                ExtentRecord::Local
+            } else {
+                ExtentRecord::Partial(b.clone())
+            };
+            batch.put_cf(cf, extent_key(self.layer, *e), rec.encode());
+        }
+        if let Err(e) = db::write_synced(&self.db, batch) {
+            restore(extents);
+            return Err(e);
+        }
+        let mut partial = self.partial.write();
+        for (e, b) in copies {
+            if b.is_full() && self.slot(e) == Slot::Partial {
+                self.set_slot(e, Slot::Local);
+                partial.remove(&e);
+            }
+        }
+        Ok(())
     }
 
     /// The persisted record, if the extent is not local.
     pub fn record(&self, extent: u64) -> Result<Option<ExtentRecord>> {
         let cf = db::cf(&self.db, CF_EXTENTS)?;
-        match self.db.get_cf(cf, extent_key(self.volume, extent)) {
+        match self.db.get_cf(cf, extent_key(self.layer, extent)) {
             Ok(Some(v)) => {
                 ExtentRecord::decode(&v)
                     .map(Some)
                     .map_err(|reason| TierError::CorruptMetadata {
-                        key: format!("extent {}/{extent}", self.volume),
+                        key: format!("extent {}/{extent}", self.layer),
                         reason,
                     })
             }
@@ -260,52 +475,113 @@ impl ExtentMap {
 
     /// Durably records that `extent` now lives in `rec`.
     pub fn commit(&self, extent: u64, rec: &ExtentRecord) -> Result<()> {
+        let _c = self.commit.lock();
         let mut batch = WriteBatch::default();
         batch.put_cf(
             db::cf(&self.db, CF_EXTENTS)?,
-            extent_key(self.volume, extent),
+            extent_key(self.layer, extent),
             rec.encode(),
         );
         db::write_synced(&self.db, batch)?;
-        let st = match rec {
-            ExtentRecord::Remote(_) => ExtentState::Remote,
-            ExtentRecord::Zero => ExtentState::Zero,
-        };
-        if let Some(s) = self.states.get(extent as usize) {
-            s.store(st as u8, Ordering::SeqCst);
+        self.set_slot(extent, rec.slot());
+        match rec {
+            ExtentRecord::Partial(b) => {
+                self.partial.write().insert(extent, Arc::new(b.clone()));
+            }
+            _ => {
+                self.partial.write().remove(&extent);
+            }
         }
         Ok(())
     }
 
-    /// Durably records that `extent` is local again.
+    /// Durably records that `extent` is wholly in this layer's file again.
     pub fn make_local(&self, extent: u64) -> Result<()> {
+        if self.has_parent {
+            return self.commit(extent, &ExtentRecord::Local);
+        }
+        let _c = self.commit.lock();
         let mut batch = WriteBatch::default();
         batch.delete_cf(
             db::cf(&self.db, CF_EXTENTS)?,
-            extent_key(self.volume, extent),
+            extent_key(self.layer, extent),
         );
         db::write_synced(&self.db, batch)?;
-        if let Some(s) = self.states.get(extent as usize) {
-            s.store(ExtentState::Local as u8, Ordering::SeqCst);
-        }
+        self.set_slot(extent, Slot::Local);
+        self.partial.write().remove(&extent);
         Ok(())
     }
 
-    /// Extents per state.
+    /// Durably forgets what this layer holds of `extent`, which then reads
+    /// from the layer below: for a layer's data no one can see any more.
+    pub fn forget(&self, extent: u64) -> Result<()> {
+        let _c = self.commit.lock();
+        let mut batch = WriteBatch::default();
+        let cf = db::cf(&self.db, CF_EXTENTS)?;
+        if self.has_parent {
+            batch.delete_cf(cf, extent_key(self.layer, extent));
+        } else {
+            // A bottom layer has nothing below: what no one sees is zeros.
+            batch.put_cf(
+                cf,
+                extent_key(self.layer, extent),
+                ExtentRecord::Zero.encode(),
+            );
+        }
+        db::write_synced(&self.db, batch)?;
+        self.set_slot(
+            extent,
+            if self.has_parent {
+                Slot::Inherit
+            } else {
+                Slot::Zero
+            },
+        );
+        self.partial.write().remove(&extent);
+        Ok(())
+    }
+
+    /// Extents per state (local, remote, zero), inherited and partial ones
+    /// counted as local.
     pub fn counts(&self) -> [u64; 3] {
         let mut c = [0u64; 3];
         for s in &self.states {
-            c[s.load(Ordering::Relaxed).min(2) as usize] += 1;
+            c[Slot::from_u8(s.load(Ordering::Relaxed)).view() as usize] += 1;
         }
         c
     }
 
-    /// Grows the map after the volume grew; new extents are local.
+    /// Extents per slot: local, remote, zero, inherited, partial.
+    pub fn slot_counts(&self) -> [u64; 5] {
+        let mut c = [0u64; 5];
+        for s in &self.states {
+            c[Slot::from_u8(s.load(Ordering::Relaxed)) as usize] += 1;
+        }
+        c
+    }
+
+    /// Grows the map after the volume grew; new extents are local in a bottom
+    /// layer and inherited (zeros beyond the parent's end) otherwise.
     pub fn grow(&mut self, extents: u64) {
+        let default = if self.has_parent {
+            Slot::Inherit
+        } else {
+            Slot::Local
+        };
         while (self.states.len() as u64) < extents {
-            self.states.push(AtomicU8::new(ExtentState::Local as u8));
+            self.states.push(AtomicU8::new(default as u8));
         }
     }
+}
+
+/// Removes every record of `layer` (in `batch`).
+pub fn delete_layer(db: &DB, batch: &mut WriteBatch, layer: u64) -> Result<()> {
+    batch.delete_range_cf(
+        db::cf(db, CF_EXTENTS)?,
+        extent_key(layer, 0),
+        extent_key(layer, u64::MAX),
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -333,10 +609,15 @@ mod tests {
             ],
         });
         assert_eq!(ExtentRecord::decode(&r.encode()).unwrap(), r);
-        assert_eq!(
-            ExtentRecord::decode(&ExtentRecord::Zero.encode()).unwrap(),
-            ExtentRecord::Zero
-        );
+        let blocks = Blocks::new(256);
+        blocks.insert_range(10, 20);
+        for rec in [
+            ExtentRecord::Zero,
+            ExtentRecord::Local,
+            ExtentRecord::Partial(blocks),
+        ] {
+            assert_eq!(ExtentRecord::decode(&rec.encode()).unwrap(), rec);
+        }
         let enc = r.encode();
         assert!(ExtentRecord::decode(&enc[..enc.len() - 1]).is_err());
         if let ExtentRecord::Remote(r) = r {

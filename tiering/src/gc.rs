@@ -1,6 +1,8 @@
-//! Garbage collection of objects no extent record refers to: uploads dropped
-//! because a write won, generations replaced by newer ones, extents trimmed or
-//! rewritten, volumes deleted. An object younger than the grace period is kept,
+//! Garbage collection of objects no extent record of any layer refers to:
+//! uploads dropped because a write won, generations replaced by newer ones,
+//! extents trimmed or rewritten, volumes, snapshots and layers deleted. An
+//! object a snapshot or clone still reads through stays: its layer's record
+//! refers to it. An object younger than the grace period is kept,
 //! since its upload may be about to commit; its age is read from the
 //! generation in its key (milliseconds since the epoch).
 
@@ -15,7 +17,7 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::extent_map::ExtentRecord;
 use crate::migrate::parse_key;
-use crate::volume::{Volume, Volumes};
+use crate::volume::{Layer, Volumes};
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct GcReport {
@@ -34,8 +36,13 @@ pub async fn collect(
     now_ms: u64,
     grace: Duration,
 ) -> Result<GcReport> {
-    let by_id: HashMap<u64, Arc<Volume>> =
-        volumes.list().into_iter().map(|v| (v.id(), v)).collect();
+    // Keys name the layer that uploaded them: a volume's, or a snapshot's,
+    // or a frozen layer a clone still reads through.
+    let by_id: HashMap<u64, Arc<Layer>> = volumes
+        .all_layers()
+        .into_iter()
+        .map(|l| (l.id(), l))
+        .collect();
     let config = engine.config();
     let mut report = GcReport::default();
     for name in config.backends.keys() {
@@ -51,14 +58,14 @@ pub async fn collect(
                 }
             };
             report.listed += 1;
-            let Some((vid, extent, generation)) = parse_key(&meta.key) else {
+            let Some((layer, extent, generation)) = parse_key(&meta.key) else {
                 // Not ours (or not in our layout): never touch it.
                 report.foreign += 1;
                 continue;
             };
-            let referenced = match by_id.get(&vid) {
-                Some(v) => {
-                    let rec = v.map.read().record(extent)?;
+            let referenced = match by_id.get(&layer) {
+                Some(l) => {
+                    let rec = l.map.read().record(extent)?;
                     matches!(rec, Some(ExtentRecord::Remote(r)) if r.key == meta.key && r.backend == *name)
                 }
                 None => false,

@@ -11,6 +11,7 @@
 //! `metrics`, `failpoint`, `error`.
 
 pub mod api;
+pub mod blocks;
 pub mod check;
 pub mod cli;
 pub mod codec;

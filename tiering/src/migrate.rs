@@ -21,9 +21,9 @@ use crate::codec;
 use policy::{ClassConfig, ExtentState, ExtentView, Fullness};
 
 use crate::error::{Result, TierError};
-use crate::extent_map::{ExtentRecord, RemoteExtent};
+use crate::extent_map::{ExtentRecord, RemoteExtent, Slot};
 use crate::failpoint;
-use crate::volume::Volume;
+use crate::volume::{Layer, Volume};
 
 /// Where an extent is: its index, its state, and whether its range of the
 /// local file holds data.
@@ -58,12 +58,14 @@ pub struct PassReport {
     pub seconds: f64,
 }
 
-/// The object key of one upload; GC parses it back.
-pub fn object_key(volume: u64, extent: u64, generation: u64) -> String {
-    format!("{volume:016x}/{extent:012x}/{generation:016x}")
+/// The object key of one upload of a layer's extent; GC parses it back. (A
+/// volume's first layer has the volume's id, so keys from before layers
+/// existed read the same way.)
+pub fn object_key(layer: u64, extent: u64, generation: u64) -> String {
+    format!("{layer:016x}/{extent:012x}/{generation:016x}")
 }
 
-/// (volume, extent, generation) of a key written by [`object_key`].
+/// (layer, extent, generation) of a key written by [`object_key`].
 pub fn parse_key(key: &str) -> Option<(u64, u64, u64)> {
     let mut it = key.split('/');
     let v = u64::from_str_radix(it.next()?, 16).ok()?;
@@ -73,7 +75,8 @@ pub fn parse_key(key: &str) -> Option<(u64, u64, u64)> {
 }
 
 impl Volume {
-    /// Moves extent `e` to `store` (named `backend`) under `class`.
+    /// Moves extent `e` of the top layer to `store` (named `backend`) under
+    /// `class`.
     pub fn tier_extent(
         &self,
         e: u64,
@@ -81,31 +84,45 @@ impl Volume {
         backend: &str,
         store: &Arc<dyn ObjectStore>,
     ) -> Result<Outcome> {
-        let stripe = self.stripe(e);
+        self.tier_layer_extent(&self.top(), e, class, backend, store)
+    }
+
+    /// Moves extent `e` of `layer` (the top layer, or a frozen one below it)
+    /// to `store`. Only an extent the layer holds whole moves.
+    pub(crate) fn tier_layer_extent(
+        &self,
+        layer: &Layer,
+        e: u64,
+        class: &ClassConfig,
+        backend: &str,
+        store: &Arc<dyn ObjectStore>,
+    ) -> Result<Outcome> {
+        let stripe = layer.stripe(e);
         let (start, len) = self.extent_range(e);
         let (seq0, data) = {
             let _g = stripe.lock.read();
-            if self.map.read().state(e) != ExtentState::Local {
+            if layer.map.read().slot(e) != Slot::Local {
                 return Ok(Outcome::NotLocal);
             }
             let seq0 = stripe.seq.load(Ordering::SeqCst);
             let mut data = vec![0u8; len as usize];
-            self.tier
+            layer
+                .tier
                 .read_at(&mut data, start)
-                .map_err(|err| self.io_err("read for tiering", err))?;
+                .map_err(|err| self.layer_err(layer, "read for tiering", err))?;
             (seq0, data)
         };
         if data.iter().all(|&b| b == 0) {
             let _g = stripe.lock.write();
-            if stripe.seq.load(Ordering::SeqCst) != seq0
-                || self.map.read().state(e) != ExtentState::Local
+            if stripe.seq.load(Ordering::SeqCst) != seq0 || layer.map.read().slot(e) != Slot::Local
             {
                 return Ok(Outcome::Raced);
             }
-            self.map.read().commit(e, &ExtentRecord::Zero)?;
-            self.tier
+            layer.map.read().commit(e, &ExtentRecord::Zero)?;
+            layer
+                .tier
                 .punch_hole(start, len)
-                .map_err(|err| self.io_err("punch", err))?;
+                .map_err(|err| self.layer_err(layer, "punch", err))?;
             return Ok(Outcome::Zero);
         }
         let cfg = self.engine.config();
@@ -114,7 +131,7 @@ impl Volume {
             .map_err(|err| self.io_err("compress", err))?;
         drop(data);
         let generation = self.engine.next_generation(self.heat().clock().now_ms());
-        let key = object_key(self.id(), e, generation);
+        let key = object_key(layer.id, e, generation);
         let stored = encoded.body.len() as u64;
         let opts = PutOptions {
             tier: class.upload_tier.clone(),
@@ -141,17 +158,16 @@ impl Volume {
             frames: encoded.frames,
         });
         let _g = stripe.lock.write();
-        if stripe.seq.load(Ordering::SeqCst) != seq0
-            || self.map.read().state(e) != ExtentState::Local
-        {
+        if stripe.seq.load(Ordering::SeqCst) != seq0 || layer.map.read().slot(e) != Slot::Local {
             tracing::debug!(volume = %self.name(), extent = e, "write during upload: keeping the local copy");
             return Ok(Outcome::Raced);
         }
-        self.map.read().commit(e, &rec)?;
+        layer.map.read().commit(e, &rec)?;
         failpoint::hit("after-commit");
-        self.tier
+        layer
+            .tier
             .punch_hole(start, len)
-            .map_err(|err| self.io_err("punch", err))?;
+            .map_err(|err| self.layer_err(layer, "punch", err))?;
         failpoint::hit("after-punch");
         self.stats.bytes_tiered.fetch_add(len, Ordering::Relaxed);
         self.stats.extents_tiered.fetch_add(1, Ordering::Relaxed);
@@ -164,11 +180,14 @@ impl Volume {
         Ok((heat, self.placements()?))
     }
 
-    /// Every extent's state, and whether its range of the local file holds data.
+    /// Every extent's state in the top layer, and whether the layer's file
+    /// holds it (an extent read through a layer below counts as holding
+    /// nothing here: the policy moves only what the top layer holds whole).
     pub fn placements(&self) -> Result<Vec<Placement>> {
-        let n = self.map.read().len();
+        let top = self.top();
+        let n = top.map.read().len();
         let size = self.size();
-        let alloc = self
+        let alloc = top
             .tier
             .allocation(0, size, usize::MAX)
             .map_err(|err| self.io_err("seek data/hole", err))?;
@@ -180,9 +199,13 @@ impl Volume {
                 allocated[e as usize] = true;
             }
         }
-        let map = self.map.read();
+        let map = top.map.read();
         Ok((0..n)
-            .map(|e| (e, map.state(e), allocated[e as usize]))
+            .map(|e| {
+                let slot = map.slot(e);
+                let held = allocated[e as usize] && slot == Slot::Local;
+                (e, slot.view(), held)
+            })
             .collect())
     }
 
@@ -416,11 +439,12 @@ pub fn promote(vol: &Arc<Volume>) -> Result<PassReport> {
         kind: "promote",
         ..Default::default()
     };
-    let n = vol.map.read().len();
+    let top = vol.top();
+    let n = top.map.read().len();
     let todo = {
-        let map = vol.map.read();
+        let map = top.map.read();
         (0..n)
-            .filter(|&e| map.state(e) != ExtentState::Local)
+            .filter(|&e| matches!(map.slot(e), Slot::Remote | Slot::Zero))
             .count() as u64
     };
     vol.set_progress(Some(crate::volume::PassProgress {
@@ -433,11 +457,12 @@ pub fn promote(vol: &Arc<Volume>) -> Result<PassReport> {
         if vol.engine.is_stopping() {
             break;
         }
-        if vol.extent_state(e) != ExtentState::Local {
+        let slot = top.map.read().slot(e);
+        if matches!(slot, Slot::Remote | Slot::Zero) {
             vol.advance_progress();
         }
-        match vol.extent_state(e) {
-            ExtentState::Remote => {
+        match slot {
+            Slot::Remote => {
                 report.candidates += 1;
                 match vol.rehydrate(e) {
                     Ok(true) => report.rehydrated += 1,
@@ -450,15 +475,17 @@ pub fn promote(vol: &Arc<Volume>) -> Result<PassReport> {
                     }
                 }
             }
-            ExtentState::Zero => {
+            Slot::Zero => {
                 // Nothing to fetch: the hole already reads as the zeros recorded.
-                let _g = vol.stripe(e).lock.write();
-                if vol.extent_state(e) == ExtentState::Zero {
-                    vol.map.read().make_local(e)?;
+                let _g = top.stripe(e).lock.write();
+                if top.map.read().slot(e) == Slot::Zero {
+                    top.map.read().make_local(e)?;
                     report.rehydrated += 1;
                 }
             }
-            ExtentState::Local => {}
+            // Data a snapshot shares stays where it is: promote brings back
+            // only what the volume's own layer tiered.
+            Slot::Local | Slot::Inherit | Slot::Partial => {}
         }
     }
     report.seconds = t0.elapsed().as_secs_f64();
@@ -612,7 +639,7 @@ mod tests {
         ));
         assert_eq!(vol.extent_state(1), ExtentState::Remote);
         assert!(
-            vol.tier.allocated_bytes().unwrap() < 1 << 20,
+            vol.top().tier.allocated_bytes().unwrap() < 1 << 20,
             "the local copy was punched"
         );
         // A zero extent needs no object at all.

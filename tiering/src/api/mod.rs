@@ -25,6 +25,7 @@ use crate::volume::{CreateVolume, PatchVolume};
 
 mod error;
 mod scrape;
+mod snapshots;
 pub mod state;
 mod ui;
 
@@ -77,6 +78,10 @@ pub struct PatchBody {
 pub struct DeleteQuery {
     #[serde(default)]
     pub force: bool,
+    /// Delete a volume whose snapshots have clones; the clones keep the
+    /// data they share.
+    #[serde(default)]
+    pub keep_clones: bool,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -313,7 +318,7 @@ async fn delete_volume(
     q: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(q) = q?;
-    blocking(move || st.volumes.delete(&name, q.force)).await?;
+    blocking(move || st.volumes.delete(&name, q.force, q.keep_clones)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -449,6 +454,19 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/volumes/{name}",
             get(show_volume).patch(patch_volume).delete(delete_volume),
         )
+        .route(
+            "/v1/volumes/{name}/snapshots",
+            get(snapshots::list).post(snapshots::create),
+        )
+        .route(
+            "/v1/volumes/{name}/snapshots/{snapshot}",
+            axum::routing::delete(snapshots::delete),
+        )
+        .route(
+            "/v1/volumes/{name}/snapshots/{snapshot}/clone",
+            post(snapshots::clone),
+        )
+        .route("/v1/volumes/{name}/revert", post(snapshots::revert))
         .route("/v1/volumes/{name}/heat", get(volume_heat))
         .route("/v1/volumes/{name}/extents", get(volume_extents))
         .route("/v1/volumes/{name}/map", get(ui::volume_map))

@@ -9,6 +9,9 @@ use serde_json::Value;
 use policy::units::{format_size, parse_size};
 
 pub mod simulate;
+mod snapshot;
+
+pub use snapshot::SnapshotCommand;
 
 use crate::error::ErrorKind;
 
@@ -48,6 +51,14 @@ pub enum Command {
     Volume {
         #[command(subcommand)]
         command: VolumeCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Take, list and delete a volume's snapshots (read-only NBD exports
+    /// named VOLUME@SNAPSHOT).
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -119,10 +130,33 @@ pub enum VolumeCommand {
     },
     /// Change a volume's storage class.
     SetClass { name: String, class: String },
-    /// Delete a volume and free its space.
+    /// Delete a volume, with its snapshots, and free its space.
     Delete {
         name: String,
         /// Delete even while NBD clients are connected (they are cut off).
+        #[arg(long)]
+        force: bool,
+        /// Delete it even though clones were made from its snapshots: the
+        /// clones keep the data they share with it.
+        #[arg(long)]
+        keep_clones: bool,
+    },
+    /// Make a writable volume from a snapshot at once, sharing its data.
+    Clone {
+        /// VOLUME@SNAPSHOT
+        source: String,
+        /// The new volume's name.
+        name: String,
+        /// The new volume's storage class (default: the origin's).
+        #[arg(long)]
+        class: Option<String>,
+    },
+    /// Roll a volume back to one of its snapshots.
+    Revert {
+        name: String,
+        snapshot: String,
+        /// Revert even while NBD clients are connected (they then read the
+        /// reverted data).
         #[arg(long)]
         force: bool,
     },
@@ -162,7 +196,7 @@ impl ClientError {
     }
 }
 
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
@@ -183,7 +217,7 @@ impl Client {
         })
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -232,11 +266,11 @@ impl Client {
     }
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -257,11 +291,11 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-fn size_of(v: &Value) -> String {
+pub(crate) fn size_of(v: &Value) -> String {
     v.as_u64().map(format_size).unwrap_or_else(|| "-".into())
 }
 
-fn print_volume(v: &Value) {
+pub(crate) fn print_volume(v: &Value) {
     for (k, label) in [
         ("name", "name"),
         ("class", "class"),
@@ -336,7 +370,7 @@ fn print_report(v: &Value) {
     }
 }
 
-fn age(ms: u64) -> String {
+pub(crate) fn age(ms: u64) -> String {
     let now = clock::Clock::now_ms(&clock::SystemClock);
     if ms == 0 {
         return "never".into();
@@ -450,10 +484,24 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
                         print_volume(&v)
                     }
                 }
-                VolumeCommand::Delete { name, force } => {
+                VolumeCommand::Clone {
+                    source,
+                    name,
+                    class,
+                } => snapshot::clone(&c, client.json, &source, &name, class).await?,
+                VolumeCommand::Revert {
+                    name,
+                    snapshot,
+                    force,
+                } => snapshot::revert(&c, client.json, &name, &snapshot, force).await?,
+                VolumeCommand::Delete {
+                    name,
+                    force,
+                    keep_clones,
+                } => {
                     c.call(
                         Method::DELETE,
-                        &format!("/v1/volumes/{name}?force={force}"),
+                        &format!("/v1/volumes/{name}?force={force}&keep_clones={keep_clones}"),
                         None,
                     )
                     .await?;
@@ -465,6 +513,10 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
                 }
             }
             Ok(())
+        }
+        Command::Snapshot { command, client } => {
+            let c = Client::new(&client)?;
+            snapshot::run(&c, client.json, command).await
         }
         Command::Tier {
             volume,

@@ -28,13 +28,18 @@ fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
-pub fn transmission_flags(structured: bool) -> u16 {
+pub fn transmission_flags(structured: bool, read_only: bool) -> u16 {
     let mut f = TFLAG_HAS_FLAGS
         | TFLAG_SEND_FLUSH
         | TFLAG_SEND_FUA
         | TFLAG_SEND_TRIM
         | TFLAG_SEND_WRITE_ZEROES
         | TFLAG_CAN_MULTI_CONN;
+    if read_only {
+        // A snapshot's export: clients open it read-only, and a write that
+        // comes anyway gets EPERM.
+        f |= TFLAG_READ_ONLY;
+    }
     if structured {
         // Reads always come back as one chunk, so "don't fragment" costs nothing.
         f |= TFLAG_SEND_DF;
@@ -167,14 +172,16 @@ where
         match opt {
             OPT_EXPORT_NAME => {
                 let name = String::from_utf8_lossy(&data).to_string();
-                let Ok(vol) = volumes.get(&name) else {
+                let Ok(vol) = volumes.export(&name) else {
                     // EXPORT_NAME has no error reply: the protocol says to disconnect.
                     return Err(invalid(format!("client asked for unknown export {name:?}")));
                 };
                 let size = vol.size();
                 let mut out = Vec::with_capacity(10 + 124);
                 out.extend_from_slice(&size.to_be_bytes());
-                out.extend_from_slice(&transmission_flags(structured).to_be_bytes());
+                out.extend_from_slice(
+                    &transmission_flags(structured, vol.is_read_only()).to_be_bytes(),
+                );
                 if !no_zeroes {
                     out.extend_from_slice(&[0u8; 124]);
                 }
@@ -199,7 +206,7 @@ where
                     reply_err(s, opt, REP_ERR_INVALID, "NBD_OPT_LIST takes no data", peer).await?;
                     continue;
                 }
-                for name in volumes.names() {
+                for name in volumes.export_names() {
                     let mut d = Vec::with_capacity(4 + name.len());
                     d.extend_from_slice(&(name.len() as u32).to_be_bytes());
                     d.extend_from_slice(name.as_bytes());
@@ -232,14 +239,10 @@ where
                         continue;
                     }
                 };
-                let vol = match volumes.get(req.name) {
+                let vol = match volumes.export(req.name) {
                     Ok(v) => v,
-                    Err(_) => {
-                        let msg = format!(
-                            "no export named {:?}; exports: {}",
-                            req.name,
-                            volumes.names().join(", ")
-                        );
+                    Err(e) => {
+                        let msg = format!("{e}; exports: {}", volumes.export_names().join(", "));
                         reply_err(s, opt, REP_ERR_UNKNOWN, &msg, peer).await?;
                         continue;
                     }
@@ -248,7 +251,9 @@ where
                 let mut info = Vec::with_capacity(12);
                 info.extend_from_slice(&INFO_EXPORT.to_be_bytes());
                 info.extend_from_slice(&size.to_be_bytes());
-                info.extend_from_slice(&transmission_flags(structured).to_be_bytes());
+                info.extend_from_slice(
+                    &transmission_flags(structured, vol.is_read_only()).to_be_bytes(),
+                );
                 reply(s, opt, REP_INFO, &info).await?;
                 let mut bs = Vec::with_capacity(14);
                 bs.extend_from_slice(&INFO_BLOCK_SIZE.to_be_bytes());
@@ -301,7 +306,7 @@ where
                         continue;
                     }
                 };
-                if volumes.get(req.export).is_err() {
+                if volumes.export(req.export).is_err() {
                     let msg = format!("no export named {:?}", req.export);
                     reply_err(s, opt, REP_ERR_UNKNOWN, &msg, peer).await?;
                     continue;

@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use policy::Fetch;
 
-use super::Volume;
+use super::{BringBack, Layer, Volume};
 use crate::engine::FetchFailure;
 use crate::error::{Result, TierError};
-use crate::extent_map::{ExtentRecord, ExtentState, RemoteExtent};
+use crate::extent_map::{ExtentRecord, RemoteExtent, Slot};
 
 fn integrity(vol: &str, extent: u64, key: &str, f: FetchFailure) -> TierError {
     match f {
@@ -35,20 +35,26 @@ fn integrity(vol: &str, extent: u64, key: &str, f: FetchFailure) -> TierError {
 }
 
 impl Volume {
-    pub(super) fn remote_record(&self, e: u64) -> Result<RemoteExtent> {
-        match self.map.read().record(e)? {
+    pub(super) fn remote_record(&self, layer: &Layer, e: u64) -> Result<RemoteExtent> {
+        match layer.map.read().record(e)? {
             Some(ExtentRecord::Remote(r)) => Ok(r),
             other => Err(TierError::CorruptMetadata {
-                key: format!("extent {}/{e}", self.id()),
+                key: format!("extent {}/{e}", layer.id),
                 reason: format!("state says remote but the record is {other:?}"),
             }),
         }
     }
 
-    /// The whole extent `e` from the backend (or the cache).
-    pub(crate) fn fetch_whole(&self, e: u64, rec: &RemoteExtent) -> Result<bytes::Bytes> {
+    /// The whole extent `e` of `layer` from the backend (or the cache, which
+    /// layers sharing it share).
+    pub(crate) fn fetch_whole(
+        &self,
+        layer: &Layer,
+        e: u64,
+        rec: &RemoteExtent,
+    ) -> Result<bytes::Bytes> {
         let (_, len) = self.extent_range(e);
-        let fk = (self.id(), e, rec.generation);
+        let fk = (layer.id, e, rec.generation);
         let (data, performed) = self
             .engine
             .fetch_extent(fk, rec, len as usize)
@@ -80,6 +86,7 @@ impl Volume {
     /// it back) or only the frames the read touches.
     pub(super) fn read_remote(
         &self,
+        layer: &Layer,
         e: u64,
         rec: &RemoteExtent,
         within: u64,
@@ -89,7 +96,7 @@ impl Volume {
         let (_, ext_len) = self.extent_range(e);
         let (first, last) = match fetch {
             Fetch::Whole => {
-                let data = self.fetch_whole(e, rec)?;
+                let data = self.fetch_whole(layer, e, rec)?;
                 buf.copy_from_slice(&data[within as usize..within as usize + buf.len()]);
                 return Ok(Some(data));
             }
@@ -99,7 +106,7 @@ impl Volume {
         // fewer is damaged metadata, never a reason to index past its end.
         if last > rec.frames.len() || first >= last {
             return Err(TierError::CorruptMetadata {
-                key: format!("extent {}/{e}", self.id()),
+                key: format!("extent {}/{e}", layer.id),
                 reason: format!(
                     "the read needs frames {first}..{last} but the record has {}",
                     rec.frames.len()
@@ -126,47 +133,86 @@ impl Volume {
         Ok(None)
     }
 
-    /// Makes a remote extent local with `data` (its full content), if it is
-    /// still the same remote generation. Durable before the record goes.
-    pub(crate) fn rehydrate_with(&self, e: u64, generation: u64, data: &[u8]) -> Result<bool> {
-        let stripe = self.stripe(e);
+    /// Makes a remote extent of `layer` local with `data` (its full
+    /// content), if it is still the same remote generation. Durable before
+    /// the record goes.
+    pub(crate) fn rehydrate_with(
+        &self,
+        layer: &Layer,
+        e: u64,
+        generation: u64,
+        data: &[u8],
+    ) -> Result<bool> {
+        let stripe = layer.stripe(e);
         let _g = stripe.lock.write();
-        let map = self.map.read();
-        if map.state(e) != ExtentState::Remote {
+        let map = layer.map.read();
+        if map.slot(e) != Slot::Remote {
             return Ok(false);
         }
         match map.record(e)? {
             Some(ExtentRecord::Remote(r)) if r.generation == generation => {}
             _ => return Ok(false),
         }
-        self.write_extent_durably(e, data, "rehydrate")?;
+        self.write_extent_durably(layer, e, data, "rehydrate")?;
         crate::failpoint::hit("rehydrate-before-commit");
         map.make_local(e)?;
         crate::failpoint::hit("rehydrate-after-commit");
         stripe.seq.fetch_add(1, Ordering::SeqCst);
-        self.engine.forget(&(self.id(), e, generation));
+        self.engine.forget(&(layer.id, e, generation));
+        self.brought_back(e, data.len());
+        Ok(true)
+    }
+
+    fn brought_back(&self, e: u64, bytes: usize) {
         self.stats.rehydrations.fetch_add(1, Ordering::Relaxed);
         let m = &self.engine.metrics;
         m.migrations.with_label_values(&["rehydrate", "ok"]).inc();
         m.migration_bytes
             .with_label_values(&["rehydrate"])
-            .inc_by(data.len() as u64);
+            .inc_by(bytes as u64);
         tracing::debug!(volume = %self.name(), extent = e, "extent rehydrated");
+    }
+
+    /// Brings a remote extent of a layer below into the top layer, where the
+    /// top layer still inherits all of it: the layer below keeps its object
+    /// for the snapshots that share it. Durable before the record says local.
+    pub(crate) fn copy_up(&self, top: &Layer, e: u64, back: &BringBack) -> Result<bool> {
+        let stripe = top.stripe(e);
+        let _g = stripe.lock.write();
+        let map = top.map.read();
+        if map.slot(e) != Slot::Inherit {
+            return Ok(false);
+        }
+        {
+            // Still the object the data came from (frozen layers only move
+            // their data, so this holds unless it was collected).
+            let below = back.layer.map.read();
+            match below.record(e)? {
+                Some(ExtentRecord::Remote(r)) if r.generation == back.generation => {}
+                _ => return Ok(false),
+            }
+        }
+        self.write_extent_durably(top, e, &back.data, "copy up")?;
+        map.make_local(e)?;
+        stripe.seq.fetch_add(1, Ordering::SeqCst);
+        self.brought_back(e, back.data.len());
         Ok(true)
     }
 
-    /// Brings extent `e` back if it is remote (promote passes, writes).
+    /// Brings extent `e` of the top layer back if it is remote (promote
+    /// passes, writes).
     pub(crate) fn rehydrate(&self, e: u64) -> Result<bool> {
+        let top = self.top();
         let rec = {
-            let _g = self.stripe(e).lock.read();
-            if self.map.read().state(e) != ExtentState::Remote {
+            let _g = top.stripe(e).lock.read();
+            if top.map.read().slot(e) != Slot::Remote {
                 return Ok(false);
             }
-            self.remote_record(e)?
+            self.remote_record(&top, e)?
         };
         let r = self
-            .fetch_whole(e, &rec)
-            .and_then(|data| self.rehydrate_with(e, rec.generation, &data));
+            .fetch_whole(&top, e, &rec)
+            .and_then(|data| self.rehydrate_with(&top, e, rec.generation, &data));
         if r.is_err() {
             let m = &self.engine.metrics.migrations;
             m.with_label_values(&["rehydrate", "error"]).inc();
@@ -176,22 +222,23 @@ impl Volume {
 
     /// Prefetches the planned extents that are remote and not cached, as
     /// tracked background tasks (shutdown waits for or cancels them).
-    pub(super) fn readahead(self: &Arc<Self>, extents: std::ops::Range<u64>) {
+    pub(super) fn readahead(self: &Arc<Self>, layer: &Arc<Layer>, extents: std::ops::Range<u64>) {
         for e in extents {
-            if self.extent_state(e) != ExtentState::Remote {
+            if layer.map.read().slot(e) != Slot::Remote {
                 continue;
             }
-            let Ok(rec) = self.remote_record(e) else {
+            let Ok(rec) = self.remote_record(layer, e) else {
                 continue;
             };
-            if self.engine.cached(&(self.id(), e, rec.generation)) {
+            if self.engine.cached(&(layer.id, e, rec.generation)) {
                 continue;
             }
             let vol = self.clone();
+            let layer = layer.clone();
             self.engine.tasks().spawn_blocking(move || {
                 // A failed prefetch is only a lost head start: the read that
                 // needs the extent fetches it again and reports any error.
-                let _ = vol.fetch_whole(e, &rec);
+                let _ = vol.fetch_whole(&layer, e, &rec);
             });
         }
     }

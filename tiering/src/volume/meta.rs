@@ -28,11 +28,25 @@ pub struct VolumeMeta {
     /// Record this volume's access trace: Some overrides the class's `record_trace`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_trace: Option<bool>,
+    /// The volume's top layer, once it is not the volume's first (after a
+    /// snapshot, revert or clone; see `layer`). None: the layer with the
+    /// volume's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<u64>,
 }
 
 impl VolumeMeta {
     pub fn extent_count(&self) -> u64 {
         self.size.div_ceil(self.extent_size)
+    }
+
+    pub fn top_layer(&self) -> u64 {
+        self.layer.unwrap_or(self.id)
+    }
+
+    /// Blocks per extent.
+    pub fn extent_blocks(&self) -> u32 {
+        (self.extent_size / BLOCK_SIZE) as u32
     }
 }
 
@@ -148,6 +162,7 @@ mod tests {
             extent_size: 4 << 20,
             created_ms: 0,
             record_trace: None,
+            layer: None,
         };
         assert_eq!(m.extent_count(), 3);
     }

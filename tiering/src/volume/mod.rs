@@ -1,13 +1,18 @@
-//! Volumes: named block devices served over NBD, each backed by a sparse local
-//! file and, for tiered extents, by objects in a backend; and the registry that
-//! creates, finds, resizes and deletes them.
+//! Volumes: named block devices served over NBD, each backed by a chain of
+//! layers (sparse local files, see `layer`) and, for tiered extents, by
+//! objects in a backend; and the registry that creates, finds, resizes,
+//! snapshots, clones and deletes them.
 //!
 //! A [`Volume`] is the one I/O path every client goes through. Each request is
 //! checked against the volume's bounds, split by extent, and served from where
-//! the extent map says the data is; every access is reported to the heat map,
-//! which never blocks. Invariants kept here:
-//! - an extent's state only changes under its stripe's write lock; I/O that
-//!   reads the state holds the read lock for as long as it relies on it;
+//! the extent maps say the data is: the top layer, or for what it does not
+//! hold, the layers below it. Writes go to the top layer only. Every access
+//! is reported to the heat map, which never blocks. A snapshot's export is a
+//! read-only `Volume` whose top is the snapshot's layer. Invariants kept here:
+//! - an extent's state only changes under its layer stripe's write lock; I/O
+//!   that reads the state holds the read lock for as long as it relies on it;
+//! - writes hold the volume's write gate (shared), so a snapshot, which holds
+//!   it alone, sees every acknowledged write and none that follows;
 //! - a cold extent is made local again only after its data is durable in the
 //!   local file, so a crash can never expose zeros or stale bytes;
 //! - every write bumps its stripe's sequence number, so a migration that read
@@ -19,9 +24,11 @@
 #[cfg(test)]
 mod agreement_tests;
 mod cold;
+mod layer;
 mod local_tier;
 mod meta;
 mod registry;
+mod snapshots;
 mod trace_log;
 mod write;
 
@@ -32,27 +39,18 @@ use heatmap::{Access, AccessKind, HeatMap};
 use parking_lot::RwLock;
 use serde::Serialize;
 
+pub use layer::{Layer, LayerMeta};
 pub use local_tier::{Allocation, LocalTier};
 pub use meta::{
     validate_extent_size, validate_name, validate_size, VolumeMeta, BLOCK_SIZE,
     DEFAULT_EXTENT_SIZE, MAX_EXTENT_SIZE, MIN_EXTENT_SIZE,
 };
 pub use registry::{CreateVolume, PatchVolume, Volumes};
+pub use snapshots::{CloneVolume, SnapshotInfo};
 
 use crate::engine::Engine;
 use crate::error::{Result, TierError};
-use crate::extent_map::{ExtentMap, ExtentRecord, ExtentState};
-
-/// Lock stripes per volume: extents map onto them by index.
-const STRIPES: usize = 1024;
-
-/// One lock stripe: the lock that guards extent state changes, and the count of
-/// writes that went through it.
-#[derive(Debug, Default)]
-pub(crate) struct Stripe {
-    pub(crate) lock: RwLock<()>,
-    pub(crate) seq: AtomicU64,
-}
+use crate::extent_map::{ExtentRecord, ExtentState, Slot};
 
 /// Counters of one volume's traffic with the object store.
 #[derive(Debug, Default)]
@@ -71,11 +69,14 @@ pub struct Volume {
     meta: RwLock<VolumeMeta>,
     size: AtomicU64,
     extent_shift: u32,
-    pub(crate) tier: LocalTier,
     heat: Arc<HeatMap>,
     pub(crate) engine: Arc<Engine>,
-    pub(crate) map: RwLock<ExtentMap>,
-    pub(crate) stripes: Vec<Stripe>,
+    /// The layer writes go to; what it does not hold is read below it.
+    top: RwLock<Arc<Layer>>,
+    /// Held shared by every write, alone by whatever replaces the top layer.
+    write_gate: RwLock<()>,
+    /// A snapshot's export: reads only, never brings data back.
+    read_only: bool,
     pub stats: VolumeStats,
     /// Serialises policy and promote passes of this volume.
     pub(crate) pass: parking_lot::Mutex<()>,
@@ -148,10 +149,10 @@ impl std::ops::Deref for Attachment {
 impl Volume {
     fn new(
         meta: VolumeMeta,
-        tier: LocalTier,
+        top: Arc<Layer>,
         heat: Arc<HeatMap>,
         engine: Arc<Engine>,
-        map: ExtentMap,
+        read_only: bool,
     ) -> Self {
         // Its request series exist, at 0, from the start (and go with it).
         engine.metrics.add_volume(&meta.name);
@@ -159,11 +160,11 @@ impl Volume {
             size: AtomicU64::new(meta.size),
             extent_shift: meta.extent_size.trailing_zeros(),
             meta: RwLock::new(meta),
-            tier,
             heat,
             engine,
-            map: RwLock::new(map),
-            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+            top: RwLock::new(top),
+            write_gate: RwLock::new(()),
+            read_only,
             stats: VolumeStats::default(),
             pass: parking_lot::Mutex::new(()),
             last_pass: RwLock::new(None),
@@ -197,18 +198,43 @@ impl Volume {
     /// Frees the local copy of every extent whose data lives elsewhere: after a
     /// crash between committing a migration and punching its hole.
     pub(crate) fn repair_local_copies(&self) -> Result<u64> {
-        let map = self.map.read();
         let mut n = 0;
-        for e in 0..map.len() {
-            if map.state(e) != ExtentState::Local {
-                let (start, len) = self.extent_range(e);
-                self.tier
-                    .punch_hole(start, len)
-                    .map_err(|err| self.io_err("punch tiered extent", err))?;
-                n += 1;
+        for layer in self.top().chain() {
+            let map = layer.map.read();
+            for e in 0..map.len() {
+                if matches!(map.slot(e), Slot::Remote | Slot::Zero) {
+                    let (start, len) = self.extent_range(e);
+                    layer
+                        .tier
+                        .punch_hole(start, len)
+                        .map_err(|err| self.io_err("punch tiered extent", err))?;
+                    n += 1;
+                }
             }
         }
         Ok(n)
+    }
+
+    /// The layer writes go to now.
+    pub fn top(&self) -> Arc<Layer> {
+        self.top.read().clone()
+    }
+
+    pub(crate) fn set_top(&self, layer: Arc<Layer>) {
+        *self.top.write() = layer;
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn refuse_read_only(&self) -> Result<()> {
+        if self.read_only {
+            return Err(TierError::ReadOnly {
+                export: self.name(),
+            });
+        }
+        Ok(())
     }
 
     pub fn meta(&self) -> VolumeMeta {
@@ -269,31 +295,33 @@ impl Volume {
         }
     }
 
-    pub(crate) fn stripe(&self, e: u64) -> &Stripe {
-        &self.stripes[(e as usize) % STRIPES]
-    }
-
-    /// Whether any extent under `offset..offset+len` is remote now.
+    /// Whether any extent under `offset..offset+len` reads from the object
+    /// store now (in the top layer or a layer it reads through).
     pub fn touches_remote(&self, offset: u64, len: u64) -> bool {
-        let map = self.map.read();
-        let n = map.len();
+        let top = self.top();
         self.pieces(offset, len)
-            .take_while(|&(e, _, _)| e < n)
-            .any(|(e, _, _)| map.state(e) == ExtentState::Remote)
+            .any(|(e, _, _)| resolves_remote(&top, e))
     }
 
+    /// The state of extent `e` in the top layer, as the policy sees it.
     pub fn extent_state(&self, e: u64) -> ExtentState {
-        self.map.read().state(e)
+        self.top().map.read().state(e)
     }
 
-    /// The persisted record of extent `e`, if it is not local.
+    /// Where extent `e` is in the top layer.
+    pub fn extent_slot(&self, e: u64) -> Slot {
+        self.top().map.read().slot(e)
+    }
+
+    /// The persisted record of extent `e` in the top layer, if it has one.
     pub fn extent_record(&self, e: u64) -> Result<Option<ExtentRecord>> {
-        self.map.read().record(e)
+        self.top().map.read().record(e)
     }
 
     pub fn info(&self) -> VolumeInfo {
         let m = self.meta();
-        let [local, remote, zero] = self.map.read().counts();
+        let top = self.top();
+        let [local, remote, zero] = top.map.read().counts();
         let mut status = Vec::new();
         if let Ok(class) = self.engine.class(&m.class) {
             use crate::config::TieringPolicy;
@@ -320,9 +348,9 @@ impl Volume {
         // The last extent may be short; count remote bytes exactly.
         let last = m.extent_count().saturating_sub(1);
         let remote_bytes = {
-            let map = self.map.read();
+            let map = top.map.read();
             (0..map.len())
-                .filter(|&e| map.state(e) == ExtentState::Remote)
+                .filter(|&e| map.slot(e) == Slot::Remote)
                 .map(|e| {
                     if e == last {
                         self.extent_range(e).1
@@ -333,7 +361,7 @@ impl Volume {
                 .sum()
         };
         VolumeInfo {
-            bytes_local: self.tier.allocated_bytes().unwrap_or(0),
+            bytes_local: top.tier.allocated_bytes().unwrap_or(0),
             bytes_remote: remote_bytes,
             bytes_inactive: None,
             bytes_fetched: self.stats.bytes_fetched.load(Ordering::Relaxed),
@@ -357,23 +385,41 @@ impl Volume {
         }
     }
 
-    /// Writes the whole content of extent `e` locally and makes it durable:
-    /// what must happen before a remote extent's record may say local.
-    pub(crate) fn write_extent_durably(&self, e: u64, data: &[u8], op: &'static str) -> Result<()> {
+    /// Writes the whole content of extent `e` into `layer`'s file and makes
+    /// it durable: what must happen before a remote or inherited extent's
+    /// record may say local.
+    pub(crate) fn write_extent_durably(
+        &self,
+        layer: &Layer,
+        e: u64,
+        data: &[u8],
+        op: &'static str,
+    ) -> Result<()> {
         let (start, _) = self.extent_range(e);
-        self.tier
+        layer
+            .tier
             .write_at(data, start)
-            .map_err(|err| self.io_err(op, err))?;
-        self.tier
+            .map_err(|err| self.layer_err(layer, op, err))?;
+        layer
+            .tier
             .sync()
-            .map_err(|err| self.io_err("fdatasync", err))
+            .map_err(|err| self.layer_err(layer, "fdatasync", err))
     }
 
     pub(crate) fn io_err(&self, op: &'static str, source: std::io::Error) -> TierError {
+        self.layer_err(&self.top(), op, source)
+    }
+
+    pub(crate) fn layer_err(
+        &self,
+        layer: &Layer,
+        op: &'static str,
+        source: std::io::Error,
+    ) -> TierError {
         TierError::Io {
             volume: self.name(),
             op,
-            path: self.tier.path().to_path_buf(),
+            path: layer.tier.path().to_path_buf(),
             source,
         }
     }
@@ -397,14 +443,15 @@ impl Volume {
 
     /// Reports an access to every extent it touches.
     fn trace(&self, op: policy::trace::Op, offset: u64, len: u64) {
-        if self.trace_log.is_on() {
+        if !self.read_only && self.trace_log.is_on() {
             self.trace_log
                 .log(self.heat.clock().now_ms(), op, offset, len);
         }
     }
 
     fn record(&self, kind: AccessKind, offset: u64, len: u64, sequential: bool) {
-        if len == 0 || !self.heat.enabled() {
+        // A snapshot's reads say nothing about the live volume's heat.
+        if len == 0 || self.read_only || !self.heat.enabled() {
             return;
         }
         let id = self.id();
@@ -436,15 +483,16 @@ impl Volume {
         if let Err(e) = self.check_range(offset, buf.len() as u64) {
             return Some(Err(e));
         }
+        let top = self.top.try_read()?.clone();
         let mut pos = 0usize;
         for (e, start, n) in self.pieces(offset, buf.len() as u64) {
             let out = &mut buf[pos..pos + n as usize];
             pos += n as usize;
-            let _g = self.stripe(e).lock.try_read()?;
-            if self.map.try_read()?.state(e) == ExtentState::Remote {
+            let _g = top.stripe(e).lock.try_read()?;
+            if !matches!(top.map.try_read()?.slot(e), Slot::Local | Slot::Zero) {
                 return None;
             }
-            match self.tier.read_at_nowait(out, start) {
+            match top.tier.read_at_nowait(out, start) {
                 Ok(true) => {}
                 Ok(false) => return None,
                 Err(err) => return Some(Err(self.io_err("read", err))),
@@ -459,44 +507,18 @@ impl Volume {
     /// continues an earlier read of the same client.
     pub fn read(self: &Arc<Self>, offset: u64, buf: &mut [u8], sequential: bool) -> Result<()> {
         self.check_range(offset, buf.len() as u64)?;
+        let top = self.top();
         let mut pos = 0usize;
         for (e, start, n) in self.pieces(offset, buf.len() as u64) {
             let out = &mut buf[pos..pos + n as usize];
             pos += n as usize;
-            let bring_back = {
-                let _g = self.stripe(e).lock.read();
-                if self.map.read().state(e) != ExtentState::Remote {
-                    self.tier
-                        .read_at(out, start)
-                        .map_err(|err| self.io_err("read", err))?;
-                    None
+            if let Some(back) = self.read_in(&top, e, start, out, sequential, true)? {
+                let r = if Arc::ptr_eq(&back.layer, &top) {
+                    self.rehydrate_with(&top, e, back.generation, &back.data)
                 } else {
-                    let rec = self.remote_record(e)?;
-                    let (ext_start, ext_len) = self.extent_range(e);
-                    let class = self.engine.class(&self.meta.read().class).ok();
-                    let plan = policy::plan_cold_read(
-                        class.as_ref(),
-                        &policy::ColdRead {
-                            extent: e,
-                            within: start - ext_start,
-                            len: n,
-                            extent_len: ext_len,
-                            extent_count: self.map.read().len(),
-                            sequential,
-                            cached: self.engine.cached(&(self.id(), e, rec.generation)),
-                        },
-                        rec.frame_size as u64,
-                        self.engine.config().tiering.readahead_extents,
-                    );
-                    let whole = self.read_remote(e, &rec, start - ext_start, out, plan.fetch)?;
-                    self.readahead(plan.readahead);
-                    whole
-                        .filter(|_| plan.bring_back)
-                        .map(|d| (rec.generation, d))
-                }
-            };
-            if let Some((generation, data)) = bring_back {
-                if let Err(err) = self.rehydrate_with(e, generation, &data) {
+                    self.copy_up(&top, e, &back)
+                };
+                if let Err(err) = r {
                     // The read itself succeeded; the extent just stays cold.
                     tracing::warn!(volume = %self.name(), extent = e, error = %err, "could not bring extent back");
                 }
@@ -505,6 +527,107 @@ impl Volume {
         self.trace(policy::trace::Op::Read, offset, buf.len() as u64);
         self.record(AccessKind::Read, offset, buf.len() as u64, sequential);
         Ok(())
+    }
+
+    /// Reads the piece `start..start + out.len()` of extent `e` as `layer`
+    /// sees it: from its file, its object, or the layers below. `whole`: the
+    /// layers above passed the whole extent down, so a whole object fetched
+    /// here is the extent's content as the top layer sees it, and may be
+    /// brought back (returned).
+    fn read_in(
+        self: &Arc<Self>,
+        layer: &Arc<Layer>,
+        e: u64,
+        start: u64,
+        out: &mut [u8],
+        sequential: bool,
+        whole: bool,
+    ) -> Result<Option<BringBack>> {
+        let _g = layer.stripe(e).lock.read();
+        let map = layer.map.read();
+        if e >= map.len() {
+            // Past the end of a layer below a grown volume: never written.
+            out.fill(0);
+            return Ok(None);
+        }
+        match map.slot(e) {
+            Slot::Local | Slot::Zero => {
+                drop(map);
+                layer
+                    .tier
+                    .read_at(out, start)
+                    .map_err(|err| self.layer_err(layer, "read", err))?;
+                Ok(None)
+            }
+            Slot::Inherit => {
+                drop(map);
+                match &layer.parent {
+                    Some(p) => self.read_in(p, e, start, out, sequential, whole),
+                    None => {
+                        out.fill(0);
+                        Ok(None)
+                    }
+                }
+            }
+            Slot::Partial => {
+                let blocks = map.blocks(e);
+                drop(map);
+                let (ext_start, _) = self.extent_range(e);
+                let first = ((start - ext_start) / BLOCK_SIZE) as u32;
+                let last = (start - ext_start + out.len() as u64).div_ceil(BLOCK_SIZE) as u32;
+                let runs = match &blocks {
+                    Some(b) => b.runs(first, last),
+                    None => vec![(first, last, true)],
+                };
+                for (a, b, held) in runs {
+                    let from = (ext_start + a as u64 * BLOCK_SIZE).max(start);
+                    let to = (ext_start + b as u64 * BLOCK_SIZE).min(start + out.len() as u64);
+                    let part = &mut out[(from - start) as usize..(to - start) as usize];
+                    if held {
+                        layer
+                            .tier
+                            .read_at(part, from)
+                            .map_err(|err| self.layer_err(layer, "read", err))?;
+                    } else if let Some(p) = &layer.parent {
+                        self.read_in(p, e, from, part, sequential, false)?;
+                    } else {
+                        part.fill(0);
+                    }
+                }
+                Ok(None)
+            }
+            Slot::Remote => {
+                drop(map);
+                let rec = self.remote_record(layer, e)?;
+                let (ext_start, ext_len) = self.extent_range(e);
+                let class = self.engine.class(&self.meta.read().class).ok();
+                let plan = policy::plan_cold_read(
+                    class.as_ref(),
+                    &policy::ColdRead {
+                        extent: e,
+                        within: start - ext_start,
+                        len: out.len() as u64,
+                        extent_len: ext_len,
+                        extent_count: layer.map.read().len(),
+                        sequential,
+                        cached: self.engine.cached(&(layer.id, e, rec.generation)),
+                    },
+                    rec.frame_size as u64,
+                    self.engine.config().tiering.readahead_extents,
+                );
+                let data = self.read_remote(layer, e, &rec, start - ext_start, out, plan.fetch)?;
+                self.readahead(layer, plan.readahead);
+                // A snapshot's reads leave its data where it is (FabricPool's
+                // `default` retrieval does not bring snapshot data back).
+                Ok(data
+                    .filter(|_| plan.bring_back && whole && !self.read_only)
+                    .map(|data| BringBack {
+                        layer: layer.clone(),
+                        generation: rec.generation,
+                        data,
+                    }))
+            }
+        }
     }
 
     /// Allocation runs of `[offset, offset + len)`, at most `max_runs`: remote
@@ -516,40 +639,83 @@ impl Volume {
             Some(l) if l.hole == a.hole && l.offset + l.len == a.offset => l.len += a.len,
             _ => out.push(a),
         };
+        let top = self.top();
         for (e, start, n) in self.pieces(offset, len) {
             if out.len() >= max_runs {
                 break;
             }
-            match self.extent_state(e) {
-                ExtentState::Remote => push(
-                    Allocation {
-                        offset: start,
-                        len: n,
-                        hole: false,
-                    },
-                    &mut out,
-                ),
-                ExtentState::Zero => push(
-                    Allocation {
-                        offset: start,
-                        len: n,
-                        hole: true,
-                    },
-                    &mut out,
-                ),
-                ExtentState::Local => {
-                    for a in self
-                        .tier
-                        .allocation(start, n, max_runs)
-                        .map_err(|err| self.io_err("seek data/hole", err))?
-                    {
-                        push(a, &mut out);
-                    }
-                }
+            for a in self.allocation_in(&top, e, start, n, max_runs)? {
+                push(a, &mut out);
             }
         }
         out.truncate(max_runs);
         Ok(out)
+    }
+
+    /// Allocation of one piece of extent `e` as `layer` sees it: remote
+    /// extents are data, zero extents holes, local ones as the file says,
+    /// inherited ones as the layer below says; partial ones are data (the
+    /// safe answer: a client may skip only what is certainly zeros).
+    fn allocation_in(
+        &self,
+        layer: &Arc<Layer>,
+        e: u64,
+        start: u64,
+        n: u64,
+        max_runs: usize,
+    ) -> Result<Vec<Allocation>> {
+        let data = |hole| {
+            Ok(vec![Allocation {
+                offset: start,
+                len: n,
+                hole,
+            }])
+        };
+        let slot = {
+            let map = layer.map.read();
+            if e >= map.len() {
+                return data(true);
+            }
+            map.slot(e)
+        };
+        match slot {
+            Slot::Remote | Slot::Partial => data(false),
+            Slot::Zero => data(true),
+            Slot::Inherit => match &layer.parent {
+                Some(p) => self.allocation_in(p, e, start, n, max_runs),
+                None => data(true),
+            },
+            Slot::Local => layer
+                .tier
+                .allocation(start, n, max_runs)
+                .map_err(|err| self.layer_err(layer, "seek data/hole", err)),
+        }
+    }
+}
+
+/// A whole extent fetched from `layer`'s object for a read that may bring
+/// it back into the top layer.
+pub(crate) struct BringBack {
+    pub(crate) layer: Arc<Layer>,
+    pub(crate) generation: u64,
+    pub(crate) data: bytes::Bytes,
+}
+
+/// Whether reading extent `e` through `layer` may need the object store.
+fn resolves_remote(layer: &Arc<Layer>, e: u64) -> bool {
+    let slot = {
+        let map = layer.map.read();
+        if e >= map.len() {
+            return false;
+        }
+        map.slot(e)
+    };
+    match slot {
+        Slot::Remote => true,
+        Slot::Local | Slot::Zero => false,
+        Slot::Inherit | Slot::Partial => {
+            layer.parent.as_ref().is_some_and(|p| resolves_remote(p, e))
+        }
     }
 }
 
@@ -580,10 +746,19 @@ pub(crate) mod tests {
             extent_size: 1 << 20,
             created_ms: 0,
             record_trace: None,
+            layer: None,
         };
         let tier = LocalTier::create(&dir.join("v.img"), meta.size).unwrap();
-        let map = ExtentMap::load(db, meta.id, meta.extent_count()).unwrap();
-        Arc::new(Volume::new(meta, tier, heat, engine, map))
+        let map = crate::extent_map::ExtentMap::load(
+            db,
+            meta.id,
+            meta.extent_count(),
+            meta.extent_blocks(),
+            false,
+        )
+        .unwrap();
+        let layer = Arc::new(Layer::new(meta.id, tier, map, None, meta.size));
+        Arc::new(Volume::new(meta, layer, heat, engine, false))
     }
 
     #[test]
@@ -617,7 +792,8 @@ pub(crate) mod tests {
         assert_eq!(e1.read_bytes, 8192, "the read is recorded like any other");
         // A writer (a migration committing, a rehydration) holds extent 1's
         // stripe: the cached path neither waits nor records.
-        let guard = v.stripe(1).lock.write();
+        let top = v.top();
+        let guard = top.stripe(1).lock.write();
         let mut other = vec![0u8; 4096];
         assert!(v.try_read_cached(1 << 20, &mut other, false).is_none());
         drop(guard);

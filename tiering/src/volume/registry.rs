@@ -1,11 +1,13 @@
 //! The set of volumes: created, found, resized and deleted here, with their
-//! metadata in RocksDB and their local tiers under `<data_dir>/volumes/<id>.img`.
+//! metadata in RocksDB and their layers' local files under
+//! `<data_dir>/volumes/<layer id>.img` (snapshots, clones and revert are in
+//! `snapshots`).
 //!
 //! Ordering keeps crashes harmless. Create writes the file before the metadata;
 //! delete removes the metadata before the file. A crash in between leaves at
 //! worst a file no metadata names, and [`Volumes::open`] removes those.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,14 +19,14 @@ use rocksdb::{IteratorMode, WriteBatch, DB};
 use super::meta::{
     validate_extent_size, validate_name, validate_size, VolumeMeta, DEFAULT_EXTENT_SIZE,
 };
-use super::{LocalTier, Volume};
+use super::{Layer, LayerMeta, LocalTier, Volume};
 use crate::config::Config;
-use crate::db::{self, CF_EXTENTS, CF_META, CF_VOLUMES};
+use crate::db::{self, CF_LAYERS, CF_META, CF_VOLUMES};
 use crate::engine::Engine;
 use crate::error::{Result, TierError};
-use crate::extent_map::{extent_key, ExtentMap};
+use crate::extent_map::ExtentMap;
 
-const NEXT_ID_KEY: &[u8] = b"next_volume_id";
+pub(super) const NEXT_ID_KEY: &[u8] = b"next_volume_id";
 
 /// A request to create a volume.
 #[derive(Debug, Clone)]
@@ -46,17 +48,25 @@ pub struct PatchVolume {
 
 #[derive(Debug)]
 pub struct Volumes {
-    db: Arc<DB>,
-    heat: Arc<HeatMap>,
-    engine: Arc<Engine>,
-    clock: Arc<dyn Clock>,
-    dir: PathBuf,
-    map: RwLock<BTreeMap<String, Arc<Volume>>>,
-    /// Serialises create, patch and delete; I/O never takes it.
-    admin: Mutex<()>,
+    pub(super) db: Arc<DB>,
+    pub(super) heat: Arc<HeatMap>,
+    pub(super) engine: Arc<Engine>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) dir: PathBuf,
+    pub(super) map: RwLock<BTreeMap<String, Arc<Volume>>>,
+    /// Every layer loaded: volumes' tops, snapshots, and the frozen layers
+    /// they read through.
+    pub(super) layers: RwLock<HashMap<u64, Arc<Layer>>>,
+    /// Descriptions of the layers that have one (see [`LayerMeta`]).
+    pub(super) layer_metas: RwLock<BTreeMap<u64, LayerMeta>>,
+    /// Snapshot exports, by export name (`VOLUME@SNAPSHOT`).
+    pub(super) views: RwLock<BTreeMap<String, Arc<Volume>>>,
+    /// Serialises create, patch, delete and the snapshot operations; I/O
+    /// never takes it.
+    pub(super) admin: Mutex<()>,
 }
 
-fn file_name(id: u64) -> String {
+pub(super) fn file_name(id: u64) -> String {
     format!("{id:016x}.img")
 }
 
@@ -85,7 +95,23 @@ impl Volumes {
             context: format!("cannot create {}", dir.display()),
             source,
         })?;
-        let mut map = BTreeMap::new();
+        let mut metas = BTreeMap::new();
+        {
+            let cf = db::cf(&db, CF_LAYERS)?;
+            for item in db.iterator_cf(cf, IteratorMode::Start) {
+                let (k, v) = item.map_err(|source| TierError::Db {
+                    op: "iterate layers",
+                    source: source.into(),
+                })?;
+                let meta: LayerMeta =
+                    serde_json::from_slice(&v).map_err(|e| TierError::CorruptMetadata {
+                        key: format!("layer {}", String::from_utf8_lossy(&k)),
+                        reason: e.to_string(),
+                    })?;
+                metas.insert(meta.id, meta);
+            }
+        }
+        let mut vols = Vec::new();
         {
             let cf = db::cf(&db, CF_VOLUMES)?;
             for item in db.iterator_cf(cf, IteratorMode::Start) {
@@ -99,35 +125,66 @@ impl Volumes {
                         key: key.clone(),
                         reason: e.to_string(),
                     })?;
-                let path = dir.join(file_name(meta.id));
-                let tier = LocalTier::open(&path).map_err(|source| TierError::Io {
-                    volume: meta.name.clone(),
-                    op: "open local tier",
-                    path: path.clone(),
-                    source,
-                })?;
-                // A grow whose metadata reached the disk but whose resize did not.
-                if tier.file_len().unwrap_or(0) < meta.size {
-                    tier.set_len(meta.size).map_err(|source| TierError::Io {
-                        volume: meta.name.clone(),
-                        op: "resize local tier",
-                        path: path.clone(),
-                        source,
-                    })?;
-                }
-                let extents = ExtentMap::load(db.clone(), meta.id, meta.extent_count())?;
-                let vol = Volume::new(meta, tier, heat.clone(), engine.clone(), extents);
-                vol.refresh_trace();
-                let repaired = vol.repair_local_copies()?;
-                if repaired > 0 {
-                    tracing::debug!(volume = %vol.name(), extents = repaired, "local copies of tiered extents freed");
-                }
-                map.insert(vol.name(), Arc::new(vol));
+                vols.push(meta);
             }
         }
-        let known: std::collections::HashSet<String> =
-            map.values().map(|v| file_name(v.id())).collect();
-        if let Ok(entries) = std::fs::read_dir(&dir) {
+        let this = Self {
+            db,
+            heat,
+            engine,
+            clock,
+            dir,
+            map: RwLock::new(BTreeMap::new()),
+            layers: RwLock::new(HashMap::new()),
+            layer_metas: RwLock::new(metas.clone()),
+            views: RwLock::new(BTreeMap::new()),
+            admin: Mutex::new(()),
+        };
+        for meta in vols {
+            let top = this.load_layer(meta.top_layer(), &meta)?;
+            // A grow whose metadata reached the disk but whose resize did not.
+            if top.tier.file_len().unwrap_or(0) < meta.size {
+                top.tier
+                    .set_len(meta.size)
+                    .map_err(|source| TierError::Io {
+                        volume: meta.name.clone(),
+                        op: "resize local tier",
+                        path: top.tier.path().to_path_buf(),
+                        source,
+                    })?;
+            }
+            let vol = Volume::new(meta, top, this.heat.clone(), this.engine.clone(), false);
+            vol.refresh_trace();
+            let repaired = vol.repair_local_copies()?;
+            if repaired > 0 {
+                tracing::debug!(volume = %vol.name(), extents = repaired, "local copies of tiered extents freed");
+            }
+            this.map.write().insert(vol.name(), Arc::new(vol));
+        }
+        // Snapshots (and frozen layers only clones still read through).
+        for lm in metas.values() {
+            let Some(owner) = this
+                .map
+                .read()
+                .values()
+                .find(|v| v.id() == lm.volume)
+                .cloned()
+            else {
+                continue;
+            };
+            let layer = this.load_layer(lm.id, &owner.meta())?;
+            if let Some(snap) = &lm.snapshot {
+                this.add_view(&owner, snap, layer, lm);
+            }
+        }
+        let known: std::collections::HashSet<String> = this
+            .layers
+            .read()
+            .keys()
+            .chain(metas.keys())
+            .map(|&id| file_name(id))
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(&this.dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().to_string();
                 if name.ends_with(".img") && !known.contains(&name) {
@@ -136,16 +193,41 @@ impl Volumes {
                 }
             }
         }
-        tracing::info!(volumes = map.len(), dir = %dir.display(), "volumes loaded");
-        Ok(Self {
-            db,
-            heat,
-            engine,
-            clock,
-            dir,
-            map: RwLock::new(map),
-            admin: Mutex::new(()),
-        })
+        tracing::info!(volumes = this.map.read().len(), layers = this.layers.read().len(), dir = %this.dir.display(), "volumes loaded");
+        Ok(this)
+    }
+
+    /// The layer `id` with the layers below it, loading them if need be.
+    /// `like` gives the geometry of layers that have no description (a
+    /// volume's first layer from before layers existed).
+    pub(super) fn load_layer(&self, id: u64, like: &VolumeMeta) -> Result<Arc<Layer>> {
+        if let Some(l) = self.layers.read().get(&id) {
+            return Ok(l.clone());
+        }
+        let lm = self.layer_metas.read().get(&id).cloned();
+        let parent = match lm.as_ref().and_then(|m| m.parent) {
+            Some(p) => Some(self.load_layer(p, like)?),
+            None => None,
+        };
+        let size = lm.as_ref().map(|m| m.size).unwrap_or(like.size);
+        let path = self.dir.join(file_name(id));
+        let tier = LocalTier::open(&path).map_err(|source| TierError::Io {
+            volume: like.name.clone(),
+            op: "open local tier",
+            path: path.clone(),
+            source,
+        })?;
+        let extents = size.div_ceil(like.extent_size);
+        let map = ExtentMap::load(
+            self.db.clone(),
+            id,
+            extents,
+            like.extent_blocks(),
+            parent.is_some(),
+        )?;
+        let layer = Arc::new(Layer::new(id, tier, map, parent, size));
+        self.layers.write().insert(id, layer.clone());
+        Ok(layer)
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<Volume>> {
@@ -165,7 +247,7 @@ impl Volumes {
         self.map.read().keys().cloned().collect()
     }
 
-    fn put_meta(&self, batch: &mut WriteBatch, meta: &VolumeMeta) -> Result<()> {
+    pub(super) fn put_meta(&self, batch: &mut WriteBatch, meta: &VolumeMeta) -> Result<()> {
         let cf = db::cf(&self.db, CF_VOLUMES)?;
         let bytes = serde_json::to_vec(meta).map_err(|e| TierError::CorruptMetadata {
             key: meta.name.clone(),
@@ -175,7 +257,7 @@ impl Volumes {
         Ok(())
     }
 
-    fn next_id(&self) -> Result<u64> {
+    pub(super) fn next_id(&self) -> Result<u64> {
         let cf = db::cf(&self.db, CF_META)?;
         let cur = self
             .db
@@ -218,6 +300,7 @@ impl Volumes {
             extent_size,
             created_ms: self.clock.now_ms(),
             record_trace: None,
+            layer: None,
         };
         let path = self.dir.join(file_name(id));
         let tier = LocalTier::create(&path, meta.size).map_err(|source| TierError::Io {
@@ -237,13 +320,21 @@ impl Volumes {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        let extents = ExtentMap::load(self.db.clone(), meta.id, meta.extent_count())?;
+        let extents = ExtentMap::load(
+            self.db.clone(),
+            meta.id,
+            meta.extent_count(),
+            meta.extent_blocks(),
+            false,
+        )?;
+        let layer = Arc::new(Layer::new(meta.id, tier, extents, None, meta.size));
+        self.layers.write().insert(meta.id, layer.clone());
         let vol = Arc::new(Volume::new(
             meta,
-            tier,
+            layer,
             self.heat.clone(),
             self.engine.clone(),
-            extents,
+            false,
         ));
         vol.refresh_trace();
         self.map.write().insert(req.name.clone(), vol.clone());
@@ -279,15 +370,26 @@ impl Volumes {
             }
         }
         // Grow the file first: metadata must never claim more than the file holds.
+        let top = vol.top();
         if let Some(size) = grow_to {
-            vol.tier
+            top.tier
                 .set_len(size)
                 .map_err(|e| vol.io_err("grow local tier", e))?;
         }
         let mut batch = WriteBatch::default();
         self.put_meta(&mut batch, &meta)?;
+        if grow_to.is_some() {
+            if let Some(mut lm) = self.layer_metas.read().get(&top.id).cloned() {
+                lm.size = meta.size;
+                self.put_layer_meta(&mut batch, &lm)?;
+            }
+        }
         db::write_synced(&self.db, batch)?;
-        vol.map.write().grow(meta.extent_count());
+        if let Some(lm) = self.layer_metas.write().get_mut(&top.id) {
+            lm.size = meta.size;
+        }
+        top.map.write().grow(meta.extent_count());
+        top.size.store(meta.size, Ordering::SeqCst);
         vol.size.store(meta.size, Ordering::SeqCst);
         *vol.meta.write() = meta;
         vol.refresh_trace();
@@ -295,9 +397,11 @@ impl Volumes {
         Ok(vol)
     }
 
-    /// Deletes a volume and frees its space. Refused while clients are
-    /// connected, unless `force`, which cuts them off.
-    pub fn delete(&self, name: &str, force: bool) -> Result<()> {
+    /// Deletes a volume, with its snapshots, and frees its space. Refused
+    /// while clients are connected, unless `force`, which cuts them off; and
+    /// while clones read through its snapshots, unless `keep_clones` (they
+    /// then keep the layers they need).
+    pub fn delete(&self, name: &str, force: bool, keep_clones: bool) -> Result<()> {
         let _g = self.admin.lock();
         let vol = self.get(name)?;
         let connections = vol.connections();
@@ -307,27 +411,57 @@ impl Volumes {
                 connections,
             });
         }
-        // The volume's extent records go with its metadata; its objects become
-        // garbage for the collector (their volume id is never reused).
+        let clones = self.clones_of(&vol);
+        if !clones.is_empty() && !keep_clones {
+            return Err(TierError::HasClones {
+                volume: name.to_string(),
+                clones,
+            });
+        }
+        let top = vol.top();
+        let snapshots: Vec<LayerMeta> = self
+            .layer_metas
+            .read()
+            .values()
+            .filter(|m| m.volume == vol.id() && m.snapshot.is_some())
+            .cloned()
+            .collect();
+        // The volume's metadata, its top layer and its snapshots' names go
+        // in one batch; layers no one reads through any more follow.
         let mut batch = WriteBatch::default();
         batch.delete_cf(db::cf(&self.db, CF_VOLUMES)?, name.as_bytes());
-        let cf_ext = db::cf(&self.db, CF_EXTENTS)?;
-        batch.delete_range_cf(
-            cf_ext,
-            extent_key(vol.id(), 0),
-            extent_key(vol.id(), u64::MAX),
-        );
+        crate::extent_map::delete_layer(&self.db, &mut batch, top.id)?;
+        batch.delete_cf(db::cf(&self.db, CF_LAYERS)?, top.id.to_be_bytes());
+        for lm in &snapshots {
+            let mut hidden = lm.clone();
+            hidden.snapshot = None;
+            self.put_layer_meta(&mut batch, &hidden)?;
+        }
         db::write_synced(&self.db, batch)?;
         vol.closed.store(true, Ordering::SeqCst);
         self.map.write().remove(name);
-        let path = vol.tier.path().to_path_buf();
+        self.layers.write().remove(&top.id);
+        self.layer_metas.write().remove(&top.id);
+        for lm in &snapshots {
+            if let Some(m) = self.layer_metas.write().get_mut(&lm.id) {
+                m.snapshot = None;
+            }
+            if let Some(snap) = &lm.snapshot {
+                self.drop_view(name, snap);
+            }
+        }
+        let path = top.tier.path().to_path_buf();
         if let Err(e) = std::fs::remove_file(&path) {
             // The metadata is gone, so the next start removes the orphan anyway.
             tracing::warn!(volume = %name, path = %path.display(), error = %e, "could not remove local tier file");
         }
+        if let Some(parent) = top.parent.clone() {
+            drop(top);
+            self.release(parent.id)?;
+        }
         self.heat.delete_volume(vol.id())?;
         vol.engine.metrics.forget_volume(name);
-        tracing::info!(volume = %name, "volume deleted");
+        tracing::info!(volume = %name, snapshots = snapshots.len(), "volume deleted");
         Ok(())
     }
 
@@ -426,14 +560,14 @@ mod tests {
         let config = Config::embedded();
         let vols = open(dir.path());
         let v = vols.create(req("gone", 8 << 20), &config).unwrap();
-        let path = v.tier.path().to_path_buf();
+        let path = v.top().tier.path().to_path_buf();
         let attached = v.attach();
         assert!(matches!(
-            vols.delete("gone", false),
+            vols.delete("gone", false, false),
             Err(TierError::VolumeBusy { connections: 1, .. })
         ));
         drop(attached);
-        vols.delete("gone", false).unwrap();
+        vols.delete("gone", false, false).unwrap();
         assert!(!path.exists());
         assert!(v.is_closed());
         assert!(matches!(

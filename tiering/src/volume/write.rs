@@ -1,46 +1,62 @@
 //! The write side of a volume's I/O path: writes, zeroing and trim, and
-//! flush.
+//! flush. Writes go to the top layer only.
 //!
-//! Invariants kept here: a write lands only in an extent that is local (a
-//! remote one is brought back first, or replaced outright when the write
-//! covers all of it, durably before its record changes); every write bumps its
-//! stripe's sequence number under the stripe lock, so a migration that read
-//! the extent earlier cannot commit over it; a whole remote extent that is
-//! zeroed becomes a zero extent without a fetch.
+//! Invariants kept here: a write lands only in an extent the top layer holds
+//! (a remote one is brought back first, or replaced outright when the write
+//! covers all of it, durably before its record changes); in an extent the top
+//! layer inherits, whole blocks are written into its file and noted as held,
+//! and a block only partly written is first filled from the layers below, so
+//! a held block is always whole; every write bumps its stripe's sequence
+//! number under the stripe lock, so a migration that read the extent earlier
+//! cannot commit over it; a whole remote extent that is zeroed becomes a zero
+//! extent without a fetch; writes hold the write gate shared, so nothing
+//! writes while the top layer is frozen or replaced.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use heatmap::AccessKind;
 
-use super::Volume;
+use super::{Layer, Volume, BLOCK_SIZE};
 use crate::error::Result;
-use crate::extent_map::{ExtentRecord, ExtentState};
+use crate::extent_map::{ExtentRecord, Slot};
+
+/// What a range operation puts in the blocks it covers.
+#[derive(Clone, Copy)]
+enum Fill<'a> {
+    Data(&'a [u8]),
+    /// Zeros, freeing the space when `punch`.
+    Zeros {
+        punch: bool,
+    },
+}
 
 impl Volume {
-    /// Takes extent `e` out of the remote or zero state so it can be written
-    /// locally. `covering` is the part the caller is about to overwrite
-    /// completely, if it is the whole extent (then no fetch is needed).
-    fn make_writable(&self, e: u64, whole_overwrite: Option<&[u8]>) -> Result<()> {
-        let stripe = self.stripe(e);
-        let state = self.map.read().state(e);
-        match state {
-            ExtentState::Local => Ok(()),
-            ExtentState::Zero => {
+    /// Takes extent `e` of the top layer out of the remote or zero state so
+    /// it can be written locally. `whole_overwrite` is the data about to
+    /// replace all of it, if the write covers the whole extent (then no fetch
+    /// is needed).
+    fn make_writable(&self, top: &Layer, e: u64, whole_overwrite: Option<&[u8]>) -> Result<()> {
+        let stripe = top.stripe(e);
+        let slot = top.map.read().slot(e);
+        match slot {
+            Slot::Local | Slot::Inherit | Slot::Partial => Ok(()),
+            Slot::Zero => {
                 let _g = stripe.lock.write();
                 // The local range is a hole, which reads as the zeros the record promises.
-                if self.map.read().state(e) == ExtentState::Zero {
-                    self.map.read().make_local(e)?;
+                if top.map.read().slot(e) == Slot::Zero {
+                    top.map.read().make_local(e)?;
                 }
                 Ok(())
             }
-            ExtentState::Remote => match whole_overwrite {
+            Slot::Remote => match whole_overwrite {
                 Some(data) => {
                     let _g = stripe.lock.write();
-                    if self.map.read().state(e) != ExtentState::Remote {
+                    if top.map.read().slot(e) != Slot::Remote {
                         return Ok(());
                     }
-                    self.write_extent_durably(e, data, "write")?;
-                    self.map.read().make_local(e)?;
+                    self.write_extent_durably(top, e, data, "write")?;
+                    top.map.read().make_local(e)?;
                     stripe.seq.fetch_add(1, Ordering::SeqCst);
                     Ok(())
                 }
@@ -49,27 +65,156 @@ impl Volume {
         }
     }
 
-    /// Writes `data` at `offset`; with `fua` it is durable before this returns.
-    pub fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<()> {
-        self.check_range(offset, data.len() as u64)?;
-        let mut pos = 0usize;
-        for (e, start, n) in self.pieces(offset, data.len() as u64) {
-            let chunk = &data[pos..pos + n as usize];
-            pos += n as usize;
-            let whole = (n == self.extent_range(e).1).then_some(chunk);
-            loop {
-                {
-                    let stripe = self.stripe(e);
-                    let _g = stripe.lock.read();
-                    if self.map.read().state(e) == ExtentState::Local {
+    /// Blocks `first..last` of extent `e` that the range `start..start+n`
+    /// touches, and whether the first and last are only partly covered.
+    fn block_span(&self, e: u64, start: u64, n: u64) -> (u32, u32, bool, bool) {
+        let (ext_start, _) = self.extent_range(e);
+        let within = start - ext_start;
+        let first = (within / BLOCK_SIZE) as u32;
+        let last = (within + n).div_ceil(BLOCK_SIZE) as u32;
+        let head_partial = !within.is_multiple_of(BLOCK_SIZE);
+        let tail_partial = !(within + n).is_multiple_of(BLOCK_SIZE);
+        (first, last, head_partial, tail_partial)
+    }
+
+    /// Makes the top layer hold whole copies of the partly covered edge
+    /// blocks of `start..start+n` in inherited extent `e`, read from the
+    /// layers below, so the write that follows never leaves a held block
+    /// with bytes the layer does not have.
+    fn fill_edges(self: &Arc<Self>, top: &Arc<Layer>, e: u64, start: u64, n: u64) -> Result<()> {
+        let (first, last, head, tail) = self.block_span(e, start, n);
+        let (ext_start, ext_len) = self.extent_range(e);
+        let _g = top.stripe(e).lock.write();
+        let map = top.map.read();
+        if !matches!(map.slot(e), Slot::Inherit | Slot::Partial) {
+            return Ok(());
+        }
+        let blocks = map.blocks(e);
+        let held = |b: u32| blocks.as_ref().is_some_and(|s| s.contains(b));
+        let mut edges = Vec::new();
+        if head && !held(first) {
+            edges.push(first);
+        }
+        if tail && !held(last - 1) && !edges.contains(&(last - 1)) {
+            edges.push(last - 1);
+        }
+        drop(map);
+        for b in edges {
+            let off = ext_start + b as u64 * BLOCK_SIZE;
+            let len = BLOCK_SIZE.min(ext_start + ext_len - off);
+            let mut buf = vec![0u8; len as usize];
+            if let Some(p) = &top.parent {
+                self.read_in(p, e, off, &mut buf, false, false)?;
+            }
+            top.tier
+                .write_at(&buf, off)
+                .map_err(|err| self.layer_err(top, "fill block", err))?;
+            top.map.read().hold_blocks(e, b, b + 1);
+        }
+        Ok(())
+    }
+
+    /// Applies `fill` to `start..start+n` of extent `e` in the top layer,
+    /// whatever its state, bringing or filling in what it needs first.
+    fn put(self: &Arc<Self>, e: u64, start: u64, n: u64, fill: Fill<'_>) -> Result<()> {
+        let top = self.top();
+        let whole = n == self.extent_range(e).1;
+        loop {
+            let stripe = top.stripe(e);
+            let slot = top.map.read().slot(e);
+            match (slot, fill) {
+                (Slot::Zero, Fill::Zeros { .. }) => return Ok(()),
+                // A whole remote extent zeroed: no fetch, the old object
+                // becomes garbage (the local range is already a hole).
+                (Slot::Remote, Fill::Zeros { .. }) if whole => {
+                    let _g = stripe.lock.write();
+                    if top.map.read().slot(e) == Slot::Remote {
+                        top.map.read().commit(e, &ExtentRecord::Zero)?;
                         stripe.seq.fetch_add(1, Ordering::SeqCst);
-                        self.tier
-                            .write_at(chunk, start)
-                            .map_err(|err| self.io_err("write", err))?;
-                        break;
                     }
+                    continue;
                 }
-                self.make_writable(e, whole)?;
+                // A whole inherited extent zeroed: zero here, hiding what is below.
+                (Slot::Inherit | Slot::Partial, Fill::Zeros { .. }) if whole => {
+                    let _g = stripe.lock.write();
+                    if matches!(top.map.read().slot(e), Slot::Inherit | Slot::Partial) {
+                        top.tier
+                            .punch_hole(start, n)
+                            .map_err(|err| self.layer_err(&top, "trim", err))?;
+                        top.map.read().commit(e, &ExtentRecord::Zero)?;
+                        stripe.seq.fetch_add(1, Ordering::SeqCst);
+                    }
+                    continue;
+                }
+                (Slot::Remote | Slot::Zero, _) => {
+                    let data = match fill {
+                        Fill::Data(d) if whole => Some(d),
+                        _ => None,
+                    };
+                    self.make_writable(&top, e, data)?;
+                    continue;
+                }
+                (Slot::Local, _) => {
+                    let _g = stripe.lock.read();
+                    if top.map.read().slot(e) != Slot::Local {
+                        continue;
+                    }
+                    stripe.seq.fetch_add(1, Ordering::SeqCst);
+                    return self.apply(&top, start, n, fill);
+                }
+                (Slot::Inherit | Slot::Partial, _) => {
+                    let (first, last, head, tail) = self.block_span(e, start, n);
+                    {
+                        let _g = stripe.lock.read();
+                        let map = top.map.read();
+                        if matches!(map.slot(e), Slot::Inherit | Slot::Partial) {
+                            let blocks = map.blocks(e);
+                            let held = |b: u32| blocks.as_ref().is_some_and(|s| s.contains(b));
+                            if (!head || held(first)) && (!tail || held(last - 1)) {
+                                stripe.seq.fetch_add(1, Ordering::SeqCst);
+                                self.apply(&top, start, n, fill)?;
+                                // Noted only once the bytes are in the file:
+                                // a reader never takes an unwritten block as held.
+                                map.hold_blocks(e, first, last);
+                                return Ok(());
+                            }
+                        }
+                    }
+                    self.fill_edges(&top, e, start, n)?;
+                }
+            }
+        }
+    }
+
+    /// Writes `fill` into the top layer's file.
+    fn apply(&self, top: &Layer, start: u64, n: u64, fill: Fill<'_>) -> Result<()> {
+        match fill {
+            Fill::Data(d) => top
+                .tier
+                .write_at(d, start)
+                .map_err(|err| self.layer_err(top, "write", err)),
+            Fill::Zeros { punch: true } => top
+                .tier
+                .punch_hole(start, n)
+                .map_err(|err| self.layer_err(top, "trim", err)),
+            Fill::Zeros { punch: false } => top
+                .tier
+                .zero_range(start, n)
+                .map_err(|err| self.layer_err(top, "write zeroes", err)),
+        }
+    }
+
+    /// Writes `data` at `offset`; with `fua` it is durable before this returns.
+    pub fn write(self: &Arc<Self>, offset: u64, data: &[u8], fua: bool) -> Result<()> {
+        self.refuse_read_only()?;
+        self.check_range(offset, data.len() as u64)?;
+        {
+            let _gate = self.write_gate.read();
+            let mut pos = 0usize;
+            for (e, start, n) in self.pieces(offset, data.len() as u64) {
+                let chunk = &data[pos..pos + n as usize];
+                pos += n as usize;
+                self.put(e, start, n, Fill::Data(chunk))?;
             }
         }
         self.trace(policy::trace::Op::Write, offset, data.len() as u64);
@@ -80,51 +225,20 @@ impl Volume {
         Ok(())
     }
 
-    /// Zeroes a range, freeing its space when `may_punch`. A whole remote
-    /// extent becomes a zero extent without a fetch.
-    fn zero(&self, offset: u64, len: u64, may_punch: bool, op: &'static str) -> Result<()> {
+    /// Zeroes a range, freeing its space when `may_punch`.
+    fn zero(self: &Arc<Self>, offset: u64, len: u64, may_punch: bool) -> Result<()> {
+        let _gate = self.write_gate.read();
         for (e, start, n) in self.pieces(offset, len) {
-            let whole = n == self.extent_range(e).1;
-            loop {
-                let stripe = self.stripe(e);
-                let state = self.map.read().state(e);
-                if state == ExtentState::Zero {
-                    break;
-                }
-                if state == ExtentState::Remote && whole {
-                    let _g = stripe.lock.write();
-                    if self.map.read().state(e) == ExtentState::Remote {
-                        // The local range is already a hole; the old object becomes garbage.
-                        self.map.read().commit(e, &ExtentRecord::Zero)?;
-                        stripe.seq.fetch_add(1, Ordering::SeqCst);
-                    }
-                    continue;
-                }
-                if state == ExtentState::Remote {
-                    self.rehydrate(e)?;
-                    continue;
-                }
-                let _g = stripe.lock.read();
-                if self.map.read().state(e) != ExtentState::Local {
-                    continue;
-                }
-                stripe.seq.fetch_add(1, Ordering::SeqCst);
-                let r = if may_punch {
-                    self.tier.punch_hole(start, n)
-                } else {
-                    self.tier.zero_range(start, n)
-                };
-                r.map_err(|err| self.io_err(op, err))?;
-                break;
-            }
+            self.put(e, start, n, Fill::Zeros { punch: may_punch })?;
         }
         Ok(())
     }
 
     /// Discards a range: it reads as zeros afterwards and its space is freed.
-    pub fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<()> {
+    pub fn trim(self: &Arc<Self>, offset: u64, len: u64, fua: bool) -> Result<()> {
+        self.refuse_read_only()?;
         self.check_range(offset, len)?;
-        self.zero(offset, len, true, "trim")?;
+        self.zero(offset, len, true)?;
         self.trace(policy::trace::Op::Trim, offset, len);
         self.record(AccessKind::Write, offset, len, false);
         if fua {
@@ -135,9 +249,16 @@ impl Volume {
 
     /// Zeroes a range. With `may_punch` the space may be freed (a hole); without,
     /// it stays allocated.
-    pub fn write_zeroes(&self, offset: u64, len: u64, may_punch: bool, fua: bool) -> Result<()> {
+    pub fn write_zeroes(
+        self: &Arc<Self>,
+        offset: u64,
+        len: u64,
+        may_punch: bool,
+        fua: bool,
+    ) -> Result<()> {
+        self.refuse_read_only()?;
         self.check_range(offset, len)?;
-        self.zero(offset, len, may_punch, "write zeroes")?;
+        self.zero(offset, len, may_punch)?;
         self.trace(policy::trace::Op::Write, offset, len);
         self.record(AccessKind::Write, offset, len, false);
         if fua {
@@ -146,14 +267,28 @@ impl Volume {
         Ok(())
     }
 
-    /// Makes every completed write durable.
     /// Pushes the buffered access trace, if recording, to its file.
     pub fn flush_trace(&self) {
         self.trace_log.flush();
     }
 
+    /// Makes every completed write durable: the top layer's file, then which
+    /// blocks of its inherited extents it now holds.
     pub fn flush(&self) -> Result<()> {
         self.trace_log.flush();
-        self.tier.sync().map_err(|e| self.io_err("fdatasync", e))
+        let top = self.top();
+        let map = top.map.read();
+        if !map.has_unflushed_blocks() {
+            drop(map);
+            return top
+                .tier
+                .sync()
+                .map_err(|e| self.layer_err(&top, "fdatasync", e));
+        }
+        map.flush_blocks(|| {
+            top.tier
+                .sync()
+                .map_err(|e| self.layer_err(&top, "fdatasync", e))
+        })
     }
 }
