@@ -13,6 +13,7 @@ pub mod class;
 pub mod cost;
 pub mod extent;
 pub mod select;
+pub mod snapshots;
 pub mod trace;
 pub mod units;
 
@@ -20,4 +21,5 @@ pub use access::{plan_cold_read, ColdRead, ColdReadPlan, Fetch, ReadTracker};
 pub use class::{brings_back, ClassConfig, Compression, RetrievalPolicy, TieringPolicy};
 pub use extent::ExtentState;
 pub use select::{inactive, select, ExtentView, Fullness, Hold};
+pub use snapshots::{select_held, HeldView};
 pub use units::{HumanDuration, HumanSize};

@@ -49,6 +49,23 @@ impl Blocks {
         }
     }
 
+    /// A set of `len` blocks from plain words (see [`Blocks::words`]).
+    pub fn from_words(len: u32, words: &[u64]) -> Self {
+        let s = Self::new(len);
+        for (a, &b) in s.words.iter().zip(words) {
+            a.store(b, Ordering::Release);
+        }
+        s
+    }
+
+    /// The set as plain words (bit `i % 64` of word `i / 64` is block `i`).
+    pub fn words(&self) -> Vec<u64> {
+        self.words
+            .iter()
+            .map(|w| w.load(Ordering::Acquire))
+            .collect()
+    }
+
     pub fn count(&self) -> u32 {
         self.words
             .iter()

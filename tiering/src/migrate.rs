@@ -18,12 +18,12 @@ use backends::{ObjectStore, PutOptions};
 use serde::Serialize;
 
 use crate::codec;
-use policy::{ClassConfig, ExtentState, ExtentView, Fullness};
+use policy::{ClassConfig, ExtentState, ExtentView, Fullness, Hold};
 
 use crate::error::{Result, TierError};
 use crate::extent_map::{ExtentRecord, RemoteExtent, Slot};
 use crate::failpoint;
-use crate::volume::{Layer, Volume};
+use crate::volume::{reads_from, HeldLayer, Layer, Volume};
 
 /// Where an extent is: its index, its state, and whether its range of the
 /// local file holds data.
@@ -228,6 +228,40 @@ impl Volume {
     }
 }
 
+/// The extents of frozen layers `policy::select_held` picks: only those a
+/// layer holds whole move (a partly held extent stays local for now).
+fn select_held(
+    vol: &Volume,
+    class: &ClassConfig,
+    held: &[HeldLayer],
+    heat: &[heatmap::ExtentHeat],
+    now: u64,
+) -> Vec<(Arc<Layer>, u64)> {
+    let by_extent: std::collections::HashMap<u64, &heatmap::ExtentHeat> =
+        heat.iter().map(|h| (h.extent, h)).collect();
+    let mut units = Vec::new();
+    let mut targets = Vec::new();
+    for h in held {
+        let n = h.layer.map.read().len();
+        for e in 0..n {
+            if h.layer.map.read().slot(e) != Slot::Local {
+                continue;
+            }
+            units.push(policy::HeldView {
+                layer: h.layer.id(),
+                extent: e,
+                live: h.viewers.iter().any(|t| reads_from(t, &h.layer, e)),
+                frozen_ms: h.frozen_ms,
+                heat: by_extent.get(&e).copied(),
+            });
+            targets.push((h.layer.clone(), e));
+        }
+    }
+    let picked = policy::select_held(class, &units, now);
+    tracing::debug!(volume = %vol.name(), units = units.len(), picked = picked.len(), "snapshot data considered");
+    picked.into_iter().map(|i| targets[i].clone()).collect()
+}
+
 fn views<'a>(heat: &'a [heatmap::ExtentHeat], states: &[Placement]) -> Vec<ExtentView<'a>> {
     let mut by_extent: std::collections::HashMap<u64, &heatmap::ExtentHeat> =
         std::collections::HashMap::new();
@@ -314,9 +348,15 @@ impl<'a> PassStart<'a> {
     }
 }
 
-/// One policy pass over a volume: choose, then tier, coldest first. Runs on a
-/// blocking thread.
-pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassReport> {
+/// One policy pass over a volume: choose, then tier, coldest first: extents
+/// of its top layer as `policy::select` says, and extents of the frozen
+/// layers it governs (`held`, its snapshots) as `policy::select_held` says.
+/// Runs on a blocking thread.
+pub fn run_pass(
+    vol: &Arc<Volume>,
+    data_dir: &std::path::Path,
+    held: &[HeldLayer],
+) -> Result<PassReport> {
     let t0 = Stopwatch::start();
     let _pass = PassStart::begin(vol)?;
     let mut report = PassReport {
@@ -348,14 +388,19 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
     let (heat, states) = vol.extent_views()?;
     let views = views(&heat, &states);
     let now = vol.heat().clock().now_ms();
-    let chosen = match policy::select(&class, &views, now, meta.created_ms, fullness(data_dir)) {
-        Ok(c) => c,
-        Err(hold) => {
-            report.held = Some(hold.to_string());
-            *vol.last_pass.write() = serde_json::to_value(&report).ok();
-            return Ok(report);
-        }
-    };
+    let top = vol.top();
+    let mut chosen: Vec<(Arc<Layer>, u64)> =
+        match policy::select(&class, &views, now, meta.created_ms, fullness(data_dir)) {
+            Ok(c) => c.into_iter().map(|e| (top.clone(), e)).collect(),
+            // Snapshot-only never tiers the volume's own layer; its snapshots' data is below.
+            Err(Hold::NoSnapshots) if !held.is_empty() => Vec::new(),
+            Err(hold) => {
+                report.held = Some(hold.to_string());
+                *vol.last_pass.write() = serde_json::to_value(&report).ok();
+                return Ok(report);
+            }
+        };
+    chosen.extend(select_held(vol, &class, held, &heat, now));
     report.candidates = chosen.len();
     vol.set_progress(Some(crate::volume::PassProgress {
         kind: "tier".into(),
@@ -377,8 +422,10 @@ pub fn run_pass(vol: &Arc<Volume>, data_dir: &std::path::Path) -> Result<PassRep
                 {
                     return;
                 }
-                let Some(e) = queue.lock().next() else { return };
-                let r = vol.tier_extent(e, &class, &backend, &store);
+                let Some((layer, e)) = queue.lock().next() else {
+                    return;
+                };
+                let r = vol.tier_layer_extent(&layer, e, &class, &backend, &store);
                 vol.advance_progress();
                 if let (Ok(Outcome::Tiered { stored }), Some(rate)) = (&r, rate) {
                     let mut nf = next_free.lock();

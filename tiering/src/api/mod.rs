@@ -190,9 +190,10 @@ async fn pass(
 ) -> ApiResult<Response> {
     let vol = st.volumes.get(&name).map_err(ApiError::from)?;
     let dir = st.engine.config().server.data_dir.clone();
+    let held = st.volumes.held_layers(&vol);
     let job = move || match kind {
         "promote" => crate::migrate::promote(&vol),
-        _ => crate::migrate::run_pass(&vol, &dir),
+        _ => crate::migrate::run_pass(&vol, &dir, &held),
     };
     // A tracked task either way: shutdown waits for the pass to stop
     // between extents, whether or not the caller waits for its report. A

@@ -24,7 +24,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use super::local_tier::LocalTier;
-use crate::extent_map::ExtentMap;
+use crate::extent_map::{ExtentMap, Slot};
 
 /// Lock stripes per layer: extents map onto them by index.
 pub(crate) const STRIPES: usize = 1024;
@@ -112,4 +112,74 @@ impl Layer {
     pub fn size(&self) -> u64 {
         self.size.load(std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+/// A frozen layer as a volume's policy pass sees it: the layer, when it was
+/// frozen, and the top layers of every live volume that reads through it.
+#[derive(Debug, Clone)]
+pub struct HeldLayer {
+    pub layer: Arc<Layer>,
+    pub frozen_ms: u64,
+    pub viewers: Vec<Arc<Layer>>,
+}
+
+/// Whether a volume whose top layer is `top` reads any block of extent `e`
+/// from `layer` (a layer of its chain): some block `layer` holds that no
+/// layer above it in the chain holds.
+pub fn reads_from(top: &Arc<Layer>, layer: &Layer, e: u64) -> bool {
+    visible_blocks(top, layer, e).is_some_and(|w| w.iter().any(|&x| x != 0))
+}
+
+/// The blocks of extent `e` that a reader whose top layer is `top` reads
+/// from `layer`, as words (see [`crate::blocks::Blocks::words`]); `None`
+/// when `layer` is not in its chain or holds nothing of `e`.
+pub fn visible_blocks(top: &Arc<Layer>, layer: &Layer, e: u64) -> Option<Vec<u64>> {
+    let mut shadow: Option<Vec<u64>> = None;
+    for l in top.chain() {
+        let map = l.map.read();
+        if e >= map.len() {
+            // Shorter than the volume (it grew since): holds nothing of `e`.
+            if l.id == layer.id {
+                return None;
+            }
+            continue;
+        }
+        let slot = map.slot(e);
+        if l.id == layer.id {
+            let held: Vec<u64> = match slot {
+                Slot::Local | Slot::Remote => full_words(map.blocks_per_extent()),
+                Slot::Partial => map.blocks(e).map(|b| b.words())?,
+                Slot::Zero | Slot::Inherit => return None,
+            };
+            let shadow = shadow.unwrap_or_else(|| vec![0; held.len()]);
+            return Some(held.iter().zip(&shadow).map(|(h, s)| h & !s).collect());
+        }
+        match slot {
+            Slot::Local | Slot::Remote | Slot::Zero => return Some(Vec::new()),
+            Slot::Partial => {
+                if let Some(b) = map.blocks(e) {
+                    let w = b.words();
+                    match &mut shadow {
+                        Some(s) => s.iter_mut().zip(&w).for_each(|(a, b)| *a |= b),
+                        None => shadow = Some(w),
+                    }
+                }
+            }
+            Slot::Inherit => {}
+        }
+    }
+    None
+}
+
+pub(crate) fn full_words(blocks: u32) -> Vec<u64> {
+    (0..blocks.div_ceil(64))
+        .map(|i| {
+            let left = blocks - i * 64;
+            if left >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << left) - 1
+            }
+        })
+        .collect()
 }

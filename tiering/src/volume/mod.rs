@@ -28,6 +28,8 @@ mod layer;
 mod local_tier;
 mod meta;
 mod registry;
+#[cfg(test)]
+mod snapshot_policy_tests;
 mod snapshots;
 mod trace_log;
 mod write;
@@ -39,7 +41,7 @@ use heatmap::{Access, AccessKind, HeatMap};
 use parking_lot::RwLock;
 use serde::Serialize;
 
-pub use layer::{Layer, LayerMeta};
+pub use layer::{reads_from, HeldLayer, Layer, LayerMeta};
 pub use local_tier::{Allocation, LocalTier};
 pub use meta::{
     validate_extent_size, validate_name, validate_size, VolumeMeta, BLOCK_SIZE,
@@ -327,7 +329,7 @@ impl Volume {
             use crate::config::TieringPolicy;
             match class.tiering_policy {
                 TieringPolicy::None => status.push("tiering policy none: nothing is tiered".to_string()),
-                TieringPolicy::SnapshotOnly => {
+                TieringPolicy::SnapshotOnly if top.parent.is_none() => {
                     status.push("tiering policy snapshot-only: the volume has no snapshots, so nothing is tiered".into())
                 }
                 _ => {}

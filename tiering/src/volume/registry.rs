@@ -459,6 +459,9 @@ impl Volumes {
             drop(top);
             self.release(parent.id)?;
         }
+        for lm in &snapshots {
+            self.compact_below(lm.id)?;
+        }
         self.heat.delete_volume(vol.id())?;
         vol.engine.metrics.forget_volume(name);
         tracing::info!(volume = %name, snapshots = snapshots.len(), "volume deleted");

@@ -13,13 +13,15 @@ use std::sync::Arc;
 use rocksdb::WriteBatch;
 use serde::Serialize;
 
+use super::layer::{full_words, visible_blocks};
 use super::meta::{validate_name, VolumeMeta};
 use super::registry::{file_name, NEXT_ID_KEY};
-use super::{Layer, LayerMeta, LocalTier, Volume, Volumes};
+use super::{HeldLayer, Layer, LayerMeta, LocalTier, Volume, Volumes, BLOCK_SIZE};
+use crate::blocks::Blocks;
 use crate::config::Config;
 use crate::db::{self, CF_LAYERS, CF_META};
 use crate::error::{Result, TierError};
-use crate::extent_map::ExtentMap;
+use crate::extent_map::{ExtentMap, ExtentRecord, Slot};
 
 /// What the API reports about a snapshot.
 #[derive(Debug, Clone, Serialize)]
@@ -168,6 +170,43 @@ impl Volumes {
             })
             .map(|v| v.name())
             .collect()
+    }
+
+    /// The frozen layers `vol`'s policy pass governs: those of its own
+    /// snapshots, and those it reads through whose volume is gone (the first
+    /// such volume by name takes them), each with the live volumes that read
+    /// through it.
+    pub fn held_layers(&self, vol: &Volume) -> Vec<HeldLayer> {
+        let volumes: Vec<Arc<Volume>> = self.map.read().values().cloned().collect();
+        let ids: std::collections::HashSet<u64> = volumes.iter().map(|v| v.id()).collect();
+        let chains: Vec<(String, Vec<Arc<Layer>>)> = volumes
+            .iter()
+            .map(|v| (v.name(), v.top().chain()))
+            .collect();
+        let metas = self.layer_metas.read().clone();
+        let mut out = Vec::new();
+        for m in metas.values().filter(|m| m.frozen) {
+            let Some(layer) = self.layer(m.id) else {
+                continue;
+            };
+            let readers: Vec<&(String, Vec<Arc<Layer>>)> = chains
+                .iter()
+                .filter(|(_, c)| c.iter().any(|l| l.id == m.id))
+                .collect();
+            let governs = if ids.contains(&m.volume) {
+                m.volume == vol.id()
+            } else {
+                readers.first().is_some_and(|(name, _)| *name == vol.name())
+            };
+            if governs {
+                out.push(HeldLayer {
+                    layer,
+                    frozen_ms: m.frozen_ms,
+                    viewers: readers.iter().map(|(_, c)| c[0].clone()).collect(),
+                });
+            }
+        }
+        out
     }
 
     /// Creates an empty layer file for a new top layer.
@@ -330,8 +369,116 @@ impl Volumes {
         self.layer_metas.write().insert(m.id, m.clone());
         self.drop_view(volume, name);
         self.release(m.id)?;
-        tracing::info!(volume, snapshot = name, "snapshot deleted");
+        let freed = self.compact_below(m.id)?;
+        tracing::info!(volume, snapshot = name, freed, "snapshot deleted");
         Ok(())
+    }
+
+    /// Compacts layer `id` if it is hidden, and the hidden layers below it
+    /// down to the first one a snapshot or volume is: the only layers whose
+    /// readers can have changed when `id` lost its name. Bytes freed.
+    pub(super) fn compact_below(&self, id: u64) -> Result<u64> {
+        let mut freed = 0;
+        let mut next = self.layer(id);
+        while let Some(layer) = next.take() {
+            let hidden = self
+                .layer_metas
+                .read()
+                .get(&layer.id)
+                .is_some_and(|m| m.frozen && m.snapshot.is_none());
+            if !hidden {
+                break;
+            }
+            freed += self.compact(&layer)?;
+            next = layer.parent.clone();
+        }
+        Ok(freed)
+    }
+
+    /// Frees what a hidden layer holds that no volume or snapshot reads any
+    /// more: whole extents (their objects become garbage) and, within
+    /// extents still partly read, the blocks no one reads. Deleting a
+    /// snapshot thus frees exactly the data only it held. Bytes freed
+    /// locally.
+    fn compact(&self, h: &Arc<Layer>) -> Result<u64> {
+        let mut readers: Vec<Arc<Layer>> = self.map.read().values().map(|v| v.top()).collect();
+        for m in self.layer_metas.read().values() {
+            if m.snapshot.is_some() {
+                if let Some(l) = self.layer(m.id) {
+                    readers.push(l);
+                }
+            }
+        }
+        readers.retain(|r| r.id != h.id && r.chain().iter().any(|l| l.id == h.id));
+        let (bpe, n) = {
+            let map = h.map.read();
+            (map.blocks_per_extent(), map.len())
+        };
+        let ext_bytes = bpe as u64 * BLOCK_SIZE;
+        let size = h.size();
+        let mut freed = 0u64;
+        for e in 0..n {
+            let slot = h.map.read().slot(e);
+            if slot == Slot::Inherit {
+                continue;
+            }
+            let mut seen = vec![0u64; bpe.div_ceil(64) as usize];
+            for r in &readers {
+                if let Some(v) = visible_blocks(r, h, e) {
+                    seen.iter_mut().zip(&v).for_each(|(a, b)| *a |= b);
+                }
+            }
+            let start = e * ext_bytes;
+            let len = ext_bytes.min(size.saturating_sub(start));
+            let _g = h.stripe(e).lock.write();
+            let err = |op, err| TierError::Io {
+                volume: format!("layer {}", h.id),
+                op,
+                path: h.tier.path().to_path_buf(),
+                source: err,
+            };
+            if seen.iter().all(|&w| w == 0) {
+                if matches!(slot, Slot::Local | Slot::Partial) {
+                    h.tier.punch_hole(start, len).map_err(|e| err("punch", e))?;
+                    freed += len;
+                }
+                h.map.read().forget(e)?;
+                continue;
+            }
+            let held = match slot {
+                Slot::Local => full_words(bpe),
+                Slot::Partial => match h.map.read().blocks(e) {
+                    Some(b) => b.words(),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let keep: Vec<u64> = held.iter().zip(&seen).map(|(a, b)| a & b).collect();
+            if keep == held {
+                continue;
+            }
+            for b in 0..bpe {
+                let (w, bit) = ((b / 64) as usize, 1u64 << (b % 64));
+                if held[w] & bit != 0 && keep[w] & bit == 0 {
+                    let off = start + b as u64 * BLOCK_SIZE;
+                    if off < start + len {
+                        h.tier
+                            .punch_hole(off, BLOCK_SIZE.min(start + len - off))
+                            .map_err(|e| err("punch", e))?;
+                        freed += BLOCK_SIZE;
+                    }
+                }
+            }
+            // Committed after the punch: a crash in between leaves blocks
+            // that read as zeros, which no one reads.
+            h.map
+                .read()
+                .commit(e, &ExtentRecord::Partial(Blocks::from_words(bpe, &keep)))?;
+        }
+        if freed > 0 {
+            tracing::debug!(layer = h.id, freed, "hidden layer compacted");
+        }
+        Ok(freed)
     }
 
     /// Removes layer `id` if nothing reads through it any more, then its
@@ -676,6 +823,38 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(files, 0, "every layer file was released");
+    }
+
+    #[test]
+    fn deleting_a_snapshot_frees_exactly_what_only_it_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let vols = open(dir.path());
+        let v = create(&vols, "v");
+        let old = pattern(2 * MIB as usize, 5);
+        v.write(0, &old, true).unwrap();
+        vols.snapshot_create("v", "s").unwrap();
+        // Extent 0 rewritten whole, one block of extent 1.
+        v.write(0, &vec![1u8; MIB as usize], false).unwrap();
+        v.write(MIB, &[2u8; 4096], false).unwrap();
+        v.flush().unwrap();
+        let below = v.top().parent().cloned().unwrap();
+        let before = below.tier.allocated_bytes().unwrap();
+        assert!(before >= 2 * MIB, "{before}");
+        vols.snapshot_delete("v", "s").unwrap();
+        let after = below.tier.allocated_bytes().unwrap();
+        assert_eq!(
+            before - after,
+            MIB + 4096,
+            "extent 0 and one block of extent 1 freed"
+        );
+        let mut want = old.clone();
+        want[..MIB as usize].fill(1);
+        want[MIB as usize..MIB as usize + 4096].fill(2);
+        assert!(read(&v, 0, 2 * MIB as usize) == want);
+        drop((v, below));
+        drop(vols);
+        let vols = open(dir.path());
+        assert!(read(&vols.get("v").unwrap(), 0, 2 * MIB as usize) == want);
     }
 
     #[test]

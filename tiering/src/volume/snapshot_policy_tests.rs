@@ -1,0 +1,183 @@
+//! The policy passes with snapshots: `snapshot-only` tiers exactly the data
+//! only snapshots hold once it has cooled, `auto` tiers it at once, and the
+//! volume and its snapshots read the same bytes before and after.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use backends::{MemoryStore, ObjectStore};
+use heatmap::{Clock, HeatConfig, HeatMap, ManualClock};
+use policy::{ClassConfig, HumanDuration, RetrievalPolicy, TieringPolicy};
+
+use super::{CreateVolume, Volume, Volumes};
+use crate::config::Config;
+use crate::extent_map::Slot;
+
+const MIB: u64 = 1 << 20;
+const DAY: u64 = 86_400_000;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    vols: Volumes,
+    clock: Arc<ManualClock>,
+    store: Arc<dyn ObjectStore>,
+    data_dir: std::path::PathBuf,
+}
+
+fn setup(policy: TieringPolicy) -> Setup {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::embedded();
+    config.classes.insert(
+        "c".into(),
+        ClassConfig {
+            backend: Some("local".into()),
+            cooling_period: Some(HumanDuration(std::time::Duration::from_millis(2 * DAY))),
+            ..ClassConfig::with_policies(policy, None, RetrievalPolicy::Default)
+        },
+    );
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new("mem"));
+    let engine = crate::engine::tests::engine_with(
+        config.clone(),
+        BTreeMap::from([("local".to_string(), store.clone())]),
+    );
+    let cfg = HeatConfig::default();
+    let db = crate::db::open(&dir.path().join("db"), &cfg).expect("db");
+    let clock = Arc::new(ManualClock::new(DAY));
+    let c: Arc<dyn Clock> = clock.clone();
+    let heat = Arc::new(HeatMap::new(db.clone(), c.clone(), &cfg).expect("heat"));
+    let vols = Volumes::open(db, heat, engine, c, dir.path()).expect("volumes");
+    vols.create(
+        CreateVolume {
+            name: "v".into(),
+            size: 4 * MIB,
+            class: "c".into(),
+            extent_size: Some(MIB),
+        },
+        &config,
+    )
+    .expect("create");
+    Setup {
+        data_dir: dir.path().to_path_buf(),
+        _dir: dir,
+        vols,
+        clock,
+        store,
+    }
+}
+
+fn read(v: &Arc<Volume>, off: u64, len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    v.read(off, &mut b, false).expect("read");
+    b
+}
+
+fn pass(s: &Setup, v: &Arc<Volume>) -> crate::migrate::PassReport {
+    s.vols
+        .get("v")
+        .expect("volume")
+        .heat()
+        .flush()
+        .expect("heat flush");
+    let held = s.vols.held_layers(v);
+    crate::migrate::run_pass(v, &s.data_dir, &held).expect("pass")
+}
+
+/// Writes 4 extents, snapshots, then overwrites extent 0 whole and one
+/// block of extent 1: extent 0 of the snapshot is held only by it.
+fn scenario(s: &Setup) -> (Arc<Volume>, Vec<u8>) {
+    let v = s.vols.get("v").expect("volume");
+    let old: Vec<u8> = (0..4 * MIB).map(|i| (i % 251) as u8).collect();
+    v.write(0, &old, true).expect("write");
+    s.vols.snapshot_create("v", "s").expect("snapshot");
+    v.write(0, &vec![5u8; MIB as usize], false)
+        .expect("overwrite");
+    v.write(MIB, &[6u8; 4096], false).expect("small write");
+    v.flush().expect("flush");
+    (v, old)
+}
+
+fn snapshot_slots(s: &Setup) -> Vec<Slot> {
+    let snap = s.vols.export("v@s").expect("snapshot export");
+    let layer = snap.top();
+    let map = layer.map.read();
+    (0..4).map(|e| map.slot(e)).collect()
+}
+
+#[test]
+fn snapshot_only_tiers_what_only_snapshots_hold_after_cooling() {
+    let s = setup(TieringPolicy::SnapshotOnly);
+    let (v, old) = scenario(&s);
+    // Not cooled yet: nothing moves.
+    let r = pass(&s, &v);
+    assert_eq!(r.tiered, 0, "{r:?}");
+    s.clock.advance_ms(3 * DAY);
+    let r = pass(&s, &v);
+    assert_eq!((r.tiered, r.held.clone()), (1, None), "{r:?}");
+    assert_eq!(
+        snapshot_slots(&s),
+        vec![Slot::Remote, Slot::Local, Slot::Local, Slot::Local],
+        "only extent 0, which the volume overwrote whole, left"
+    );
+    // The volume's own data never moves under snapshot-only.
+    assert_eq!(v.extent_slot(0), Slot::Local);
+    // Both still read what they should; the snapshot's read stays remote.
+    let snap = s.vols.export("v@s").expect("snapshot export");
+    assert!(read(&snap, 0, 4 * MIB as usize) == old);
+    assert_eq!(
+        snapshot_slots(&s)[0],
+        Slot::Remote,
+        "reading a snapshot brings nothing back"
+    );
+    let mut want = old.clone();
+    want[..MIB as usize].fill(5);
+    want[MIB as usize..MIB as usize + 4096].fill(6);
+    assert!(read(&v, 0, 4 * MIB as usize) == want);
+    // The object is referred to: GC keeps it.
+    let gc = s.vols.engine.block_on(crate::gc::collect(
+        &s.vols.engine,
+        &s.vols,
+        s.clock.now_ms() + 30 * DAY,
+        std::time::Duration::ZERO,
+    ));
+    let gc = gc.expect("gc");
+    assert_eq!((gc.referenced, gc.deleted), (1, 0), "{gc:?}");
+    // Deleting the snapshot drops the last reference: GC deletes the object.
+    s.vols.snapshot_delete("v", "s").expect("delete snapshot");
+    let gc = s
+        .vols
+        .engine
+        .block_on(crate::gc::collect(
+            &s.vols.engine,
+            &s.vols,
+            s.clock.now_ms() + 30 * DAY,
+            std::time::Duration::ZERO,
+        ))
+        .expect("gc");
+    assert_eq!(gc.deleted, 1, "{gc:?}");
+    assert!(
+        read(&v, 0, 4 * MIB as usize) == want,
+        "the volume never needed it"
+    );
+    drop(s.store.clone());
+}
+
+#[test]
+fn auto_tiers_snapshot_only_data_at_once() {
+    let s = setup(TieringPolicy::Auto);
+    let (v, old) = scenario(&s);
+    let r = pass(&s, &v);
+    assert_eq!(r.tiered, 1, "{r:?}");
+    assert_eq!(snapshot_slots(&s)[0], Slot::Remote);
+    // After the cooling period, the live data the snapshot still holds for
+    // the volume goes too (extents 2 and 3; extent 1 is partly rewritten, so
+    // its held blocks stay until partial extents can move).
+    s.clock.advance_ms(3 * DAY);
+    let r = pass(&s, &v);
+    assert!(r.tiered >= 2, "{r:?}");
+    let snap = s.vols.export("v@s").expect("snapshot export");
+    assert!(read(&snap, 0, 4 * MIB as usize) == old);
+    let mut want = old.clone();
+    want[..MIB as usize].fill(5);
+    want[MIB as usize..MIB as usize + 4096].fill(6);
+    assert!(read(&v, 0, 4 * MIB as usize) == want);
+}
