@@ -168,6 +168,7 @@ async fn show_volume(
         let vol = st.volumes.get(&name)?;
         let mut info = vol.info();
         info.bytes_inactive = vol.inactive_bytes().ok();
+        info.space = Some(st.volumes.space(&vol));
         Ok(info)
     })
     .await?;

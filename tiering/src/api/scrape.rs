@@ -40,8 +40,34 @@ fn state(volumes: &Volumes, engine: &Engine, heat: &HeatMap) -> prometheus::Resu
         .buckets(heatmap::TEMPERATURE_BUCKETS.to_vec()),
         &["volume"],
     )?;
+    let held = IntGaugeVec::new(
+        Opts::new(
+            "tierd_volume_held_bytes",
+            "Data of a volume with snapshots, by who holds it: the volume alone, its snapshots alone, or shared",
+        ),
+        &["volume", "holder"],
+    )?;
+    let snapshots = IntGaugeVec::new(
+        Opts::new("tierd_volume_snapshots", "Snapshots of a volume"),
+        &["volume"],
+    )?;
     for v in volumes.list() {
         let info = v.info();
+        // Who holds what is worth its cost only once a volume has layers
+        // below its top (snapshots, a clone's origin, a revert).
+        if v.top().parent().is_some() {
+            let sp = volumes.space(&v);
+            let name = info.name.as_str();
+            held.with_label_values(&[name, "volume"])
+                .set(sp.bytes_owned as i64);
+            held.with_label_values(&[name, "shared"])
+                .set(sp.bytes_shared as i64);
+            held.with_label_values(&[name, "snapshots"])
+                .set(sp.snapshots.iter().map(|(_, b)| *b).sum::<u64>() as i64);
+            snapshots
+                .with_label_values(&[name])
+                .set(sp.snapshots.len() as i64);
+        }
         let name = info.name.as_str();
         bytes
             .with_label_values(&[name, "local"])
@@ -73,6 +99,8 @@ fn state(volumes: &Volumes, engine: &Engine, heat: &HeatMap) -> prometheus::Resu
     r.register(Box::new(inactive))?;
     r.register(Box::new(extents))?;
     r.register(Box::new(temps))?;
+    r.register(Box::new(held))?;
+    r.register(Box::new(snapshots))?;
     let s = &engine.stats;
     for (name, help, value) in [
         (

@@ -326,6 +326,17 @@ pub(crate) fn print_volume(v: &Value) {
         };
         println!("{label:<17} {val}");
     }
+    if let Some(sp) = v["space"].as_object() {
+        println!("held by volume    {}", size_of(&sp["bytes_owned"]));
+        println!("shared            {}", size_of(&sp["bytes_shared"]));
+        for s in sp["snapshots"].as_array().cloned().unwrap_or_default() {
+            println!(
+                "  snapshot {:<8} {} only it holds",
+                s[0].as_str().unwrap_or("?"),
+                size_of(&s[1])
+            );
+        }
+    }
     for s in v["status"].as_array().cloned().unwrap_or_default() {
         println!("status            {}", s.as_str().unwrap_or(""));
     }

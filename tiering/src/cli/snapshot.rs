@@ -62,12 +62,15 @@ pub(super) async fn run(
                             s["name"].as_str().unwrap_or("").to_string(),
                             age(s["created_ms"].as_u64().unwrap_or(0)),
                             size_of(&s["size"]),
-                            size_of(&s["bytes_local"]),
+                            size_of(&s["bytes_exclusive"]),
                             s["export"].as_str().unwrap_or("").to_string(),
                         ]
                     })
                     .collect();
-                table(&["NAME", "CREATED", "SIZE", "OWN LOCAL", "EXPORT"], rows);
+                table(
+                    &["NAME", "CREATED", "SIZE", "ONLY IT HOLDS", "EXPORT"],
+                    rows,
+                );
             }
         }
         SnapshotCommand::Delete { volume, name } => {

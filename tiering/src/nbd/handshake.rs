@@ -29,16 +29,13 @@ fn invalid(msg: String) -> io::Error {
 }
 
 pub fn transmission_flags(structured: bool, read_only: bool) -> u16 {
-    let mut f = TFLAG_HAS_FLAGS
-        | TFLAG_SEND_FLUSH
-        | TFLAG_SEND_FUA
-        | TFLAG_SEND_TRIM
-        | TFLAG_SEND_WRITE_ZEROES
-        | TFLAG_CAN_MULTI_CONN;
+    let mut f = TFLAG_HAS_FLAGS | TFLAG_SEND_FLUSH | TFLAG_CAN_MULTI_CONN;
     if read_only {
         // A snapshot's export: clients open it read-only, and a write that
         // comes anyway gets EPERM.
         f |= TFLAG_READ_ONLY;
+    } else {
+        f |= TFLAG_SEND_FUA | TFLAG_SEND_TRIM | TFLAG_SEND_WRITE_ZEROES;
     }
     if structured {
         // Reads always come back as one chunk, so "don't fragment" costs nothing.

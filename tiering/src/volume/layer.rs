@@ -109,6 +109,38 @@ impl Layer {
         out
     }
 
+    /// The blocks of extent `e` that hold data: all of a remote extent, the
+    /// allocated ones of a local or partial one (a never-written or trimmed
+    /// block is a hole), none otherwise. As words.
+    pub(crate) fn data_words(&self, e: u64) -> Vec<u64> {
+        let (slot, bpe) = {
+            let map = self.map.read();
+            (map.slot(e), map.blocks_per_extent())
+        };
+        match slot {
+            Slot::Remote => full_words(bpe),
+            Slot::Local | Slot::Partial => {
+                let ext = bpe as u64 * super::BLOCK_SIZE;
+                let start = e * ext;
+                let len = ext.min(self.size().saturating_sub(start));
+                let mut w = vec![0u64; bpe.div_ceil(64) as usize];
+                let runs = self
+                    .tier
+                    .allocation(start, len, usize::MAX)
+                    .unwrap_or_default();
+                for r in runs.iter().filter(|r| !r.hole) {
+                    let a = (r.offset - start) / super::BLOCK_SIZE;
+                    let b = (r.offset + r.len - start).div_ceil(super::BLOCK_SIZE);
+                    for i in a..b.min(bpe as u64) {
+                        w[(i / 64) as usize] |= 1 << (i % 64);
+                    }
+                }
+                w
+            }
+            Slot::Zero | Slot::Inherit => Vec::new(),
+        }
+    }
+
     pub fn size(&self) -> u64 {
         self.size.load(std::sync::atomic::Ordering::SeqCst)
     }

@@ -48,7 +48,7 @@ pub use meta::{
     DEFAULT_EXTENT_SIZE, MAX_EXTENT_SIZE, MIN_EXTENT_SIZE,
 };
 pub use registry::{CreateVolume, PatchVolume, Volumes};
-pub use snapshots::{CloneVolume, SnapshotInfo};
+pub use snapshots::{CloneVolume, SnapshotInfo, Space};
 
 use crate::engine::Engine;
 use crate::error::{Result, TierError};
@@ -111,6 +111,10 @@ pub struct VolumeInfo {
     /// Local bytes idle longer than the class's cooling period, not yet tiered
     /// (FabricPool's inactive data reporting). Filled in by `tierd volume show`.
     pub bytes_inactive: Option<u64>,
+    /// Who holds the volume's data, with its snapshots: filled in by
+    /// `tierd volume show`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub space: Option<Space>,
     pub bytes_fetched: u64,
     pub rehydrations: u64,
     pub integrity_errors: u64,
@@ -366,6 +370,7 @@ impl Volume {
             bytes_local: top.tier.allocated_bytes().unwrap_or(0),
             bytes_remote: remote_bytes,
             bytes_inactive: None,
+            space: None,
             bytes_fetched: self.stats.bytes_fetched.load(Ordering::Relaxed),
             rehydrations: self.stats.rehydrations.load(Ordering::Relaxed),
             integrity_errors: self.stats.integrity_errors.load(Ordering::Relaxed),

@@ -35,6 +35,20 @@ pub struct SnapshotInfo {
     /// Bytes of the snapshot's own layer in its local file (data written
     /// between the snapshot before it and this one).
     pub bytes_local: u64,
+    /// Logical bytes only this snapshot holds: what deleting it frees.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_exclusive: Option<u64>,
+}
+
+/// Where a volume's data is held, in logical bytes (local or remote): by the
+/// volume alone, by one of its snapshots alone, or by several of them (the
+/// volume and a snapshot, two snapshots, a clone).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Space {
+    pub bytes_owned: u64,
+    pub bytes_shared: u64,
+    /// Per snapshot, oldest first: what deleting it would free.
+    pub snapshots: Vec<(String, u64)>,
 }
 
 /// A request to clone a snapshot into a new volume.
@@ -331,6 +345,96 @@ impl Volumes {
             created_ms: m.frozen_ms,
             size: m.size,
             bytes_local: layer.tier.allocated_bytes().unwrap_or(0),
+            bytes_exclusive: None,
+        }
+    }
+
+    /// Who holds `vol`'s data: every block of every layer it or its
+    /// snapshots read, counted for the one reader that reads it, or as
+    /// shared when several do.
+    pub fn space(&self, vol: &Volume) -> Space {
+        let metas = self.layer_metas.read().clone();
+        let id = vol.id();
+        let top = vol.top();
+        let mut snaps: Vec<&LayerMeta> = metas
+            .values()
+            .filter(|m| m.volume == id && m.snapshot.is_some())
+            .collect();
+        snaps.sort_by_key(|m| (m.frozen_ms, m.id));
+        let mut layers: Vec<Arc<Layer>> = top.chain();
+        for m in &snaps {
+            if let Some(l) = self.layer(m.id) {
+                for c in l.chain() {
+                    if !layers.iter().any(|x| x.id == c.id) {
+                        layers.push(c);
+                    }
+                }
+            }
+        }
+        // Readers: every volume's top layer and every snapshot, of any
+        // volume (a clone reads what it shares).
+        let mut readers: Vec<Arc<Layer>> = self.map.read().values().map(|v| v.top()).collect();
+        for m in metas.values().filter(|m| m.snapshot.is_some()) {
+            if let Some(l) = self.layer(m.id) {
+                readers.push(l);
+            }
+        }
+        readers.retain(|r| {
+            r.chain()
+                .iter()
+                .any(|c| layers.iter().any(|l| l.id == c.id))
+        });
+        let mut per_reader = vec![0u64; readers.len()];
+        let mut shared = 0u64;
+        for l in &layers {
+            let n = l.map.read().len();
+            for e in 0..n {
+                if matches!(l.map.read().slot(e), Slot::Inherit | Slot::Zero) {
+                    continue;
+                }
+                let data = l.data_words(e);
+                let seen: Vec<Option<Vec<u64>>> = readers
+                    .iter()
+                    .map(|r| {
+                        visible_blocks(r, l, e)
+                            .map(|v| v.iter().zip(&data).map(|(a, b)| a & b).collect())
+                    })
+                    .collect();
+                let words = seen.iter().flatten().map(Vec::len).max().unwrap_or(0);
+                let (mut once, mut twice) = (vec![0u64; words], vec![0u64; words]);
+                for v in seen.iter().flatten() {
+                    for (i, &w) in v.iter().enumerate() {
+                        twice[i] |= once[i] & w;
+                        once[i] |= w;
+                    }
+                }
+                shared += twice.iter().map(|w| w.count_ones() as u64).sum::<u64>() * BLOCK_SIZE;
+                for (k, v) in seen.iter().enumerate() {
+                    if let Some(v) = v {
+                        let only: u64 = v
+                            .iter()
+                            .zip(&twice)
+                            .map(|(a, b)| (a & !b).count_ones() as u64)
+                            .sum();
+                        per_reader[k] += only * BLOCK_SIZE;
+                    }
+                }
+            }
+        }
+        let bytes_of = |layer: u64| {
+            readers
+                .iter()
+                .position(|r| r.id == layer)
+                .map(|k| per_reader[k])
+                .unwrap_or(0)
+        };
+        Space {
+            bytes_owned: bytes_of(top.id),
+            bytes_shared: shared,
+            snapshots: snaps
+                .iter()
+                .map(|m| (m.snapshot.clone().unwrap_or_default(), bytes_of(m.id)))
+                .collect(),
         }
     }
 
@@ -346,11 +450,18 @@ impl Volumes {
             .cloned()
             .collect();
         metas.sort_by_key(|m| (m.frozen_ms, m.id));
+        let space = self.space(&vol);
         Ok(metas
             .iter()
             .filter_map(|m| {
                 let layer = self.layer(m.id)?;
-                Some(self.snapshot_info(&vol, m, &layer))
+                let mut info = self.snapshot_info(&vol, m, &layer);
+                info.bytes_exclusive = space
+                    .snapshots
+                    .iter()
+                    .find(|(n, _)| Some(n) == m.snapshot.as_ref())
+                    .map(|(_, b)| *b);
+                Some(info)
             })
             .collect())
     }
@@ -837,6 +948,15 @@ mod tests {
         v.write(0, &vec![1u8; MIB as usize], false).unwrap();
         v.write(MIB, &[2u8; 4096], false).unwrap();
         v.flush().unwrap();
+        let space = vols.space(&v);
+        assert_eq!(
+            space,
+            Space {
+                bytes_owned: MIB + 4096,
+                bytes_shared: MIB - 4096,
+                snapshots: vec![("s".into(), MIB + 4096)],
+            }
+        );
         let below = v.top().parent().cloned().unwrap();
         let before = below.tier.allocated_bytes().unwrap();
         assert!(before >= 2 * MIB, "{before}");
