@@ -426,6 +426,7 @@ impl ExtentMap {
             restore(extents);
             return Err(e);
         }
+        crate::failpoint::hit("flush-blocks-before-commit");
         if copies.is_empty() {
             return Ok(());
         }
