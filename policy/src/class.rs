@@ -132,7 +132,16 @@ pub struct ClassConfig {
     /// Record the access trace of this class's volumes (for `tierd
     /// simulate`). Default false; a volume can override it.
     pub record_trace: bool,
+    /// Take a snapshot of each of the class's volumes this often (named
+    /// `auto-YYYYMMDD-HHMMSS`). Default none: no scheduled snapshots.
+    pub snapshot_schedule: Option<HumanDuration>,
+    /// Scheduled snapshots kept per volume; older ones are deleted (snapshots
+    /// taken by hand never are). Default 24.
+    pub snapshot_retention: Option<u32>,
 }
+
+/// Scheduled snapshots kept when a class names no retention.
+pub const DEFAULT_SNAPSHOT_RETENTION: u32 = 24;
 
 impl ClassConfig {
     /// A class with these policies and everything else at its default.
@@ -166,11 +175,28 @@ impl ClassConfig {
         if self.max_concurrent_uploads == Some(0) {
             return Err("max_concurrent_uploads: at least 1".into());
         }
+        if self
+            .snapshot_schedule
+            .is_some_and(|d| d.0 < Duration::from_secs(1))
+        {
+            return Err("snapshot_schedule: at least 1s".into());
+        }
+        if self.snapshot_retention == Some(0) {
+            return Err(
+                "snapshot_retention: at least 1 (leave snapshot_schedule out for none)".into(),
+            );
+        }
         Ok(())
     }
 
     pub fn cooling(&self) -> Duration {
         self.cooling_period.map(|d| d.0).unwrap_or(Duration::ZERO)
+    }
+
+    /// Scheduled snapshots to keep per volume.
+    pub fn snapshot_keep(&self) -> u32 {
+        self.snapshot_retention
+            .unwrap_or(DEFAULT_SNAPSHOT_RETENTION)
     }
 
     /// Upload bandwidth cap in bytes per second, if any.

@@ -5,7 +5,8 @@
 //! one tierd serves. Its `metadata.name` names the class; parameters use
 //! Trident's names (`tieringPolicy`, `tieringMinimumCoolingDays`) and tierd's
 //! own (`tierd.io/coolingPeriod`, `tierd.io/retrievalPolicy`,
-//! `tierd.io/backend`, `tierd.io/compression`, `tierd.io/uploadTier`). Other
+//! `tierd.io/backend`, `tierd.io/compression`, `tierd.io/uploadTier`,
+//! `tierd.io/snapshotSchedule`, `tierd.io/snapshotRetention`). Other
 //! kinds and other provisioners are skipped with a note; a bad value or an
 //! unknown `tierd.io/` parameter is an error naming the file, the class and
 //! the parameter.
@@ -87,9 +88,18 @@ fn class_from(
                 c.compression = enum_value::<Compression>(&val).ok_or_else(|| bad("one of none, zstd"))?
             }
             "tierd.io/uploadTier" => c.upload_tier = Some(val),
+            "tierd.io/snapshotSchedule" => {
+                c.snapshot_schedule = Some(HumanDuration(
+                    parse_duration(&val).map_err(|e| format!("{at}: parameter {k}: {e}"))?,
+                ))
+            }
+            "tierd.io/snapshotRetention" => {
+                c.snapshot_retention =
+                    Some(val.parse().map_err(|_| bad("a whole number of snapshots"))?)
+            }
             other if other.starts_with("tierd.io/") => {
                 return Err(format!(
-                    "{at}: unknown parameter {other} (tierd.io/ parameters: coolingPeriod, retrievalPolicy, backend, compression, uploadTier)"
+                    "{at}: unknown parameter {other} (tierd.io/ parameters: coolingPeriod, retrievalPolicy, backend, compression, uploadTier, snapshotSchedule, snapshotRetention)"
                 ))
             }
             // Parameters of the storage server itself (fsType, backendType, …).
@@ -202,7 +212,7 @@ provisioner: ebs.csi.aws.com
         .unwrap();
         std::fs::write(
             dir.path().join("archive.yml"),
-            "kind: StorageClass\nmetadata:\n  name: archive\nprovisioner: tierd.io/block\nparameters:\n  tieringPolicy: all\n  tierd.io/coolingPeriod: 2d\n  tierd.io/retrievalPolicy: never\n",
+            "kind: StorageClass\nmetadata:\n  name: archive\nprovisioner: tierd.io/block\nparameters:\n  tieringPolicy: all\n  tierd.io/coolingPeriod: 2d\n  tierd.io/retrievalPolicy: never\n  tierd.io/snapshotSchedule: 1h\n  tierd.io/snapshotRetention: \"48\"\n",
         )
         .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not yaml").unwrap();
@@ -211,8 +221,15 @@ provisioner: ebs.csi.aws.com
             l.classes.keys().collect::<Vec<_>>(),
             vec!["archive", "gold", "standard"]
         );
+        let a = &l.classes["archive"];
+        assert_eq!(
+            a.snapshot_schedule.map(|d| d.0),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(a.snapshot_keep(), 48);
         let s = &l.classes["standard"];
         assert_eq!(s.tiering_policy, TieringPolicy::Auto);
+        assert_eq!(s.snapshot_schedule, None);
         assert_eq!(
             s.cooling_period.unwrap().0,
             Duration::from_secs(31 * 86_400)
@@ -279,5 +296,12 @@ mod shipped {
         assert_eq!(archive.retrieval_policy, RetrievalPolicy::Never);
         assert_eq!(archive.backend.as_deref(), Some("azure"));
         assert_eq!(archive.upload_tier.as_deref(), Some("Cool"));
+        let protected = &l.classes["protected"];
+        assert_eq!(protected.tiering_policy, TieringPolicy::SnapshotOnly);
+        assert_eq!(
+            protected.snapshot_schedule.map(|d| d.0),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(protected.snapshot_keep(), 24);
     }
 }

@@ -313,8 +313,15 @@ impl Config {
             );
         }
         if self.classes.is_empty() {
-            self.classes
-                .insert(DEFAULT_CLASS.into(), ClassConfig::default());
+            // FabricPool's default: only data that snapshots alone hold
+            // leaves the local disk, after 2 days.
+            self.classes.insert(
+                DEFAULT_CLASS.into(),
+                ClassConfig {
+                    tiering_policy: TieringPolicy::SnapshotOnly,
+                    ..ClassConfig::default()
+                },
+            );
         }
         let only_backend = (self.backends.len() == 1)
             .then(|| self.backends.keys().next().cloned())
@@ -480,6 +487,14 @@ mod tests {
         assert_eq!(
             c.classes[DEFAULT_CLASS].backend.as_deref(),
             Some(DEFAULT_BACKEND)
+        );
+        assert_eq!(
+            c.classes[DEFAULT_CLASS].tiering_policy,
+            TieringPolicy::SnapshotOnly
+        );
+        assert_eq!(
+            c.classes[DEFAULT_CLASS].cooling(),
+            std::time::Duration::from_secs(2 * 86_400)
         );
         assert!(c.validate().is_ok());
     }

@@ -13,6 +13,7 @@
 mod gc_loop;
 mod heat_flush;
 mod policy_scan;
+pub mod snapshot_schedule;
 mod trace_flush;
 
 use std::sync::atomic::Ordering;
@@ -179,6 +180,13 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
             volumes: volumes.clone(),
             engine: engine.clone(),
             data_dir: data_dir.clone(),
+        },
+        shutdown.clone(),
+    ));
+    tasks.spawn(snapshot_schedule::run(
+        snapshot_schedule::Deps {
+            volumes: volumes.clone(),
+            engine: engine.clone(),
         },
         shutdown.clone(),
     ));
