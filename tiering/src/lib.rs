@@ -26,6 +26,8 @@ pub mod gc;
 pub mod metrics;
 pub mod migrate;
 pub mod nbd;
+#[cfg(test)]
+mod snapshot_policy_tests;
 pub mod tasks;
 pub mod volume;
 

@@ -296,12 +296,11 @@ mod shipped {
         assert_eq!(archive.retrieval_policy, RetrievalPolicy::Never);
         assert_eq!(archive.backend.as_deref(), Some("azure"));
         assert_eq!(archive.upload_tier.as_deref(), Some("Cool"));
-        let protected = &l.classes["protected"];
-        assert_eq!(protected.tiering_policy, TieringPolicy::SnapshotOnly);
         assert_eq!(
-            protected.snapshot_schedule.map(|d| d.0),
+            std.snapshot_schedule.map(|d| d.0),
             Some(Duration::from_secs(3600))
         );
-        assert_eq!(protected.snapshot_keep(), 24);
+        assert_eq!(std.snapshot_keep(), 24);
+        assert_eq!(archive.snapshot_schedule, None);
     }
 }

@@ -239,7 +239,13 @@ where
                 let vol = match volumes.export(req.name) {
                     Ok(v) => v,
                     Err(e) => {
-                        let msg = format!("{e}; exports: {}", volumes.export_names().join(", "));
+                        let exports = volumes.export_names().join(", ");
+                        let msg = match e {
+                            crate::error::TierError::VolumeNotFound(_) => {
+                                format!("no export named {:?}; exports: {exports}", req.name)
+                            }
+                            other => format!("{other}; exports: {exports}"),
+                        };
                         reply_err(s, opt, REP_ERR_UNKNOWN, &msg, peer).await?;
                         continue;
                     }

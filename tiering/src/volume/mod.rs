@@ -28,8 +28,6 @@ mod layer;
 mod local_tier;
 mod meta;
 mod registry;
-#[cfg(test)]
-mod snapshot_policy_tests;
 mod snapshots;
 mod trace_log;
 mod write;

@@ -9,9 +9,9 @@ use backends::{MemoryStore, ObjectStore};
 use heatmap::{Clock, HeatConfig, HeatMap, ManualClock};
 use policy::{ClassConfig, HumanDuration, RetrievalPolicy, TieringPolicy};
 
-use super::{CreateVolume, Volume, Volumes};
 use crate::config::Config;
 use crate::extent_map::Slot;
+use crate::volume::{CreateVolume, Volume, Volumes};
 
 const MIB: u64 = 1 << 20;
 const DAY: u64 = 86_400_000;
@@ -19,6 +19,7 @@ const DAY: u64 = 86_400_000;
 struct Setup {
     _dir: tempfile::TempDir,
     vols: Volumes,
+    engine: Arc<crate::engine::Engine>,
     clock: Arc<ManualClock>,
     store: Arc<dyn ObjectStore>,
     data_dir: std::path::PathBuf,
@@ -45,7 +46,7 @@ fn setup(policy: TieringPolicy) -> Setup {
     let clock = Arc::new(ManualClock::new(DAY));
     let c: Arc<dyn Clock> = clock.clone();
     let heat = Arc::new(HeatMap::new(db.clone(), c.clone(), &cfg).expect("heat"));
-    let vols = Volumes::open(db, heat, engine, c, dir.path()).expect("volumes");
+    let vols = Volumes::open(db, heat, engine.clone(), c, dir.path()).expect("volumes");
     vols.create(
         CreateVolume {
             name: "v".into(),
@@ -60,6 +61,7 @@ fn setup(policy: TieringPolicy) -> Setup {
         data_dir: dir.path().to_path_buf(),
         _dir: dir,
         vols,
+        engine,
         clock,
         store,
     }
@@ -133,8 +135,8 @@ fn snapshot_only_tiers_what_only_snapshots_hold_after_cooling() {
     want[MIB as usize..MIB as usize + 4096].fill(6);
     assert!(read(&v, 0, 4 * MIB as usize) == want);
     // The object is referred to: GC keeps it.
-    let gc = s.vols.engine.block_on(crate::gc::collect(
-        &s.vols.engine,
+    let gc = s.engine.block_on(crate::gc::collect(
+        &s.engine,
         &s.vols,
         s.clock.now_ms() + 30 * DAY,
         std::time::Duration::ZERO,
@@ -144,10 +146,9 @@ fn snapshot_only_tiers_what_only_snapshots_hold_after_cooling() {
     // Deleting the snapshot drops the last reference: GC deletes the object.
     s.vols.snapshot_delete("v", "s").expect("delete snapshot");
     let gc = s
-        .vols
         .engine
         .block_on(crate::gc::collect(
-            &s.vols.engine,
+            &s.engine,
             &s.vols,
             s.clock.now_ms() + 30 * DAY,
             std::time::Duration::ZERO,
