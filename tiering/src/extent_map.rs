@@ -45,6 +45,10 @@ pub struct RemoteExtent {
     pub frame_size: u32,
     /// Per frame: stored (possibly compressed) length and xxh3-64 of the stored bytes.
     pub frames: Vec<Frame>,
+    /// The blocks the object holds for its layer, when the layer held only
+    /// some of the extent (a frozen layer's partial extent); the others are
+    /// read from the layer below. None: the whole extent.
+    pub blocks: Option<Blocks>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +162,10 @@ impl ExtentRecord {
                     v.extend_from_slice(&f.stored_len.to_le_bytes());
                     v.extend_from_slice(&f.checksum.to_le_bytes());
                 }
+                // An optional tail: records from before it end here.
+                if let Some(b) = &r.blocks {
+                    b.encode(&mut v);
+                }
                 v
             }
         }
@@ -226,9 +234,11 @@ impl ExtentRecord {
                         checksum: r.u64()?,
                     });
                 }
-                if !r.0.is_empty() {
-                    return Err("trailing bytes".into());
-                }
+                let blocks = if r.0.is_empty() {
+                    None
+                } else {
+                    Some(Blocks::decode(r.0).ok_or_else(|| "bad block set".to_string())?)
+                };
                 Ok(ExtentRecord::Remote(RemoteExtent {
                     backend,
                     key,
@@ -237,6 +247,7 @@ impl ExtentRecord {
                     compression,
                     frame_size,
                     frames,
+                    blocks,
                 }))
             }
             k => Err(format!("unknown extent record kind {k}")),
@@ -308,8 +319,14 @@ impl ExtentMap {
                     })?;
                 if let Some(s) = states.get(extent as usize) {
                     s.store(rec.slot() as u8, Ordering::SeqCst);
-                    if let ExtentRecord::Partial(b) = rec {
-                        partial.insert(extent, Arc::new(b));
+                    match rec {
+                        ExtentRecord::Partial(b)
+                        | ExtentRecord::Remote(RemoteExtent {
+                            blocks: Some(b), ..
+                        }) => {
+                            partial.insert(extent, Arc::new(b));
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -368,7 +385,8 @@ impl ExtentMap {
         }
     }
 
-    /// The blocks a partial extent holds here.
+    /// The blocks a partial extent holds here (or, for a remote extent, its
+    /// object holds, when not all).
     pub fn blocks(&self, extent: u64) -> Option<Arc<Blocks>> {
         self.partial.read().get(&extent).cloned()
     }
@@ -486,7 +504,10 @@ impl ExtentMap {
         db::write_synced(&self.db, batch)?;
         self.set_slot(extent, rec.slot());
         match rec {
-            ExtentRecord::Partial(b) => {
+            ExtentRecord::Partial(b)
+            | ExtentRecord::Remote(RemoteExtent {
+                blocks: Some(b), ..
+            }) => {
                 self.partial.write().insert(extent, Arc::new(b.clone()));
             }
             _ => {
@@ -608,6 +629,7 @@ mod tests {
                     checksum: 2,
                 },
             ],
+            blocks: None,
         });
         assert_eq!(ExtentRecord::decode(&r.encode()).unwrap(), r);
         let blocks = Blocks::new(256);

@@ -84,11 +84,14 @@ impl Volume {
         backend: &str,
         store: &Arc<dyn ObjectStore>,
     ) -> Result<Outcome> {
-        self.tier_layer_extent(&self.top(), e, class, backend, store)
+        self.tier_layer_extent(&self.top(), e, class, backend, store, false)
     }
 
     /// Moves extent `e` of `layer` (the top layer, or a frozen one below it)
-    /// to `store`. Only an extent the layer holds whole moves.
+    /// to `store`: an extent the layer holds whole, or with `partial` (a
+    /// frozen layer only, whose blocks never change) one it holds only some
+    /// blocks of; that object carries the block set, its other blocks zero
+    /// and always compressed, so they cost nothing.
     pub(crate) fn tier_layer_extent(
         &self,
         layer: &Layer,
@@ -96,23 +99,41 @@ impl Volume {
         class: &ClassConfig,
         backend: &str,
         store: &Arc<dyn ObjectStore>,
+        partial: bool,
     ) -> Result<Outcome> {
         let stripe = layer.stripe(e);
         let (start, len) = self.extent_range(e);
-        let (seq0, data) = {
+        let (seq0, data, held) = {
             let _g = stripe.lock.read();
-            if layer.map.read().slot(e) != Slot::Local {
-                return Ok(Outcome::NotLocal);
-            }
+            let map = layer.map.read();
+            let held = match map.slot(e) {
+                Slot::Local => None,
+                Slot::Partial if partial => match map.blocks(e) {
+                    Some(b) => Some(b.copy()),
+                    None => return Ok(Outcome::NotLocal),
+                },
+                _ => return Ok(Outcome::NotLocal),
+            };
+            drop(map);
             let seq0 = stripe.seq.load(Ordering::SeqCst);
             let mut data = vec![0u8; len as usize];
             layer
                 .tier
                 .read_at(&mut data, start)
                 .map_err(|err| self.layer_err(layer, "read for tiering", err))?;
-            (seq0, data)
+            if let Some(h) = &held {
+                // Blocks the layer does not hold are not its data.
+                for (a, b, is_held) in h.runs(0, h.len()) {
+                    if !is_held {
+                        let from = (a as u64 * crate::volume::BLOCK_SIZE).min(len) as usize;
+                        let to = (b as u64 * crate::volume::BLOCK_SIZE).min(len) as usize;
+                        data[from..to].fill(0);
+                    }
+                }
+            }
+            (seq0, data, held)
         };
-        if data.iter().all(|&b| b == 0) {
+        if held.is_none() && data.iter().all(|&b| b == 0) {
             let _g = stripe.lock.write();
             if stripe.seq.load(Ordering::SeqCst) != seq0 || layer.map.read().slot(e) != Slot::Local
             {
@@ -127,7 +148,12 @@ impl Volume {
         }
         let cfg = self.engine.config();
         let frame_size = cfg.tiering.frame_bytes();
-        let encoded = codec::encode(&data, frame_size as usize, class.compression)
+        let compression = if held.is_some() {
+            policy::Compression::Zstd
+        } else {
+            class.compression
+        };
+        let encoded = codec::encode(&data, frame_size as usize, compression)
             .map_err(|err| self.io_err("compress", err))?;
         drop(data);
         let generation = self.engine.next_generation(self.heat().clock().now_ms());
@@ -153,12 +179,20 @@ impl Volume {
             key,
             generation,
             checksum: encoded.checksum,
-            compression: class.compression,
+            compression,
             frame_size,
             frames: encoded.frames,
+            blocks: held.clone(),
         });
         let _g = stripe.lock.write();
-        if stripe.seq.load(Ordering::SeqCst) != seq0 || layer.map.read().slot(e) != Slot::Local {
+        let unchanged = {
+            let map = layer.map.read();
+            match &held {
+                None => map.slot(e) == Slot::Local,
+                Some(h) => map.slot(e) == Slot::Partial && map.blocks(e).is_some_and(|b| *b == *h),
+            }
+        };
+        if stripe.seq.load(Ordering::SeqCst) != seq0 || !unchanged {
             tracing::debug!(volume = %self.name(), extent = e, "write during upload: keeping the local copy");
             return Ok(Outcome::Raced);
         }
@@ -228,8 +262,8 @@ impl Volume {
     }
 }
 
-/// The extents of frozen layers `policy::select_held` picks: only those a
-/// layer holds whole move (a partly held extent stays local for now).
+/// The extents of frozen layers `policy::select_held` picks, whole or partly
+/// held.
 fn select_held(
     vol: &Volume,
     class: &ClassConfig,
@@ -244,7 +278,7 @@ fn select_held(
     for h in held {
         let n = h.layer.map.read().len();
         for e in 0..n {
-            if h.layer.map.read().slot(e) != Slot::Local {
+            if !matches!(h.layer.map.read().slot(e), Slot::Local | Slot::Partial) {
                 continue;
             }
             units.push(policy::HeldView {
@@ -425,7 +459,8 @@ pub fn run_pass(
                 let Some((layer, e)) = queue.lock().next() else {
                     return;
                 };
-                let r = vol.tier_layer_extent(&layer, e, &class, &backend, &store);
+                let frozen = !Arc::ptr_eq(&layer, &top);
+                let r = vol.tier_layer_extent(&layer, e, &class, &backend, &store, frozen);
                 vol.advance_progress();
                 if let (Ok(Outcome::Tiered { stored }), Some(rate)) = (&r, rate) {
                     let mut nf = next_free.lock();

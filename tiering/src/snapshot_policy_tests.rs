@@ -182,3 +182,45 @@ fn auto_tiers_snapshot_only_data_at_once() {
     want[MIB as usize..MIB as usize + 4096].fill(6);
     assert!(read(&v, 0, 4 * MIB as usize) == want);
 }
+
+#[test]
+fn a_snapshot_extent_held_in_part_moves_with_its_block_set() {
+    let s = setup(TieringPolicy::Auto);
+    let v = s.vols.get("v").expect("volume");
+    let base: Vec<u8> = (0..4 * MIB).map(|i| (i % 241) as u8).collect();
+    v.write(0, &base, true).expect("write");
+    s.vols.snapshot_create("v", "s1").expect("s1");
+    // Two blocks of extent 2 rewritten, then frozen by s2 (a partial extent
+    // of s2's layer), then rewritten again: s2's two blocks are snapshot-only.
+    v.write(2 * MIB, &[7u8; 8192], true).expect("write");
+    s.vols.snapshot_create("v", "s2").expect("s2");
+    v.write(2 * MIB, &[8u8; 8192], true).expect("write");
+    let r = pass(&s, &v);
+    assert!(r.failed == 0 && r.tiered >= 1, "{r:?}");
+    let s2 = s.vols.export("v@s2").expect("s2 export");
+    assert_eq!(
+        s2.top().map.read().slot(2),
+        Slot::Remote,
+        "moved though held in part"
+    );
+    let mut want = base.clone();
+    want[2 * MIB as usize..2 * MIB as usize + 8192].fill(7);
+    assert!(
+        read(&s2, 0, 4 * MIB as usize) == want,
+        "blocks from the object, the rest below"
+    );
+    let mut live = base.clone();
+    live[2 * MIB as usize..2 * MIB as usize + 8192].fill(8);
+    assert!(read(&v, 0, 4 * MIB as usize) == live);
+    // The object carries only those blocks: the rest of it is zeros, compressed.
+    let rec = match s2.top().map.read().record(2).expect("record") {
+        Some(crate::extent_map::ExtentRecord::Remote(r)) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(rec.blocks.as_ref().map(|b| b.count()), Some(2));
+    assert!(
+        rec.stored_size() < 64 << 10,
+        "{} bytes stored",
+        rec.stored_size()
+    );
+}

@@ -118,7 +118,12 @@ impl Layer {
             (map.slot(e), map.blocks_per_extent())
         };
         match slot {
-            Slot::Remote => full_words(bpe),
+            Slot::Remote => self
+                .map
+                .read()
+                .blocks(e)
+                .map(|b| b.words())
+                .unwrap_or_else(|| full_words(bpe)),
             Slot::Local | Slot::Partial => {
                 let ext = bpe as u64 * super::BLOCK_SIZE;
                 let start = e * ext;
@@ -179,16 +184,22 @@ pub fn visible_blocks(top: &Arc<Layer>, layer: &Layer, e: u64) -> Option<Vec<u64
         let slot = map.slot(e);
         if l.id == layer.id {
             let held: Vec<u64> = match slot {
-                Slot::Local | Slot::Remote => full_words(map.blocks_per_extent()),
+                Slot::Local => full_words(map.blocks_per_extent()),
+                Slot::Remote => map
+                    .blocks(e)
+                    .map(|b| b.words())
+                    .unwrap_or_else(|| full_words(map.blocks_per_extent())),
                 Slot::Partial => map.blocks(e).map(|b| b.words())?,
                 Slot::Zero | Slot::Inherit => return None,
             };
             let shadow = shadow.unwrap_or_else(|| vec![0; held.len()]);
             return Some(held.iter().zip(&shadow).map(|(h, s)| h & !s).collect());
         }
+        let partial_remote = slot == Slot::Remote && map.blocks(e).is_some();
         match slot {
-            Slot::Local | Slot::Remote | Slot::Zero => return Some(Vec::new()),
-            Slot::Partial => {
+            Slot::Local | Slot::Zero => return Some(Vec::new()),
+            Slot::Remote if !partial_remote => return Some(Vec::new()),
+            Slot::Remote | Slot::Partial => {
                 if let Some(b) = map.blocks(e) {
                     let w = b.words();
                     match &mut shadow {

@@ -493,19 +493,74 @@ impl Volume {
         for (e, start, n) in self.pieces(offset, buf.len() as u64) {
             let out = &mut buf[pos..pos + n as usize];
             pos += n as usize;
-            let _g = top.stripe(e).lock.try_read()?;
-            if !matches!(top.map.try_read()?.slot(e), Slot::Local | Slot::Zero) {
-                return None;
-            }
-            match top.tier.read_at_nowait(out, start) {
-                Ok(true) => {}
-                Ok(false) => return None,
-                Err(err) => return Some(Err(self.io_err("read", err))),
+            match self.try_read_in(&top, e, start, out)? {
+                Ok(()) => {}
+                Err(err) => return Some(Err(err)),
             }
         }
         self.trace(policy::trace::Op::Read, offset, buf.len() as u64);
         self.record(AccessKind::Read, offset, buf.len() as u64, sequential);
         Some(Ok(()))
+    }
+
+    /// [`Volume::read_in`] without waiting: through the layers that hold
+    /// the piece locally, every byte from the page cache, no lock held by a
+    /// writer; `None` as soon as anything would wait or needs the object
+    /// store.
+    fn try_read_in(&self, layer: &Layer, e: u64, start: u64, out: &mut [u8]) -> Option<Result<()>> {
+        let _g = layer.stripe(e).lock.try_read()?;
+        let map = layer.map.try_read()?;
+        if e >= map.len() {
+            out.fill(0);
+            return Some(Ok(()));
+        }
+        let nowait = |out: &mut [u8], at: u64| match layer.tier.read_at_nowait(out, at) {
+            Ok(true) => Some(Ok(())),
+            Ok(false) => None,
+            Err(err) => Some(Err(self.layer_err(layer, "read", err))),
+        };
+        match map.slot(e) {
+            Slot::Local | Slot::Zero => {
+                drop(map);
+                nowait(out, start)
+            }
+            Slot::Remote => None,
+            Slot::Inherit => {
+                drop(map);
+                match &layer.parent {
+                    Some(p) => self.try_read_in(p, e, start, out),
+                    None => {
+                        out.fill(0);
+                        Some(Ok(()))
+                    }
+                }
+            }
+            Slot::Partial => {
+                let blocks = map.blocks(e)?;
+                drop(map);
+                let (ext_start, _) = self.extent_range(e);
+                let first = ((start - ext_start) / BLOCK_SIZE) as u32;
+                let last = (start - ext_start + out.len() as u64).div_ceil(BLOCK_SIZE) as u32;
+                for (a, b, held) in blocks.runs(first, last) {
+                    let from = (ext_start + a as u64 * BLOCK_SIZE).max(start);
+                    let to = (ext_start + b as u64 * BLOCK_SIZE).min(start + out.len() as u64);
+                    let part = &mut out[(from - start) as usize..(to - start) as usize];
+                    let r = if held {
+                        nowait(part, from)
+                    } else if let Some(p) = &layer.parent {
+                        self.try_read_in(p, e, from, part)
+                    } else {
+                        part.fill(0);
+                        Some(Ok(()))
+                    };
+                    match r? {
+                        Ok(()) => {}
+                        Err(err) => return Some(Err(err)),
+                    }
+                }
+                Some(Ok(()))
+            }
+        }
     }
 
     /// Reads `buf.len()` bytes at `offset`. `sequential` says whether the read
@@ -601,6 +656,12 @@ impl Volume {
                 }
                 Ok(None)
             }
+            Slot::Remote if map.blocks(e).is_some() => {
+                let blocks = map.blocks(e);
+                drop(map);
+                self.read_partial_remote(layer, e, start, out, blocks, sequential)?;
+                Ok(None)
+            }
             Slot::Remote => {
                 drop(map);
                 let rec = self.remote_record(layer, e)?;
@@ -633,6 +694,48 @@ impl Volume {
                     }))
             }
         }
+    }
+
+    /// Reads a piece of extent `e` of `layer` whose object holds only the
+    /// blocks in `blocks`: those from the object (only the frames the run
+    /// touches), the others from the layers below. Nothing comes back: the
+    /// object is a frozen layer's, and never the whole extent.
+    fn read_partial_remote(
+        self: &Arc<Self>,
+        layer: &Arc<Layer>,
+        e: u64,
+        start: u64,
+        out: &mut [u8],
+        blocks: Option<Arc<crate::blocks::Blocks>>,
+        sequential: bool,
+    ) -> Result<()> {
+        let rec = self.remote_record(layer, e)?;
+        let (ext_start, _) = self.extent_range(e);
+        let first = ((start - ext_start) / BLOCK_SIZE) as u32;
+        let last = (start - ext_start + out.len() as u64).div_ceil(BLOCK_SIZE) as u32;
+        let runs = match &blocks {
+            Some(b) => b.runs(first, last),
+            None => vec![(first, last, true)],
+        };
+        let fs = (rec.frame_size as u64).max(1);
+        for (a, b, held) in runs {
+            let from = (ext_start + a as u64 * BLOCK_SIZE).max(start);
+            let to = (ext_start + b as u64 * BLOCK_SIZE).min(start + out.len() as u64);
+            let part = &mut out[(from - start) as usize..(to - start) as usize];
+            if held {
+                let within = from - ext_start;
+                let fetch = policy::Fetch::Frames {
+                    first: within / fs,
+                    last: (within + part.len() as u64).div_ceil(fs),
+                };
+                self.read_remote(layer, e, &rec, within, part, fetch)?;
+            } else if let Some(p) = &layer.parent {
+                self.read_in(p, e, from, part, sequential, false)?;
+            } else {
+                part.fill(0);
+            }
+        }
+        Ok(())
     }
 
     /// Allocation runs of `[offset, offset + len)`, at most `max_runs`: remote
