@@ -10,6 +10,7 @@
 pub mod chart;
 mod oracle;
 pub mod report;
+pub mod snapshots;
 pub mod timeline;
 pub mod trace;
 pub mod volume;
@@ -65,6 +66,9 @@ pub struct Options {
     /// provision, so a threshold reads as the share of provisioned space held
     /// locally.
     pub local_capacity: Option<u64>,
+    /// A snapshot schedule for every volume (`--snapshot-every`,
+    /// `--snapshot-keep`), so snapshot-only and auto are priced with it.
+    pub snapshots: Option<snapshots::Schedule>,
 }
 
 /// What one policy did over the trace.
@@ -89,6 +93,9 @@ pub struct PolicyReport {
     /// Mean estimated wait of a cold read on the object store, in ms.
     pub cold_read_ms: Option<f64>,
     pub passes: u64,
+    /// Scheduled snapshots taken, over all volumes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub snapshots: u64,
     pub cost: Cost,
     /// Extents whose only copy is remote at the end, per device (by index).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -111,6 +118,10 @@ pub struct Report {
     pub optimum: Vec<PolicyReport>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Simulated wall-clock time of the trace's start. Traces count from 0, but
 /// the policy compares `now - cooling` with last-use times, which must not
 /// saturate at the epoch (everything would look idle since time 0).
@@ -118,6 +129,7 @@ const EPOCH_MS: u64 = 30 * 365 * 86_400_000;
 
 struct Run<'a> {
     policy: &'a Policy,
+    snapshots: bool,
     volumes: Vec<SimVolume>,
     counters: Counters,
     local: Timeline,
@@ -125,13 +137,18 @@ struct Run<'a> {
     local_total: u64,
     remote_total: u64,
     next_pass: u64,
+    next_snapshot: u64,
 }
 
 impl Run<'_> {
     fn volume(&mut self, device: u32, p: &VolumeParams) -> &mut SimVolume {
         let d = device as usize;
         while self.volumes.len() <= d {
-            self.volumes.push(SimVolume::new(p));
+            let mut v = SimVolume::new(p);
+            if self.snapshots {
+                v.enable_snapshots();
+            }
+            self.volumes.push(v);
         }
         &mut self.volumes[d]
     }
@@ -143,9 +160,34 @@ impl Run<'_> {
         self.remote.set(now, self.remote_total);
     }
 
-    /// Runs every pass due up to `now`, as the daemon's loop would have.
+    /// Takes the scheduled snapshot due at `t` of every volume.
+    fn snapshot_at(&mut self, t: u64, s: snapshots::Schedule, o: &Options) {
+        for i in 0..self.volumes.len() {
+            let v = &mut self.volumes[i];
+            let (l, r) = (v.local_bytes as i64, v.remote_bytes as i64);
+            v.snapshot(EPOCH_MS + t, s.keep, &o.volume, &mut self.counters);
+            let (dl, dr) = (v.local_bytes as i64 - l, v.remote_bytes as i64 - r);
+            if dl != 0 || dr != 0 {
+                self.record(t, dl, dr);
+            }
+        }
+        self.next_snapshot += s.every_ms;
+    }
+
+    /// Runs every pass (and scheduled snapshot) due up to `now`, in time
+    /// order, as the daemon's loops would have.
     fn passes_until(&mut self, now: u64, o: &Options) {
-        while self.next_pass <= now {
+        loop {
+            if let Some(s) = o.snapshots {
+                if self.next_snapshot <= now && self.next_snapshot <= self.next_pass {
+                    let t = self.next_snapshot;
+                    self.snapshot_at(t, s, o);
+                    continue;
+                }
+            }
+            if self.next_pass > now {
+                break;
+            }
             let t = self.next_pass;
             let capacity = o
                 .local_capacity
@@ -293,6 +335,7 @@ fn finish_report(
         cold_cache_hits: c.cold_cache_hits,
         cold_read_ms: (c.cold_reads > 0).then(|| c.cold_wait_ms / c.cold_reads as f64),
         passes: c.passes,
+        snapshots: c.snapshots,
         cost,
         remote_extents: Vec::new(),
         series: u.series,
@@ -343,6 +386,8 @@ where
             local_total: 0,
             remote_total: 0,
             next_pass: o.scan_interval_ms,
+            snapshots: o.snapshots.is_some(),
+            next_snapshot: o.snapshots.map(|s| s.every_ms).unwrap_or(u64::MAX),
         })
         .collect();
     let mut n = 0u64;

@@ -150,6 +150,13 @@ pub fn table(r: &Report, trace: &str) -> String {
             w = widths[0]
         );
     }
+    if let Some(p) = r.policies.iter().find(|p| p.snapshots > 0) {
+        out += &format!(
+            "\nwith {} scheduled snapshots: LOCAL and the costs include what the snapshots alone hold; \
+             the optimum places the volume's live data only\n",
+            count(p.snapshots)
+        );
+    }
     if r.policies.iter().any(|p| {
         r.optimum
             .iter()

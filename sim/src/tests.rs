@@ -28,6 +28,7 @@ fn options() -> Options {
         bucket_ms: HOUR,
         pricing: cost::Pricing::default(),
         local_capacity: None,
+        snapshots: None,
     }
 }
 
@@ -237,4 +238,66 @@ fn policies_parse_from_classes_and_specs() {
     );
     assert!(policy_from_arg(&c, "auto:soon").is_err());
     assert!(policy_from_arg(&c, "auto/eventually").is_err());
+}
+
+/// A volume written whole, then rewritten a quarter at a time, with a
+/// snapshot every hour and four kept: `none` keeps what the snapshots hold on
+/// local disk, `snapshot-only` moves it once cooled, `auto` at once; and
+/// retention frees it (a snapshot-only cooling longer than the retention
+/// would move nothing).
+#[test]
+fn snapshot_schedules_price_what_snapshots_hold() {
+    let mut o = options();
+    o.snapshots = Some(snapshots::Schedule {
+        every_ms: HOUR,
+        keep: 4,
+    });
+    let ev = |t: u64, off: u64, len: u64| Event {
+        t_ms: t,
+        device: 0,
+        op: Op::Write,
+        offset: off,
+        len,
+    };
+    // 16 MiB written at t=0; each hour from 1h30 a different quarter (one
+    // extent) is rewritten whole.
+    let mut trace = vec![ev(0, 0, 16 * MIB)];
+    for h in 0..4u64 {
+        trace.push(ev(h * HOUR + 90 * 60_000, h * 4 * MIB, 4 * MIB));
+    }
+    trace.push(ev(30 * HOUR, 0, 4096));
+    let policies: Vec<Policy> = ["none", "snapshot-only:2h", "auto:30d"]
+        .iter()
+        .map(|a| policy_from_arg(&known(), a).expect("policy"))
+        .collect();
+    let r = run(trace.into_iter().map(Ok), &policies, &o).expect("run");
+    let by = |n: &str| r.policies.iter().find(|p| p.name == n).expect("policy");
+    let (none, snap, auto) = (by("none"), by("snapshot-only:2h"), by("auto:30d"));
+    assert!(none.snapshots >= 30, "{}", none.snapshots);
+    assert_eq!(none.puts, 0);
+    // Each rewritten extent's old version is held by a snapshot: moved by
+    // snapshot-only (after 2h) and auto (at once), one object each.
+    assert_eq!((snap.puts, auto.puts), (4, 4));
+    assert!(auto.remote_mean_bytes > snap.remote_mean_bytes);
+    assert!(none.local_mean_bytes > snap.local_mean_bytes);
+    // Freed within hours by retention, so little is remote on average.
+    assert!(
+        snap.remote_mean_bytes < 4.0 * MIB as f64,
+        "{}",
+        snap.remote_mean_bytes
+    );
+    let long = policy_from_arg(&known(), "snapshot-only:5h").expect("policy");
+    let r = run(
+        vec![
+            ev(0, 0, 16 * MIB),
+            ev(90 * 60_000, 0, 4 * MIB),
+            ev(30 * HOUR, 0, 4096),
+        ]
+        .into_iter()
+        .map(Ok),
+        &[long],
+        &o,
+    )
+    .expect("run");
+    assert_eq!(r.policies[0].puts, 0, "freed before it cooled");
 }

@@ -38,6 +38,8 @@ pub struct Counters {
     /// Objects made garbage, by age at deletion.
     pub deleted: Deletions,
     pub passes: u64,
+    /// Snapshots taken (with a snapshot schedule).
+    pub snapshots: u64,
 }
 
 /// Bytes of deleted objects by their age at deletion, in hours up to a year.
@@ -119,6 +121,8 @@ pub struct SimVolume {
     /// No local allocated extent was last used before this (a pass before
     /// `earliest + cooling` has nothing to do).
     earliest_local_use: u64,
+    /// What snapshots alone hold, with a snapshot schedule.
+    snaps: Option<crate::snapshots::SnapshotData>,
     pub local_bytes: u64,
     pub remote_bytes: u64,
 }
@@ -139,9 +143,36 @@ impl SimVolume {
             ),
             reads: ReadTracker::new(),
             earliest_local_use: u64::MAX,
+            snaps: None,
             local_bytes: 0,
             remote_bytes: 0,
         }
+    }
+
+    /// Tracks what snapshots hold from now on (before any event).
+    pub fn enable_snapshots(&mut self) {
+        self.snaps = Some(crate::snapshots::SnapshotData::new(self.ext));
+    }
+
+    /// Runs `f` on the snapshot data, carrying its byte changes into the
+    /// volume's totals.
+    fn with_snaps(
+        &mut self,
+        f: impl FnOnce(&mut crate::snapshots::SnapshotData, &[Option<HeatRecord>]),
+    ) {
+        let Some(s) = self.snaps.as_mut() else {
+            return;
+        };
+        let (l, r) = (s.local_bytes, s.remote_bytes);
+        f(s, &self.heat);
+        self.local_bytes = self.local_bytes + s.local_bytes - l;
+        self.remote_bytes = self.remote_bytes + s.remote_bytes - r;
+    }
+
+    /// Takes a scheduled snapshot at `now`, keeping the newest `keep`.
+    pub fn snapshot(&mut self, now: u64, keep: u32, p: &VolumeParams, c: &mut Counters) {
+        c.snapshots += 1;
+        self.with_snaps(|s, _| s.snapshot(now, keep, c, p.gc_grace_ms));
     }
 
     fn grow_to(&mut self, extents: u64) {
@@ -236,6 +267,19 @@ impl SimVolume {
         let now = ev.t_ms;
         let end = ev.offset.saturating_add(ev.len);
         self.grow_to(end.div_ceil(self.ext));
+        if matches!(ev.op, Op::Write | Op::Trim) {
+            let shift = self.shift;
+            self.with_snaps(|s, _| {
+                for (e, start, n) in policy::extent::pieces(shift, ev.offset, ev.len) {
+                    let within = start - (e << shift);
+                    s.write(
+                        e,
+                        (within / 4096) as usize,
+                        (within + n).div_ceil(4096) as usize,
+                    );
+                }
+            });
+        }
         match ev.op {
             Op::Read => self.read(ev.offset, ev.len, now, class, p, c),
             Op::Write => {
@@ -351,6 +395,7 @@ impl SimVolume {
         p: &VolumeParams,
         c: &mut Counters,
     ) {
+        self.with_snaps(|s, heat| s.pass(now, class, heat, p.half_life_ms, c));
         let earliest = (self.earliest_local_use != u64::MAX).then_some(self.earliest_local_use);
         if !may_tier(class, earliest, now) {
             return;

@@ -410,3 +410,60 @@ fn the_simulator_agrees_with_the_daemon() {
     assert_eq!(remote, vec![0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
     assert_eq!((puts, gets), (19, 7));
 }
+
+/// `--snapshot-every` prices the data snapshots hold: with hourly snapshots
+/// of a volume rewritten in place, `none` keeps more on local disk than
+/// `snapshot-only`, which moves the snapshots' old data once it cools.
+#[test]
+fn a_snapshot_schedule_prices_what_snapshots_hold() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let trace = dir.path().join("rewrites.blktrace.txt");
+    // 64 MiB written on day 0, then rewritten whole every 6 hours for 3 days.
+    let mut t: Trace = vec![(0.0, Op::Write, 0, 64 * MIB)];
+    t.extend((1..12).map(|i| (i as f64 * 0.25, Op::Write, 0, 64 * MIB)));
+    write_blkparse(&trace, &t);
+    let r = simulate(&[
+        "--trace",
+        trace.to_str().unwrap_or_default(),
+        "--class",
+        "none",
+        "--class",
+        "snapshot-only:2h",
+        "--scan-interval",
+        "1h",
+        "--snapshot-every",
+        "1h",
+        "--snapshot-keep",
+        "24",
+    ]);
+    let p = &r["policies"];
+    assert!(
+        p[0]["snapshots"].as_u64().unwrap_or(0) >= 60,
+        "one an hour: {r}"
+    );
+    assert_eq!(p[0]["puts"], 0, "{r}");
+    assert!(p[1]["puts"].as_u64().unwrap_or(0) > 0, "{r}");
+    let local = |i: usize| p[i]["local_mean_bytes"].as_f64().unwrap_or(0.0);
+    assert!(
+        local(0) > local(1) * 1.5,
+        "none holds the snapshots' data locally: {r}"
+    );
+    let out = Command::new(tierd_bin())
+        .args([
+            "simulate",
+            "--trace",
+            trace.to_str().unwrap_or_default(),
+            "--class",
+            "auto",
+        ])
+        .args(["--snapshot-every", "0s"])
+        .output()
+        .expect("run tierd simulate");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("snapshot-every"));
+}

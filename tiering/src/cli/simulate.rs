@@ -45,6 +45,14 @@ pub struct SimulateArgs {
     /// Object-store bandwidth per GET, per second.
     #[arg(long, default_value = "100MiB")]
     pub bandwidth: String,
+    /// Take a snapshot of every volume this often (as a class's
+    /// snapshot_schedule would), so snapshot-only and auto are priced with
+    /// the data snapshots hold.
+    #[arg(long)]
+    pub snapshot_every: Option<String>,
+    /// Scheduled snapshots kept (with --snapshot-every).
+    #[arg(long, default_value_t = policy::class::DEFAULT_SNAPSHOT_RETENTION)]
+    pub snapshot_keep: u32,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -98,6 +106,22 @@ pub fn simulate(a: &SimulateArgs) -> Result<String> {
         return Err(arg_err("scan-interval", "must be at least 1ms"));
     }
     let thrash = parse_duration(&a.thrash_window).map_err(|e| arg_err("thrash-window", e))?;
+    let snapshots = match &a.snapshot_every {
+        Some(s) => {
+            let every = parse_duration(s).map_err(|e| arg_err("snapshot-every", e))?;
+            if every < Duration::from_secs(1) {
+                return Err(arg_err("snapshot-every", "must be at least 1s"));
+            }
+            if a.snapshot_keep == 0 {
+                return Err(arg_err("snapshot-keep", "must be at least 1"));
+            }
+            Some(sim::snapshots::Schedule {
+                every_ms: every.as_millis() as u64,
+                keep: a.snapshot_keep,
+            })
+        }
+        None => None,
+    };
     let first_byte = parse_duration(&a.get_latency).map_err(|e| arg_err("get-latency", e))?;
     let bandwidth = parse_size(&a.bandwidth).map_err(|e| arg_err("bandwidth", e))?;
     let known = known_policies(&config);
@@ -155,6 +179,7 @@ pub fn simulate(a: &SimulateArgs) -> Result<String> {
         bucket_ms: 3_600_000,
         pricing: config.pricing.clone(),
         local_capacity: None,
+        snapshots,
     };
     let mut report = sim::run(&mut reader, &policies, &o)?;
     report.devices = reader.devices().to_vec();
