@@ -10,14 +10,13 @@
 //! block of it is live, and then `policy::select_held` decides when it moves
 //! (one PUT, its blocks' bytes), exactly as the daemon decides. The volume's
 //! live data keeps its per-extent model in `volume`; this module adds only
-//! the bytes snapshots alone hold, local or remote.
+//! the bytes snapshots alone hold, local or remote, and reports what it
+//! uploads and deletes for the volume to count.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use heatmap::{ExtentHeat, HeatRecord};
 use policy::{ClassConfig, HeldView};
-
-use crate::volume::Counters;
 
 const BLOCK: u64 = 4096;
 const NONE: u16 = u16::MAX;
@@ -99,20 +98,29 @@ impl SnapshotData {
     }
 
     /// Takes a snapshot at `now`; deletes the oldest beyond `keep`, freeing
-    /// what only it could see.
-    pub fn snapshot(&mut self, now: u64, keep: u32, c: &mut Counters, gc_grace_ms: u64) {
+    /// what only it could see. Returns the objects that became garbage, as
+    /// (bytes, age when GC deletes them).
+    pub fn snapshot(&mut self, now: u64, keep: u32, gc_grace_ms: u64) -> Vec<(u64, u64)> {
         self.current = self.current.saturating_add(1).min(NONE - 1);
         self.taken += 1;
         self.kept.push_back((self.current as u32, now));
+        let mut deleted = Vec::new();
         while self.kept.len() > keep.max(1) as usize {
             let Some((gone, _)) = self.kept.pop_front() else {
                 break;
             };
-            self.free_up_to(gone, now, c, gc_grace_ms);
+            self.free_up_to(gone, now, gc_grace_ms, &mut deleted);
         }
+        deleted
     }
 
-    fn free_up_to(&mut self, snapshot: u32, now: u64, c: &mut Counters, gc_grace_ms: u64) {
+    fn free_up_to(
+        &mut self,
+        snapshot: u32,
+        now: u64,
+        gc_grace_ms: u64,
+        deleted: &mut Vec<(u64, u64)>,
+    ) {
         let mut emptied = Vec::new();
         for (key, u) in self.units.iter_mut() {
             let freed: u32 = u.pending.range(..=snapshot).map(|(_, n)| *n).sum();
@@ -125,7 +133,7 @@ impl SnapshotData {
                 Some((bytes, at)) if u.live == 0 && u.pending.is_empty() => {
                     // Nothing refers to the object any more: GC deletes it.
                     self.remote_bytes -= bytes;
-                    c.deleted.add(bytes, (now + gc_grace_ms).saturating_sub(at));
+                    deleted.push((bytes, (now + gc_grace_ms).saturating_sub(at)));
                     emptied.push(*key);
                 }
                 Some(_) => {}
@@ -137,15 +145,15 @@ impl SnapshotData {
     }
 
     /// One pass: the snapshot-only units `select_held` picks move to the
-    /// object store. `heat` gives the live extent's heat.
+    /// object store. `heat` gives the live extent's heat. Returns the bytes
+    /// of each object uploaded.
     pub fn pass(
         &mut self,
         now: u64,
         class: &ClassConfig,
         heat: &[Option<HeatRecord>],
         half_life_ms: f64,
-        c: &mut Counters,
-    ) {
+    ) -> Vec<u64> {
         let frozen_at = |layer: u16, kept: &VecDeque<(u32, u64)>| {
             kept.iter()
                 .find(|(i, _)| *i == layer as u32 + 1)
@@ -161,7 +169,7 @@ impl SnapshotData {
             .map(|(k, _)| *k)
             .collect();
         if keys.is_empty() {
-            return;
+            return Vec::new();
         }
         let heats: Vec<Option<ExtentHeat>> = keys
             .iter()
@@ -182,6 +190,7 @@ impl SnapshotData {
                 heat: h.as_ref(),
             })
             .collect();
+        let mut uploaded = Vec::new();
         for i in policy::select_held(class, &views, now) {
             let Some(u) = self.units.get_mut(&keys[i]) else {
                 continue;
@@ -190,10 +199,9 @@ impl SnapshotData {
             u.remote = Some((bytes, now));
             self.local_bytes -= bytes;
             self.remote_bytes += bytes;
-            c.puts += 1;
-            c.bytes_uploaded += bytes;
-            c.extents_tiered += 1;
+            uploaded.push(bytes);
         }
+        uploaded
     }
 }
 
@@ -207,23 +215,22 @@ mod tests {
     #[test]
     fn shadowed_blocks_are_held_until_their_last_snapshot_goes() {
         let mut s = SnapshotData::new(MIB);
-        let mut c = Counters::default();
         s.write(0, 0, 256); // the whole extent, before any snapshot
         assert_eq!(s.local_bytes, 0, "live data is the volume's");
-        s.snapshot(10, 2, &mut c, 0); // snapshot 1
+        s.snapshot(10, 2, 0); // snapshot 1
         s.write(0, 0, 10); // 10 blocks shadowed, seen by snapshot 1
         s.write(0, 0, 10); // again in the same layer: nothing more
         assert_eq!(s.local_bytes, 10 * BLOCK);
-        s.snapshot(20, 2, &mut c, 0); // snapshot 2
+        s.snapshot(20, 2, 0); // snapshot 2
         s.write(0, 5, 15); // 5 of layer 1's blocks and 5 of layer 0's
         assert_eq!(s.local_bytes, 20 * BLOCK);
-        s.snapshot(30, 2, &mut c, 0); // snapshot 3: snapshot 1 goes
+        s.snapshot(30, 2, 0); // snapshot 3: snapshot 1 goes
         assert_eq!(
             s.local_bytes,
             10 * BLOCK,
             "what only snapshot 1 saw is freed"
         );
-        s.snapshot(40, 2, &mut c, 0); // snapshot 2 goes
+        s.snapshot(40, 2, 0); // snapshot 2 goes
         assert_eq!(s.local_bytes, 0);
     }
 
@@ -232,16 +239,15 @@ mod tests {
         let auto = ClassConfig::with_policies(TieringPolicy::Auto, None, RetrievalPolicy::Default);
         let none = ClassConfig::with_policies(TieringPolicy::None, None, RetrievalPolicy::Default);
         let mut s = SnapshotData::new(MIB);
-        let mut c = Counters::default();
         s.write(0, 0, 256);
         s.write(1, 0, 256);
-        s.snapshot(10, 24, &mut c, 0);
+        assert!(s.snapshot(10, 24, 0).is_empty());
         s.write(0, 0, 256); // extent 0 of layer 0: snapshot-only
         s.write(1, 0, 1); // extent 1 of layer 0: still mostly live
-        s.pass(20, &none, &[], 1.0, &mut c);
-        assert_eq!((s.remote_bytes, c.puts), (0, 0));
-        s.pass(20, &auto, &[], 1.0, &mut c);
-        assert_eq!((s.remote_bytes, c.puts), (MIB, 1));
+        assert!(s.pass(20, &none, &[], 1.0).is_empty());
+        assert_eq!(s.remote_bytes, 0);
+        assert_eq!(s.pass(20, &auto, &[], 1.0), vec![MIB]);
+        assert_eq!(s.remote_bytes, MIB);
         assert_eq!(
             s.local_bytes, BLOCK,
             "the one shadowed block of extent 1 stays"

@@ -172,7 +172,11 @@ impl SimVolume {
     /// Takes a scheduled snapshot at `now`, keeping the newest `keep`.
     pub fn snapshot(&mut self, now: u64, keep: u32, p: &VolumeParams, c: &mut Counters) {
         c.snapshots += 1;
-        self.with_snaps(|s, _| s.snapshot(now, keep, c, p.gc_grace_ms));
+        let mut deleted = Vec::new();
+        self.with_snaps(|s, _| deleted = s.snapshot(now, keep, p.gc_grace_ms));
+        for (bytes, age) in deleted {
+            c.deleted.add(bytes, age);
+        }
     }
 
     fn grow_to(&mut self, extents: u64) {
@@ -395,7 +399,13 @@ impl SimVolume {
         p: &VolumeParams,
         c: &mut Counters,
     ) {
-        self.with_snaps(|s, heat| s.pass(now, class, heat, p.half_life_ms, c));
+        let mut uploaded = Vec::new();
+        self.with_snaps(|s, heat| uploaded = s.pass(now, class, heat, p.half_life_ms));
+        for bytes in uploaded {
+            c.puts += 1;
+            c.bytes_uploaded += bytes;
+            c.extents_tiered += 1;
+        }
         let earliest = (self.earliest_local_use != u64::MAX).then_some(self.earliest_local_use);
         if !may_tier(class, earliest, now) {
             return;

@@ -56,7 +56,9 @@ fn state(volumes: &Volumes, engine: &Engine, heat: &HeatMap) -> prometheus::Resu
         // Who holds what is worth its cost only once a volume has layers
         // below its top (snapshots, a clone's origin, a revert).
         if v.top().parent().is_some() {
-            let sp = volumes.space(&v);
+            // At most once a minute per volume: it walks every extent of
+            // every layer.
+            let sp = volumes.space_cached(&v, 60_000);
             let name = info.name.as_str();
             held.with_label_values(&[name, "volume"])
                 .set(sp.bytes_owned as i64);

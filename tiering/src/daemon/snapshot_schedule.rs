@@ -69,25 +69,25 @@ pub fn apply(
         return Ok(());
     };
     let name = vol.name();
-    let scheduled: Vec<_> = volumes
-        .snapshot_list(&name)?
+    let scheduled: Vec<(String, u64)> = volumes
+        .snapshot_times(&name)?
         .into_iter()
-        .filter(|s| s.name.starts_with(PREFIX))
+        .filter(|(s, _)| s.starts_with(PREFIX))
         .collect();
     let due = scheduled
         .last()
-        .is_none_or(|s| now_ms.saturating_sub(s.created_ms) >= every.0.as_millis() as u64);
+        .is_none_or(|(_, t)| now_ms.saturating_sub(*t) >= every.0.as_millis() as u64);
     let mut count = scheduled.len();
     if due {
         let snap = name_at(now_ms);
-        if !scheduled.iter().any(|s| s.name == snap) {
+        if !scheduled.iter().any(|(s, _)| *s == snap) {
             volumes.snapshot_create(&name, &snap)?;
             count += 1;
         }
     }
     let keep = class.snapshot_keep() as usize;
-    for old in scheduled.iter().take(count.saturating_sub(keep)) {
-        volumes.snapshot_delete(&name, &old.name)?;
+    for (old, _) in scheduled.iter().take(count.saturating_sub(keep)) {
+        volumes.snapshot_delete(&name, old)?;
     }
     Ok(())
 }

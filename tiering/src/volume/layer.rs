@@ -109,10 +109,23 @@ impl Layer {
         out
     }
 
-    /// The blocks of extent `e` that hold data: all of a remote extent, the
-    /// allocated ones of a local or partial one (a never-written or trimmed
-    /// block is a hole), none otherwise. As words.
-    pub(crate) fn data_words(&self, e: u64) -> Vec<u64> {
+    /// The data runs of this layer's file (one pass of SEEK_DATA/SEEK_HOLE),
+    /// as `(offset, end)` pairs, for [`Layer::data_words`].
+    pub(crate) fn data_runs(&self) -> Vec<(u64, u64)> {
+        self.tier
+            .allocation(0, self.size(), usize::MAX)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| !r.hole)
+            .map(|r| (r.offset, r.offset + r.len))
+            .collect()
+    }
+
+    /// The blocks of extent `e` that hold data: all of a remote extent (or
+    /// the blocks its object holds), the allocated ones of a local or
+    /// partial one (a never-written or trimmed block is a hole, per `runs`
+    /// from [`Layer::data_runs`]), none otherwise. As words.
+    pub(crate) fn data_words(&self, e: u64, runs: &[(u64, u64)]) -> Vec<u64> {
         let (slot, bpe) = {
             let map = self.map.read();
             (map.slot(e), map.blocks_per_extent())
@@ -125,18 +138,15 @@ impl Layer {
                 .map(|b| b.words())
                 .unwrap_or_else(|| full_words(bpe)),
             Slot::Local | Slot::Partial => {
-                let ext = bpe as u64 * super::BLOCK_SIZE;
-                let start = e * ext;
-                let len = ext.min(self.size().saturating_sub(start));
+                let bs = super::BLOCK_SIZE;
+                let ext = bpe as u64 * bs;
+                let (start, end) = (e * ext, (e + 1) * ext);
                 let mut w = vec![0u64; bpe.div_ceil(64) as usize];
-                let runs = self
-                    .tier
-                    .allocation(start, len, usize::MAX)
-                    .unwrap_or_default();
-                for r in runs.iter().filter(|r| !r.hole) {
-                    let a = (r.offset - start) / super::BLOCK_SIZE;
-                    let b = (r.offset + r.len - start).div_ceil(super::BLOCK_SIZE);
-                    for i in a..b.min(bpe as u64) {
+                let first = runs.partition_point(|&(_, b)| b <= start);
+                for &(a, b) in runs[first..].iter().take_while(|&&(a, _)| a < end) {
+                    let from = (a.max(start) - start) / bs;
+                    let to = (b.min(end) - start).div_ceil(bs);
+                    for i in from..to.min(bpe as u64) {
                         w[(i / 64) as usize] |= 1 << (i % 64);
                     }
                 }

@@ -61,6 +61,8 @@ pub struct Volumes {
     pub(super) layer_metas: RwLock<BTreeMap<u64, LayerMeta>>,
     /// Snapshot exports, by export name (`VOLUME@SNAPSHOT`).
     pub(super) views: RwLock<BTreeMap<String, Arc<Volume>>>,
+    /// The last space accounting per volume id, and when (clock ms).
+    pub(super) space_cache: Mutex<HashMap<u64, (u64, super::Space)>>,
     /// Serialises create, patch, delete and the snapshot operations; I/O
     /// never takes it.
     pub(super) admin: Mutex<()>,
@@ -138,6 +140,7 @@ impl Volumes {
             layers: RwLock::new(HashMap::new()),
             layer_metas: RwLock::new(metas.clone()),
             views: RwLock::new(BTreeMap::new()),
+            space_cache: Mutex::new(HashMap::new()),
             admin: Mutex::new(()),
         };
         for meta in vols {

@@ -351,8 +351,16 @@ impl Volumes {
 
     /// Who holds `vol`'s data: every block of every layer it or its
     /// snapshots read, counted for the one reader that reads it, or as
-    /// shared when several do.
+    /// shared when several do. (Remembered for [`Volumes::space_cached`].)
     pub fn space(&self, vol: &Volume) -> Space {
+        let sp = self.count_space(vol);
+        self.space_cache
+            .lock()
+            .insert(vol.id(), (self.clock.now_ms(), sp.clone()));
+        sp
+    }
+
+    fn count_space(&self, vol: &Volume) -> Space {
         let metas = self.layer_metas.read().clone();
         let id = vol.id();
         let top = vol.top();
@@ -388,11 +396,12 @@ impl Volumes {
         let mut shared = 0u64;
         for l in &layers {
             let n = l.map.read().len();
+            let runs = l.data_runs();
             for e in 0..n {
                 if matches!(l.map.read().slot(e), Slot::Inherit | Slot::Zero) {
                     continue;
                 }
-                let data = l.data_words(e);
+                let data = l.data_words(e, &runs);
                 let seen: Vec<Option<Vec<u64>>> = readers
                     .iter()
                     .map(|r| {
@@ -436,6 +445,35 @@ impl Volumes {
                 .map(|m| (m.snapshot.clone().unwrap_or_default(), bytes_of(m.id)))
                 .collect(),
         }
+    }
+
+    /// `volume`'s snapshots as (name, time taken), oldest first: without
+    /// the space accounting `snapshot_list` adds (for the schedule).
+    pub fn snapshot_times(&self, volume: &str) -> Result<Vec<(String, u64)>> {
+        let vol = self.get(volume)?;
+        let id = vol.id();
+        let mut v: Vec<(u64, u64, String)> = self
+            .layer_metas
+            .read()
+            .values()
+            .filter(|m| m.volume == id)
+            .filter_map(|m| m.snapshot.clone().map(|s| (m.frozen_ms, m.id, s)))
+            .collect();
+        v.sort();
+        Ok(v.into_iter().map(|(t, _, s)| (s, t)).collect())
+    }
+
+    /// [`Volumes::space`], computed at most once per `max_age_ms` of the
+    /// clock per volume (the metrics scrape asks often; the count walks
+    /// every extent of every layer).
+    pub fn space_cached(&self, vol: &Volume, max_age_ms: u64) -> Space {
+        let now = self.clock.now_ms();
+        if let Some((at, sp)) = self.space_cache.lock().get(&vol.id()) {
+            if now.saturating_sub(*at) < max_age_ms {
+                return sp.clone();
+            }
+        }
+        self.space(vol)
     }
 
     /// `volume`'s snapshots, oldest first.
