@@ -18,8 +18,10 @@
 //! - every write bumps its stripe's sequence number, so a migration that read
 //!   the data before the write cannot commit (the write wins).
 //!
-//! Reads of local extents are here; reads of cold extents and bringing them
-//! back are in `cold`, writes, zeroing and flush in `write`.
+//! What a volume is and reports is here; reads are in `read`, reads of cold
+//! extents and bringing them back in `cold`, writes, zeroing and flush in
+//! `write`; snapshots, clones and revert in `snapshots`, space accounting
+//! and compaction in `space`.
 
 #[cfg(test)]
 mod agreement_tests;
@@ -27,8 +29,12 @@ mod cold;
 mod layer;
 mod local_tier;
 mod meta;
+mod read;
 mod registry;
+#[cfg(test)]
+mod snapshot_tests;
 mod snapshots;
+mod space;
 mod trace_log;
 mod write;
 
@@ -45,8 +51,11 @@ pub use meta::{
     validate_extent_size, validate_name, validate_size, VolumeMeta, BLOCK_SIZE,
     DEFAULT_EXTENT_SIZE, MAX_EXTENT_SIZE, MIN_EXTENT_SIZE,
 };
+use read::resolves_remote;
+pub(crate) use read::BringBack;
 pub use registry::{CreateVolume, PatchVolume, Volumes};
-pub use snapshots::{CloneVolume, SnapshotInfo, Space};
+pub use snapshots::{CloneVolume, SnapshotInfo};
+pub use space::Space;
 
 use crate::engine::Engine;
 use crate::error::{Result, TierError};
@@ -470,359 +479,6 @@ impl Volume {
                     sequential,
                 },
             );
-        }
-    }
-
-    /// Reads `buf.len()` bytes at `offset` if that needs no waiting at all:
-    /// no extent of the range is remote, no stripe lock is held for writing,
-    /// and every byte is in the page cache. `None` means nothing was read
-    /// (and nothing recorded): call [`Volume::read`] where blocking is fine.
-    /// Lets the NBD connection task serve cached reads without leaving its
-    /// thread.
-    pub fn try_read_cached(
-        &self,
-        offset: u64,
-        buf: &mut [u8],
-        sequential: bool,
-    ) -> Option<Result<()>> {
-        if let Err(e) = self.check_range(offset, buf.len() as u64) {
-            return Some(Err(e));
-        }
-        let top = self.top.try_read()?.clone();
-        let mut pos = 0usize;
-        for (e, start, n) in self.pieces(offset, buf.len() as u64) {
-            let out = &mut buf[pos..pos + n as usize];
-            pos += n as usize;
-            match self.try_read_in(&top, e, start, out)? {
-                Ok(()) => {}
-                Err(err) => return Some(Err(err)),
-            }
-        }
-        self.trace(policy::trace::Op::Read, offset, buf.len() as u64);
-        self.record(AccessKind::Read, offset, buf.len() as u64, sequential);
-        Some(Ok(()))
-    }
-
-    /// [`Volume::read_in`] without waiting: through the layers that hold
-    /// the piece locally, every byte from the page cache, no lock held by a
-    /// writer; `None` as soon as anything would wait or needs the object
-    /// store.
-    fn try_read_in(&self, layer: &Layer, e: u64, start: u64, out: &mut [u8]) -> Option<Result<()>> {
-        let _g = layer.stripe(e).lock.try_read()?;
-        let map = layer.map.try_read()?;
-        if e >= map.len() {
-            out.fill(0);
-            return Some(Ok(()));
-        }
-        let nowait = |out: &mut [u8], at: u64| match layer.tier.read_at_nowait(out, at) {
-            Ok(true) => Some(Ok(())),
-            Ok(false) => None,
-            Err(err) => Some(Err(self.layer_err(layer, "read", err))),
-        };
-        match map.slot(e) {
-            Slot::Local | Slot::Zero => {
-                drop(map);
-                nowait(out, start)
-            }
-            Slot::Remote => None,
-            Slot::Inherit => {
-                drop(map);
-                match &layer.parent {
-                    Some(p) => self.try_read_in(p, e, start, out),
-                    None => {
-                        out.fill(0);
-                        Some(Ok(()))
-                    }
-                }
-            }
-            Slot::Partial => {
-                let blocks = map.blocks(e)?;
-                drop(map);
-                let (ext_start, _) = self.extent_range(e);
-                let first = ((start - ext_start) / BLOCK_SIZE) as u32;
-                let last = (start - ext_start + out.len() as u64).div_ceil(BLOCK_SIZE) as u32;
-                for (a, b, held) in blocks.runs(first, last) {
-                    let from = (ext_start + a as u64 * BLOCK_SIZE).max(start);
-                    let to = (ext_start + b as u64 * BLOCK_SIZE).min(start + out.len() as u64);
-                    let part = &mut out[(from - start) as usize..(to - start) as usize];
-                    let r = if held {
-                        nowait(part, from)
-                    } else if let Some(p) = &layer.parent {
-                        self.try_read_in(p, e, from, part)
-                    } else {
-                        part.fill(0);
-                        Some(Ok(()))
-                    };
-                    match r? {
-                        Ok(()) => {}
-                        Err(err) => return Some(Err(err)),
-                    }
-                }
-                Some(Ok(()))
-            }
-        }
-    }
-
-    /// Reads `buf.len()` bytes at `offset`. `sequential` says whether the read
-    /// continues an earlier read of the same client.
-    pub fn read(self: &Arc<Self>, offset: u64, buf: &mut [u8], sequential: bool) -> Result<()> {
-        self.check_range(offset, buf.len() as u64)?;
-        let top = self.top();
-        let mut pos = 0usize;
-        for (e, start, n) in self.pieces(offset, buf.len() as u64) {
-            let out = &mut buf[pos..pos + n as usize];
-            pos += n as usize;
-            if let Some(back) = self.read_in(&top, e, start, out, sequential, true)? {
-                let r = if Arc::ptr_eq(&back.layer, &top) {
-                    self.rehydrate_with(&top, e, back.generation, &back.data)
-                } else {
-                    self.copy_up(&top, e, &back)
-                };
-                if let Err(err) = r {
-                    // The read itself succeeded; the extent just stays cold.
-                    tracing::warn!(volume = %self.name(), extent = e, error = %err, "could not bring extent back");
-                }
-            }
-        }
-        self.trace(policy::trace::Op::Read, offset, buf.len() as u64);
-        self.record(AccessKind::Read, offset, buf.len() as u64, sequential);
-        Ok(())
-    }
-
-    /// Reads the piece `start..start + out.len()` of extent `e` as `layer`
-    /// sees it: from its file, its object, or the layers below. `whole`: the
-    /// layers above passed the whole extent down, so a whole object fetched
-    /// here is the extent's content as the top layer sees it, and may be
-    /// brought back (returned).
-    fn read_in(
-        self: &Arc<Self>,
-        layer: &Arc<Layer>,
-        e: u64,
-        start: u64,
-        out: &mut [u8],
-        sequential: bool,
-        whole: bool,
-    ) -> Result<Option<BringBack>> {
-        let _g = layer.stripe(e).lock.read();
-        let map = layer.map.read();
-        if e >= map.len() {
-            // Past the end of a layer below a grown volume: never written.
-            out.fill(0);
-            return Ok(None);
-        }
-        match map.slot(e) {
-            Slot::Local | Slot::Zero => {
-                drop(map);
-                layer
-                    .tier
-                    .read_at(out, start)
-                    .map_err(|err| self.layer_err(layer, "read", err))?;
-                Ok(None)
-            }
-            Slot::Inherit => {
-                drop(map);
-                match &layer.parent {
-                    Some(p) => self.read_in(p, e, start, out, sequential, whole),
-                    None => {
-                        out.fill(0);
-                        Ok(None)
-                    }
-                }
-            }
-            Slot::Partial => {
-                let blocks = map.blocks(e);
-                drop(map);
-                let (ext_start, _) = self.extent_range(e);
-                let first = ((start - ext_start) / BLOCK_SIZE) as u32;
-                let last = (start - ext_start + out.len() as u64).div_ceil(BLOCK_SIZE) as u32;
-                let runs = match &blocks {
-                    Some(b) => b.runs(first, last),
-                    None => vec![(first, last, true)],
-                };
-                for (a, b, held) in runs {
-                    let from = (ext_start + a as u64 * BLOCK_SIZE).max(start);
-                    let to = (ext_start + b as u64 * BLOCK_SIZE).min(start + out.len() as u64);
-                    let part = &mut out[(from - start) as usize..(to - start) as usize];
-                    if held {
-                        layer
-                            .tier
-                            .read_at(part, from)
-                            .map_err(|err| self.layer_err(layer, "read", err))?;
-                    } else if let Some(p) = &layer.parent {
-                        self.read_in(p, e, from, part, sequential, false)?;
-                    } else {
-                        part.fill(0);
-                    }
-                }
-                Ok(None)
-            }
-            Slot::Remote if map.blocks(e).is_some() => {
-                let blocks = map.blocks(e);
-                drop(map);
-                self.read_partial_remote(layer, e, start, out, blocks, sequential)?;
-                Ok(None)
-            }
-            Slot::Remote => {
-                drop(map);
-                let rec = self.remote_record(layer, e)?;
-                let (ext_start, ext_len) = self.extent_range(e);
-                let class = self.engine.class(&self.meta.read().class).ok();
-                let plan = policy::plan_cold_read(
-                    class.as_ref(),
-                    &policy::ColdRead {
-                        extent: e,
-                        within: start - ext_start,
-                        len: out.len() as u64,
-                        extent_len: ext_len,
-                        extent_count: layer.map.read().len(),
-                        sequential,
-                        cached: self.engine.cached(&(layer.id, e, rec.generation)),
-                    },
-                    rec.frame_size as u64,
-                    self.engine.config().tiering.readahead_extents,
-                );
-                let data = self.read_remote(layer, e, &rec, start - ext_start, out, plan.fetch)?;
-                self.readahead(layer, plan.readahead);
-                // A snapshot's reads leave its data where it is (FabricPool's
-                // `default` retrieval does not bring snapshot data back).
-                Ok(data
-                    .filter(|_| plan.bring_back && whole && !self.read_only)
-                    .map(|data| BringBack {
-                        layer: layer.clone(),
-                        generation: rec.generation,
-                        data,
-                    }))
-            }
-        }
-    }
-
-    /// Reads a piece of extent `e` of `layer` whose object holds only the
-    /// blocks in `blocks`: those from the object (only the frames the run
-    /// touches), the others from the layers below. Nothing comes back: the
-    /// object is a frozen layer's, and never the whole extent.
-    fn read_partial_remote(
-        self: &Arc<Self>,
-        layer: &Arc<Layer>,
-        e: u64,
-        start: u64,
-        out: &mut [u8],
-        blocks: Option<Arc<crate::blocks::Blocks>>,
-        sequential: bool,
-    ) -> Result<()> {
-        let rec = self.remote_record(layer, e)?;
-        let (ext_start, _) = self.extent_range(e);
-        let first = ((start - ext_start) / BLOCK_SIZE) as u32;
-        let last = (start - ext_start + out.len() as u64).div_ceil(BLOCK_SIZE) as u32;
-        let runs = match &blocks {
-            Some(b) => b.runs(first, last),
-            None => vec![(first, last, true)],
-        };
-        let fs = (rec.frame_size as u64).max(1);
-        for (a, b, held) in runs {
-            let from = (ext_start + a as u64 * BLOCK_SIZE).max(start);
-            let to = (ext_start + b as u64 * BLOCK_SIZE).min(start + out.len() as u64);
-            let part = &mut out[(from - start) as usize..(to - start) as usize];
-            if held {
-                let within = from - ext_start;
-                let fetch = policy::Fetch::Frames {
-                    first: within / fs,
-                    last: (within + part.len() as u64).div_ceil(fs),
-                };
-                self.read_remote(layer, e, &rec, within, part, fetch)?;
-            } else if let Some(p) = &layer.parent {
-                self.read_in(p, e, from, part, sequential, false)?;
-            } else {
-                part.fill(0);
-            }
-        }
-        Ok(())
-    }
-
-    /// Allocation runs of `[offset, offset + len)`, at most `max_runs`: remote
-    /// extents are data, zero extents holes, local ones as the file says.
-    pub fn allocation(&self, offset: u64, len: u64, max_runs: usize) -> Result<Vec<Allocation>> {
-        self.check_range(offset, len)?;
-        let mut out: Vec<Allocation> = Vec::new();
-        let push = |a: Allocation, out: &mut Vec<Allocation>| match out.last_mut() {
-            Some(l) if l.hole == a.hole && l.offset + l.len == a.offset => l.len += a.len,
-            _ => out.push(a),
-        };
-        let top = self.top();
-        for (e, start, n) in self.pieces(offset, len) {
-            if out.len() >= max_runs {
-                break;
-            }
-            for a in self.allocation_in(&top, e, start, n, max_runs)? {
-                push(a, &mut out);
-            }
-        }
-        out.truncate(max_runs);
-        Ok(out)
-    }
-
-    /// Allocation of one piece of extent `e` as `layer` sees it: remote
-    /// extents are data, zero extents holes, local ones as the file says,
-    /// inherited ones as the layer below says; partial ones are data (the
-    /// safe answer: a client may skip only what is certainly zeros).
-    fn allocation_in(
-        &self,
-        layer: &Arc<Layer>,
-        e: u64,
-        start: u64,
-        n: u64,
-        max_runs: usize,
-    ) -> Result<Vec<Allocation>> {
-        let data = |hole| {
-            Ok(vec![Allocation {
-                offset: start,
-                len: n,
-                hole,
-            }])
-        };
-        let slot = {
-            let map = layer.map.read();
-            if e >= map.len() {
-                return data(true);
-            }
-            map.slot(e)
-        };
-        match slot {
-            Slot::Remote | Slot::Partial => data(false),
-            Slot::Zero => data(true),
-            Slot::Inherit => match &layer.parent {
-                Some(p) => self.allocation_in(p, e, start, n, max_runs),
-                None => data(true),
-            },
-            Slot::Local => layer
-                .tier
-                .allocation(start, n, max_runs)
-                .map_err(|err| self.layer_err(layer, "seek data/hole", err)),
-        }
-    }
-}
-
-/// A whole extent fetched from `layer`'s object for a read that may bring
-/// it back into the top layer.
-pub(crate) struct BringBack {
-    pub(crate) layer: Arc<Layer>,
-    pub(crate) generation: u64,
-    pub(crate) data: bytes::Bytes,
-}
-
-/// Whether reading extent `e` through `layer` may need the object store.
-fn resolves_remote(layer: &Arc<Layer>, e: u64) -> bool {
-    let slot = {
-        let map = layer.map.read();
-        if e >= map.len() {
-            return false;
-        }
-        map.slot(e)
-    };
-    match slot {
-        Slot::Remote => true,
-        Slot::Local | Slot::Zero => false,
-        Slot::Inherit | Slot::Partial => {
-            layer.parent.as_ref().is_some_and(|p| resolves_remote(p, e))
         }
     }
 }

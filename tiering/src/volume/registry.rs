@@ -481,11 +481,11 @@ impl Volumes {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use heatmap::{HeatConfig, ManualClock};
 
-    fn open(dir: &Path) -> Volumes {
+    pub(in crate::volume) fn open(dir: &Path) -> Volumes {
         let cfg = HeatConfig::default();
         let db = db::open(&dir.join("db"), &cfg).unwrap();
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(5));
