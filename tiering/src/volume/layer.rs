@@ -58,6 +58,22 @@ pub struct LayerMeta {
     pub frozen_ms: u64,
 }
 
+impl LayerMeta {
+    /// A new, empty, writable layer on `parent`, for `volume`.
+    pub fn fresh(id: u64, parent: u64, volume: u64, size: u64, now_ms: u64) -> Self {
+        Self {
+            id,
+            parent: Some(parent),
+            volume,
+            snapshot: None,
+            frozen: false,
+            size,
+            created_ms: now_ms,
+            frozen_ms: 0,
+        }
+    }
+}
+
 /// One layer: its file, its extent map, its locks, and the layer below.
 #[derive(Debug)]
 pub struct Layer {

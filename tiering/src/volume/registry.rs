@@ -433,8 +433,7 @@ impl Volumes {
         // in one batch; layers no one reads through any more follow.
         let mut batch = WriteBatch::default();
         batch.delete_cf(db::cf(&self.db, CF_VOLUMES)?, name.as_bytes());
-        crate::extent_map::delete_layer(&self.db, &mut batch, top.id)?;
-        batch.delete_cf(db::cf(&self.db, CF_LAYERS)?, top.id.to_be_bytes());
+        self.drop_layer_records(&mut batch, top.id)?;
         for lm in &snapshots {
             let mut hidden = lm.clone();
             hidden.snapshot = None;

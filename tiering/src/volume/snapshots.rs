@@ -63,6 +63,42 @@ impl Volumes {
         Ok(())
     }
 
+    /// In `batch`: `lm` becomes `meta`'s top layer, and its id is taken.
+    fn put_top(&self, batch: &mut WriteBatch, lm: &LayerMeta, meta: &VolumeMeta) -> Result<()> {
+        self.put_layer_meta(batch, lm)?;
+        self.put_meta(batch, meta)?;
+        batch.put_cf(
+            db::cf(&self.db, CF_META)?,
+            NEXT_ID_KEY,
+            (lm.id + 1).to_be_bytes(),
+        );
+        Ok(())
+    }
+
+    /// Commits `batch`, which names the new layer file `tier`; if it fails,
+    /// the file goes (no metadata names it).
+    fn commit_new_layer(&self, batch: WriteBatch, tier: &LocalTier) -> Result<()> {
+        db::write_synced(&self.db, batch).inspect_err(|_| {
+            let _ = std::fs::remove_file(tier.path());
+        })
+    }
+
+    /// In `batch`: every record of layer `id`, extents and description.
+    pub(super) fn drop_layer_records(&self, batch: &mut WriteBatch, id: u64) -> Result<()> {
+        crate::extent_map::delete_layer(&self.db, batch, id)?;
+        batch.delete_cf(db::cf(&self.db, CF_LAYERS)?, id.to_be_bytes());
+        Ok(())
+    }
+
+    /// The loaded layer of snapshot `snap`.
+    fn snapshot_layer(&self, snap: &LayerMeta) -> Result<Arc<Layer>> {
+        self.layer(snap.id)
+            .ok_or_else(|| TierError::CorruptMetadata {
+                key: format!("layer {}", snap.id),
+                reason: "a snapshot's layer is not loaded".into(),
+            })
+    }
+
     /// The layer `id`, if loaded (GC asks which objects are referred to).
     pub fn layer(&self, id: u64) -> Option<Arc<Layer>> {
         self.layers.read().get(&id).cloned()
@@ -287,31 +323,13 @@ impl Volumes {
         frozen.snapshot = Some(name.to_string());
         frozen.frozen_ms = now;
         frozen.size = size;
-        let fresh = LayerMeta {
-            id,
-            parent: Some(top.id),
-            volume: vol.id(),
-            snapshot: None,
-            frozen: false,
-            size,
-            created_ms: now,
-            frozen_ms: 0,
-        };
+        let fresh = LayerMeta::fresh(id, top.id, vol.id(), size, now);
         let mut meta = vol.meta();
         meta.layer = Some(id);
         let mut batch = WriteBatch::default();
         self.put_layer_meta(&mut batch, &frozen)?;
-        self.put_layer_meta(&mut batch, &fresh)?;
-        self.put_meta(&mut batch, &meta)?;
-        batch.put_cf(
-            db::cf(&self.db, CF_META)?,
-            NEXT_ID_KEY,
-            (id + 1).to_be_bytes(),
-        );
-        if let Err(e) = db::write_synced(&self.db, batch) {
-            let _ = std::fs::remove_file(tier.path());
-            return Err(e);
-        }
+        self.put_top(&mut batch, &fresh, &meta)?;
+        self.commit_new_layer(batch, &tier)?;
         crate::failpoint::hit("snapshot-after-commit");
         let layer = self.open_layer(id, tier, &meta, top.clone(), size)?;
         vol.set_top(layer);
@@ -418,8 +436,7 @@ impl Volumes {
                 return Ok(());
             }
             let mut batch = WriteBatch::default();
-            crate::extent_map::delete_layer(&self.db, &mut batch, id)?;
-            batch.delete_cf(db::cf(&self.db, CF_LAYERS)?, id.to_be_bytes());
+            self.drop_layer_records(&mut batch, id)?;
             db::write_synced(&self.db, batch)?;
             self.layer_metas.write().remove(&id);
             if let Some(layer) = self.layers.write().remove(&id) {
@@ -457,12 +474,7 @@ impl Volumes {
         if self.map.read().contains_key(&req.name) {
             return Err(TierError::VolumeExists(req.name));
         }
-        let base = self
-            .layer(snap.id)
-            .ok_or_else(|| TierError::CorruptMetadata {
-                key: format!("layer {}", snap.id),
-                reason: "a snapshot's layer is not loaded".into(),
-            })?;
+        let base = self.snapshot_layer(&snap)?;
         let id = self.next_id()?;
         let now = self.clock.now_ms();
         let meta = VolumeMeta {
@@ -475,30 +487,12 @@ impl Volumes {
             record_trace: None,
             layer: Some(id),
         };
-        let lm = LayerMeta {
-            id,
-            parent: Some(snap.id),
-            volume: id,
-            snapshot: None,
-            frozen: false,
-            size: snap.size,
-            created_ms: now,
-            frozen_ms: 0,
-        };
+        let lm = LayerMeta::fresh(id, snap.id, id, snap.size, now);
         let tier = self.new_layer_file(id, snap.size, &req.name)?;
         let mut batch = WriteBatch::default();
-        self.put_layer_meta(&mut batch, &lm)?;
-        self.put_meta(&mut batch, &meta)?;
-        batch.put_cf(
-            db::cf(&self.db, CF_META)?,
-            NEXT_ID_KEY,
-            (id + 1).to_be_bytes(),
-        );
+        self.put_top(&mut batch, &lm, &meta)?;
         crate::failpoint::hit("clone-before-commit");
-        if let Err(e) = db::write_synced(&self.db, batch) {
-            let _ = std::fs::remove_file(tier.path());
-            return Err(e);
-        }
+        self.commit_new_layer(batch, &tier)?;
         let layer = self.open_layer(id, tier, &meta, base, snap.size)?;
         self.layer_metas.write().insert(id, lm);
         let vol = Arc::new(Volume::new(
@@ -528,47 +522,23 @@ impl Volumes {
                 connections,
             });
         }
-        let base = self
-            .layer(snap.id)
-            .ok_or_else(|| TierError::CorruptMetadata {
-                key: format!("layer {}", snap.id),
-                reason: "a snapshot's layer is not loaded".into(),
-            })?;
+        let base = self.snapshot_layer(&snap)?;
         let _gate = vol.write_gate.write();
         let old = vol.top();
         let id = self.next_id()?;
         let now = self.clock.now_ms();
         let tier = self.new_layer_file(id, snap.size, volume)?;
-        let lm = LayerMeta {
-            id,
-            parent: Some(snap.id),
-            volume: vol.id(),
-            snapshot: None,
-            frozen: false,
-            size: snap.size,
-            created_ms: now,
-            frozen_ms: 0,
-        };
+        let lm = LayerMeta::fresh(id, snap.id, vol.id(), snap.size, now);
         let mut meta = vol.meta();
         meta.layer = Some(id);
         meta.size = snap.size;
         let mut batch = WriteBatch::default();
-        self.put_layer_meta(&mut batch, &lm)?;
-        self.put_meta(&mut batch, &meta)?;
-        batch.put_cf(
-            db::cf(&self.db, CF_META)?,
-            NEXT_ID_KEY,
-            (id + 1).to_be_bytes(),
-        );
+        self.put_top(&mut batch, &lm, &meta)?;
         // The replaced top layer goes in the same batch: no snapshot is it
         // and nothing sits on it.
-        crate::extent_map::delete_layer(&self.db, &mut batch, old.id)?;
-        batch.delete_cf(db::cf(&self.db, CF_LAYERS)?, old.id.to_be_bytes());
+        self.drop_layer_records(&mut batch, old.id)?;
         crate::failpoint::hit("revert-before-commit");
-        if let Err(e) = db::write_synced(&self.db, batch) {
-            let _ = std::fs::remove_file(tier.path());
-            return Err(e);
-        }
+        self.commit_new_layer(batch, &tier)?;
         let layer = self.open_layer(id, tier, &meta, base, snap.size)?;
         vol.set_top(layer);
         vol.size.store(meta.size, Ordering::SeqCst);
