@@ -173,6 +173,8 @@ impl AzureStore {
                     "ServerBusy" | "OperationTimedOut" => BackendError::Throttled(c),
                     "AuthenticationFailed" | "AuthorizationFailure" => BackendError::Permanent(c),
                     "BlobNotFound" | "ContainerNotFound" => BackendError::NotFound(c),
+                    // What `If-None-Match: *` on an existing blob answers.
+                    "BlobAlreadyExists" => BackendError::PreconditionFailed(c),
                     _ => BackendError::from_status(status, c),
                 }
             }
@@ -198,6 +200,11 @@ impl AzureStore {
         let mut req = self.blob(key).put_block_blob(data.clone());
         if let Some(t) = self.access_tier(opts) {
             req = req.access_tier(t);
+        }
+        if opts.if_absent {
+            req = req.if_match(azure_core::request_options::IfMatchCondition::NotMatch(
+                "*".to_string(),
+            ));
         }
         let hash_err = |m| BackendError::Transient(ctx(&self.name, "put", key, m));
         let (sent, ours) = if in_header {
@@ -285,7 +292,9 @@ impl ObjectStore for AzureStore {
 
     async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<ObjectMeta> {
         let size = data.len() as u64;
-        let etag = if size >= self.block_threshold {
+        // A conditional put is one request: a block list would leave the
+        // blocks uncommitted when the condition fails.
+        let etag = if size >= self.block_threshold && !opts.if_absent {
             self.put_blocks(key, data, opts).await?
         } else {
             self.put_blob(key, data, opts).await?

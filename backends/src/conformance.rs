@@ -188,6 +188,53 @@ pub async fn concurrent_puts(s: &dyn ObjectStore, prefix: &str) {
     assert_eq!(listed.len(), 32);
 }
 
+/// A put with `if_absent` stores a new key once: the second such put fails
+/// as PreconditionFailed and leaves the first object, and of eight racing
+/// for one key exactly one lands (conditional PUT on S3 and Azure, a hard
+/// link on fs).
+pub async fn conditional_puts(s: &dyn ObjectStore, prefix: &str) {
+    let key = format!("{prefix}cond/manifest");
+    let once = PutOptions::if_absent();
+    s.put(&key, Bytes::from_static(b"first"), &once)
+        .await
+        .unwrap_or_else(|e| panic!("first conditional put: {e}"));
+    match s.put(&key, Bytes::from_static(b"second"), &once).await {
+        Err(BackendError::PreconditionFailed(_)) => {}
+        other => panic!("a conditional put over an existing object gave {other:?}"),
+    }
+    assert_eq!(&s.get(&key).await.unwrap()[..], b"first");
+    let race = format!("{prefix}cond/race");
+    let results: Vec<_> = futures::stream::iter(0..8u64)
+        .map(|i| {
+            let race = race.clone();
+            async move {
+                (
+                    i,
+                    s.put(&race, pattern(1000, i), &PutOptions::if_absent())
+                        .await,
+                )
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let won: Vec<u64> = results
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(won.len(), 1, "conditional puts that landed: {results:?}");
+    for (_, r) in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, BackendError::PreconditionFailed(_)),
+                "a losing conditional put failed otherwise: {e}"
+            );
+        }
+    }
+    assert!(s.get(&race).await.unwrap() == pattern(1000, won[0]));
+}
+
 /// Everything above.
 pub async fn run_all(s: &dyn ObjectStore, prefix: &str) {
     round_trips(s, prefix).await;
@@ -196,4 +243,5 @@ pub async fn run_all(s: &dyn ObjectStore, prefix: &str) {
     deletes(s, prefix).await;
     missing_keys(s, prefix).await;
     concurrent_puts(s, prefix).await;
+    conditional_puts(s, prefix).await;
 }

@@ -61,6 +61,8 @@ impl FsStore {
         let c = ctx(&self.name, op, key, e.to_string());
         match e.kind() {
             ErrorKind::NotFound => BackendError::NotFound(c),
+            // Only a put with `if_absent` links onto an existing name.
+            ErrorKind::AlreadyExists => BackendError::PreconditionFailed(c),
             ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock => {
                 BackendError::Transient(c)
             }
@@ -86,7 +88,7 @@ impl FsStore {
     }
 }
 
-fn put_atomic(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+fn put_atomic(root: &Path, path: &Path, data: &[u8], if_absent: bool) -> std::io::Result<()> {
     let parent = path.parent().unwrap_or(root);
     std::fs::create_dir_all(parent)?;
     let tmp = root
@@ -96,7 +98,13 @@ fn put_atomic(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        if if_absent {
+            // link(2) fails with EEXIST instead of replacing: atomic and exclusive.
+            std::fs::hard_link(&tmp, path)?;
+            std::fs::remove_file(&tmp)?;
+        } else {
+            std::fs::rename(&tmp, path)?;
+        }
         std::fs::File::open(parent)?.sync_all()
     })();
     if result.is_err() {
@@ -164,12 +172,15 @@ impl ObjectStore for FsStore {
         &self.name
     }
 
-    async fn put(&self, key: &str, data: Bytes, _opts: &PutOptions) -> Result<ObjectMeta> {
+    async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<ObjectMeta> {
         let path = self.path("put", key)?;
         let root = self.root.clone();
         let size = data.len() as u64;
-        self.blocking("put", key, move || put_atomic(&root, &path, &data))
-            .await?;
+        let if_absent = opts.if_absent;
+        self.blocking("put", key, move || {
+            put_atomic(&root, &path, &data, if_absent)
+        })
+        .await?;
         Ok(ObjectMeta {
             key: key.to_string(),
             size,

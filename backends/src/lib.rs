@@ -73,6 +73,22 @@ pub struct ObjectMeta {
 pub struct PutOptions {
     /// S3 storage class or Azure access tier; `None` uses the backend's setting.
     pub tier: Option<String>,
+    /// Store only if no object has the key (S3 and Azure `If-None-Match: *`,
+    /// a hard link on the fs backend); an existing one fails the put with
+    /// [`BackendError::PreconditionFailed`] and stays as it was. Manifests use
+    /// it so that nothing is ever overwritten. A retried put whose first
+    /// attempt did land also fails so: callers compare what is there.
+    pub if_absent: bool,
+}
+
+impl PutOptions {
+    /// A put that never replaces an existing object.
+    pub fn if_absent() -> Self {
+        Self {
+            tier: None,
+            if_absent: true,
+        }
+    }
 }
 
 /// The operations of [`ObjectStore`], for metrics labels, error contexts and
@@ -124,8 +140,8 @@ impl Op {
 pub trait ObjectStore: Send + Sync + Debug {
     /// The configured name of this backend, for errors and metrics.
     fn name(&self) -> &str;
-    /// Stores `data` under `key`, replacing any object there. The service
-    /// verifies a content checksum where it can.
+    /// Stores `data` under `key`, replacing any object there unless
+    /// `opts.if_absent`. The service verifies a content checksum where it can.
     async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<ObjectMeta>;
     async fn get(&self, key: &str) -> Result<Bytes>;
     /// Bytes `range` of the object; a range running past the end is cut at the

@@ -149,6 +149,14 @@ impl ObjectStore for MemoryStore {
     async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<ObjectMeta> {
         self.check_key(Op::Put, key)?;
         let mut objects = self.objects.lock();
+        if opts.if_absent && objects.by_key.contains_key(key) {
+            return Err(BackendError::PreconditionFailed(ctx(
+                "memory",
+                "put",
+                key,
+                "an object with this key exists",
+            )));
+        }
         objects.puts += 1;
         let etag = format!("\"{:x}\"", objects.puts);
         let size = data.len() as u64;
@@ -246,6 +254,7 @@ mod tests {
         let s = MemoryStore::new("mem");
         let opts = PutOptions {
             tier: Some("Cool".into()),
+            ..Default::default()
         };
         let a = s.put("k", Bytes::from_static(b"1"), &opts).await.unwrap();
         let b = s

@@ -97,6 +97,8 @@ impl S3Store {
                     // The bytes were damaged on the way; ours are intact, so
                     // sending them again is the repair.
                     "BadDigest" | "XAmzContentChecksumMismatch" => BackendError::Transient(c),
+                    // Two conditional puts raced; the retry learns which won.
+                    "ConditionalRequestConflict" => BackendError::Transient(c),
                     "InvalidAccessKeyId"
                     | "SignatureDoesNotMatch"
                     | "AccessDenied"
@@ -131,6 +133,7 @@ impl S3Store {
             .key(self.full(key))
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .set_storage_class(self.storage_class(opts))
+            .set_if_none_match(opts.if_absent.then(|| "*".to_string()))
             .body(ByteStream::from(data))
             .send()
             .await
@@ -290,7 +293,8 @@ impl ObjectStore for S3Store {
     }
 
     async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<ObjectMeta> {
-        if data.len() as u64 >= self.multipart_threshold {
+        // A conditional put is one request (S3 takes objects up to 5 GiB so).
+        if data.len() as u64 >= self.multipart_threshold && !opts.if_absent {
             self.put_multipart(key, data, opts).await
         } else {
             self.put_single(key, data, opts).await

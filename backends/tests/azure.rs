@@ -78,6 +78,7 @@ async fn azure_access_tier_is_applied() {
     for (key, size) in [("small", 1000usize), ("staged", 20 << 20)] {
         let opts = PutOptions {
             tier: Some("Cool".into()),
+            ..Default::default()
         };
         s.put(key, conformance::pattern(size, 3), &opts)
             .await

@@ -48,6 +48,7 @@ async fn s3_storage_class_is_applied() {
     let s = store(s3_config(&ep, &bucket), BackendMetrics::unregistered()).await;
     let opts = PutOptions {
         tier: Some("STANDARD_IA".into()),
+        ..Default::default()
     };
     s.put("ia", Bytes::from_static(b"cold"), &opts)
         .await

@@ -191,8 +191,15 @@ impl Engine {
             let stored = store.get(&rec.key).await;
             self.record_backend_result(&rec.backend, stored.as_ref().map(|_| ()));
             let stored = stored.map_err(|e| FetchFailure::Backend(Arc::new(e)))?;
+            let Some(body) = stored.get(rec.header_len as usize..) else {
+                return Err(FetchFailure::Integrity(format!(
+                    "object is {} bytes, shorter than its {}-byte header",
+                    stored.len(),
+                    rec.header_len
+                )));
+            };
             let data = codec::decode(
-                &stored,
+                body,
                 &rec.frames,
                 0,
                 rec.frame_size as usize,

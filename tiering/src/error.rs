@@ -42,6 +42,26 @@ pub enum TierError {
     ReadOnly { export: String },
     #[error("volume {volume:?} has clones ({}) that read data its snapshots share; delete them first, or pass keep_clones (CLI: --keep-clones) to delete it and its snapshots while the clones keep that data", .clones.join(", "))]
     HasClones { volume: String, clones: Vec<String> },
+    #[error("volume {volume:?} is fenced: generation {newer} in backend {backend:?} was taken by another node (this node holds {ours}); it no longer writes the volume or its objects")]
+    Fenced {
+        volume: String,
+        backend: String,
+        ours: u64,
+        newer: u64,
+    },
+    #[error("backup {backup:?} of volume {volume:?} not found in backend {backend:?}{}", backup_list(.known))]
+    BackupNotFound {
+        volume: String,
+        backup: String,
+        backend: String,
+        known: Vec<String>,
+    },
+    #[error("backup {key:?} in backend {backend:?} cannot be used: {reason}")]
+    BadBackup {
+        backend: String,
+        key: String,
+        reason: String,
+    },
     #[error("volume {volume:?} is in use by {connections} NBD connection(s); disconnect them or pass force")]
     VolumeBusy { volume: String, connections: usize },
     #[error("volume {volume:?}: {op} on {path}: {source}")]
@@ -109,6 +129,14 @@ fn known_list(known: &[String]) -> String {
         " (it has none)".into()
     } else {
         format!(" (snapshots: {})", known.join(", "))
+    }
+}
+
+fn backup_list(known: &[String]) -> String {
+    if known.is_empty() {
+        " (the backend holds no backup of it)".into()
+    } else {
+        format!(" (backups: {})", known.join(", "))
     }
 }
 
@@ -228,7 +256,9 @@ impl TierError {
             | TierError::Busy { .. }
             | TierError::SnapshotExists { .. }
             | TierError::HasClones { .. } => ErrorKind::Conflict,
-            TierError::ReadOnly { .. } => ErrorKind::PermissionDenied,
+            TierError::ReadOnly { .. } | TierError::Fenced { .. } => ErrorKind::PermissionDenied,
+            TierError::BackupNotFound { .. } => ErrorKind::NotFound,
+            TierError::BadBackup { .. } => ErrorKind::Corrupt,
             TierError::InvalidName { .. }
             | TierError::InvalidArgument(_)
             | TierError::UnknownClass { .. } => ErrorKind::InvalidInput,

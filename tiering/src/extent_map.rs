@@ -28,6 +28,7 @@ pub use policy::{Compression, ExtentState};
 use crate::blocks::Blocks;
 use crate::db::{self, CF_EXTENTS};
 use crate::error::{Result, TierError};
+use crate::wire::{Reader, Writer};
 
 /// How a tiered extent's object is laid out: independently checksummed (and,
 /// with zstd, independently compressed) frames, so a small read fetches and
@@ -49,6 +50,9 @@ pub struct RemoteExtent {
     /// some of the extent (a frozen layer's partial extent); the others are
     /// read from the layer below. None: the whole extent.
     pub blocks: Option<Blocks>,
+    /// Bytes of the object's header (see `object_header`) before the
+    /// frames; 0 for objects from before headers existed.
+    pub header_len: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +66,13 @@ impl RemoteExtent {
         self.frames.iter().map(|f| f.stored_len as u64).sum()
     }
 
-    /// Stored byte offset of frame `i`.
+    /// Byte offset of frame `i` in the object (after its header).
     pub fn frame_offset(&self, i: usize) -> u64 {
-        self.frames[..i].iter().map(|f| f.stored_len as u64).sum()
+        self.header_len as u64
+            + self.frames[..i]
+                .iter()
+                .map(|f| f.stored_len as u64)
+                .sum::<u64>()
     }
 }
 
@@ -79,13 +87,20 @@ pub enum ExtentRecord {
     Local,
     /// These blocks in this layer's file, the rest in the layer below.
     Partial(Blocks),
+    /// In this layer's file (the blocks of `blocks`, or all of it), and a
+    /// copy in the backend that a backup uploaded: a frozen layer's extent,
+    /// so the copy stays exact. Tiering it costs no upload.
+    Backed(RemoteExtent),
 }
 
 const VERSION: u8 = 1;
+/// Remote and backed records carry the object's header length.
+const VERSION_2: u8 = 2;
 const KIND_REMOTE: u8 = 1;
 const KIND_ZERO: u8 = 2;
 const KIND_LOCAL: u8 = 3;
 const KIND_PARTIAL: u8 = 4;
+const KIND_BACKED: u8 = 5;
 
 /// Where one extent of a layer is, as the I/O path sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +145,8 @@ impl ExtentRecord {
             ExtentRecord::Zero => Slot::Zero,
             ExtentRecord::Local => Slot::Local,
             ExtentRecord::Partial(_) => Slot::Partial,
+            ExtentRecord::Backed(r) if r.blocks.is_some() => Slot::Partial,
+            ExtentRecord::Backed(_) => Slot::Local,
         }
     }
 
@@ -142,117 +159,94 @@ impl ExtentRecord {
                 b.encode(&mut v);
                 v
             }
-            ExtentRecord::Remote(r) => {
-                let mut v = Vec::with_capacity(32 + r.key.len() + r.frames.len() * 12);
-                v.push(VERSION);
-                v.push(KIND_REMOTE);
-                v.extend_from_slice(&r.generation.to_le_bytes());
-                v.extend_from_slice(&r.checksum.to_le_bytes());
-                v.push(match r.compression {
-                    Compression::None => 0,
-                    Compression::Zstd => 1,
-                });
-                v.extend_from_slice(&r.frame_size.to_le_bytes());
-                for text in [&r.backend, &r.key] {
-                    v.extend_from_slice(&(text.len() as u16).to_le_bytes());
-                    v.extend_from_slice(text.as_bytes());
-                }
-                v.extend_from_slice(&(r.frames.len() as u32).to_le_bytes());
-                for f in &r.frames {
-                    v.extend_from_slice(&f.stored_len.to_le_bytes());
-                    v.extend_from_slice(&f.checksum.to_le_bytes());
-                }
-                // An optional tail: records from before it end here.
-                if let Some(b) = &r.blocks {
-                    b.encode(&mut v);
-                }
-                v
-            }
+            ExtentRecord::Remote(r) => encode_remote(KIND_REMOTE, r),
+            ExtentRecord::Backed(r) => encode_remote(KIND_BACKED, r),
         }
     }
 
     pub fn decode(b: &[u8]) -> std::result::Result<Self, String> {
-        struct R<'a>(&'a [u8]);
-        impl R<'_> {
-            fn take(&mut self, n: usize) -> std::result::Result<&[u8], String> {
-                if self.0.len() < n {
-                    return Err("record truncated".into());
-                }
-                let (a, b) = self.0.split_at(n);
-                self.0 = b;
-                Ok(a)
-            }
-            fn u8(&mut self) -> std::result::Result<u8, String> {
-                Ok(self.take(1)?[0])
-            }
-            fn u16(&mut self) -> std::result::Result<u16, String> {
-                Ok(u16::from_le_bytes(
-                    self.take(2)?.try_into().map_err(|_| "u16")?,
-                ))
-            }
-            fn u32(&mut self) -> std::result::Result<u32, String> {
-                Ok(u32::from_le_bytes(
-                    self.take(4)?.try_into().map_err(|_| "u32")?,
-                ))
-            }
-            fn u64(&mut self) -> std::result::Result<u64, String> {
-                Ok(u64::from_le_bytes(
-                    self.take(8)?.try_into().map_err(|_| "u64")?,
-                ))
-            }
-        }
-        let mut r = R(b);
-        if r.u8()? != VERSION {
+        let mut r = Reader(b);
+        let version = r.u8()?;
+        if version != VERSION && version != VERSION_2 {
             return Err("unknown extent record version".into());
         }
         match r.u8()? {
             KIND_ZERO => Ok(ExtentRecord::Zero),
             KIND_LOCAL => Ok(ExtentRecord::Local),
-            KIND_PARTIAL => Blocks::decode(r.0)
+            KIND_PARTIAL => Blocks::decode(r.rest())
                 .map(ExtentRecord::Partial)
                 .ok_or_else(|| "bad block set".to_string()),
-            KIND_REMOTE => {
-                let generation = r.u64()?;
-                let checksum = r.u64()?;
-                let compression = match r.u8()? {
-                    0 => Compression::None,
-                    1 => Compression::Zstd,
-                    c => return Err(format!("unknown compression {c}")),
-                };
-                let frame_size = r.u32()?;
-                let blen = r.u16()? as usize;
-                let backend = String::from_utf8(r.take(blen)?.to_vec())
-                    .map_err(|_| "backend is not UTF-8")?;
-                let klen = r.u16()? as usize;
-                let key =
-                    String::from_utf8(r.take(klen)?.to_vec()).map_err(|_| "key is not UTF-8")?;
-                let n = r.u32()? as usize;
-                let mut frames = Vec::with_capacity(n.min(1 << 16));
-                for _ in 0..n {
-                    frames.push(Frame {
-                        stored_len: r.u32()?,
-                        checksum: r.u64()?,
-                    });
-                }
-                let blocks = if r.0.is_empty() {
-                    None
-                } else {
-                    Some(Blocks::decode(r.0).ok_or_else(|| "bad block set".to_string())?)
-                };
-                Ok(ExtentRecord::Remote(RemoteExtent {
-                    backend,
-                    key,
-                    generation,
-                    checksum,
-                    compression,
-                    frame_size,
-                    frames,
-                    blocks,
-                }))
-            }
+            KIND_REMOTE => decode_remote(&mut r, version).map(ExtentRecord::Remote),
+            KIND_BACKED => decode_remote(&mut r, version).map(ExtentRecord::Backed),
             k => Err(format!("unknown extent record kind {k}")),
         }
     }
+}
+
+fn encode_remote(kind: u8, r: &RemoteExtent) -> Vec<u8> {
+    let mut v = Vec::with_capacity(40 + r.key.len() + r.frames.len() * 12);
+    let mut w = Writer(&mut v);
+    w.u8(VERSION_2)
+        .u8(kind)
+        .u64(r.generation)
+        .u64(r.checksum)
+        .u8(match r.compression {
+            Compression::None => 0,
+            Compression::Zstd => 1,
+        })
+        .u32(r.frame_size)
+        .str(&r.backend)
+        .str(&r.key)
+        .u32(r.frames.len() as u32);
+    for f in &r.frames {
+        w.u32(f.stored_len).u64(f.checksum);
+    }
+    w.u32(r.header_len).blocks(r.blocks.as_ref());
+    v
+}
+
+/// A remote (or backed) record's fields; version 1 records end with an
+/// optional bare block set and have no header length.
+fn decode_remote(r: &mut Reader, version: u8) -> std::result::Result<RemoteExtent, String> {
+    let generation = r.u64()?;
+    let checksum = r.u64()?;
+    let compression = match r.u8()? {
+        0 => Compression::None,
+        1 => Compression::Zstd,
+        c => return Err(format!("unknown compression {c}")),
+    };
+    let frame_size = r.u32()?;
+    let backend = r.str()?;
+    let key = r.str()?;
+    let n = r.u32()? as usize;
+    let mut frames = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        frames.push(Frame {
+            stored_len: r.u32()?,
+            checksum: r.u64()?,
+        });
+    }
+    let (header_len, blocks) = if version == VERSION {
+        let blocks = if r.is_empty() {
+            None
+        } else {
+            Some(Blocks::decode(r.rest()).ok_or_else(|| "bad block set".to_string())?)
+        };
+        (0, blocks)
+    } else {
+        (r.u32()?, r.blocks()?)
+    };
+    Ok(RemoteExtent {
+        backend,
+        key,
+        generation,
+        checksum,
+        compression,
+        frame_size,
+        frames,
+        blocks,
+        header_len,
+    })
 }
 
 pub fn extent_key(volume: u64, extent: u64) -> [u8; 16] {
@@ -322,6 +316,9 @@ impl ExtentMap {
                     match rec {
                         ExtentRecord::Partial(b)
                         | ExtentRecord::Remote(RemoteExtent {
+                            blocks: Some(b), ..
+                        })
+                        | ExtentRecord::Backed(RemoteExtent {
                             blocks: Some(b), ..
                         }) => {
                             partial.insert(extent, Arc::new(b));
@@ -507,6 +504,9 @@ impl ExtentMap {
             ExtentRecord::Partial(b)
             | ExtentRecord::Remote(RemoteExtent {
                 blocks: Some(b), ..
+            })
+            | ExtentRecord::Backed(RemoteExtent {
+                blocks: Some(b), ..
             }) => {
                 self.partial.write().insert(extent, Arc::new(b.clone()));
             }
@@ -596,6 +596,37 @@ impl ExtentMap {
     }
 }
 
+/// Every persisted record of `layer`, by extent (for GC and backups: one
+/// scan instead of a lookup per extent).
+pub fn layer_records(db: &DB, layer: u64) -> Result<Vec<(u64, ExtentRecord)>> {
+    let cf = db::cf(db, CF_EXTENTS)?;
+    let start = extent_key(layer, 0);
+    let mut out = Vec::new();
+    for item in db.iterator_cf(cf, IteratorMode::From(&start, rocksdb::Direction::Forward)) {
+        let (k, v) = item.map_err(|source| TierError::Db {
+            op: "iterate extents",
+            source: source.into(),
+        })?;
+        if k.len() != 16 || k[..8] != layer.to_be_bytes() {
+            break;
+        }
+        let extent = u64::from_be_bytes(k[8..16].try_into().unwrap_or_default());
+        let rec = ExtentRecord::decode(&v).map_err(|reason| TierError::CorruptMetadata {
+            key: format!("extent {layer}/{extent}"),
+            reason,
+        })?;
+        out.push((extent, rec));
+    }
+    Ok(out)
+}
+
+impl ExtentMap {
+    /// Every persisted record of this layer (see [`layer_records`]).
+    pub fn records(&self) -> Result<Vec<(u64, ExtentRecord)>> {
+        layer_records(&self.db, self.layer)
+    }
+}
+
 /// Removes every record of `layer` (in `batch`).
 pub fn delete_layer(db: &DB, batch: &mut WriteBatch, layer: u64) -> Result<()> {
     batch.delete_range_cf(
@@ -630,22 +661,70 @@ mod tests {
                 },
             ],
             blocks: None,
+            header_len: 0,
         });
         assert_eq!(ExtentRecord::decode(&r.encode()).unwrap(), r);
         let blocks = Blocks::new(256);
         blocks.insert_range(10, 20);
+        let ExtentRecord::Remote(remote) = r.clone() else {
+            unreachable!()
+        };
+        let backed = ExtentRecord::Backed(RemoteExtent {
+            blocks: Some(blocks.copy()),
+            header_len: 300,
+            ..remote.clone()
+        });
         for rec in [
             ExtentRecord::Zero,
             ExtentRecord::Local,
-            ExtentRecord::Partial(blocks),
+            ExtentRecord::Partial(blocks.copy()),
+            backed.clone(),
         ] {
             assert_eq!(ExtentRecord::decode(&rec.encode()).unwrap(), rec);
         }
+        assert_eq!(backed.slot(), Slot::Partial);
         let enc = r.encode();
         assert!(ExtentRecord::decode(&enc[..enc.len() - 1]).is_err());
-        if let ExtentRecord::Remote(r) = r {
-            assert_eq!(r.stored_size(), 65636);
-            assert_eq!(r.frame_offset(1), 100);
+        assert_eq!(remote.stored_size(), 65636);
+        assert_eq!(remote.frame_offset(1), 100);
+        let with_header = RemoteExtent {
+            header_len: 300,
+            ..remote.clone()
+        };
+        assert_eq!(with_header.frame_offset(0), 300);
+        assert_eq!(with_header.frame_offset(1), 400);
+    }
+
+    /// Records written before object headers (version 1) still read, with
+    /// a header length of 0 and their optional block-set tail.
+    #[test]
+    fn version_1_remote_records_read() {
+        let blocks = Blocks::new(128);
+        blocks.insert_range(0, 5);
+        for tail in [None, Some(&blocks)] {
+            let mut v = Vec::new();
+            let mut w = Writer(&mut v);
+            w.u8(1)
+                .u8(KIND_REMOTE)
+                .u64(5)
+                .u64(6)
+                .u8(0)
+                .u32(65536)
+                .str("fs")
+                .str("a/b/c")
+                .u32(1)
+                .u32(10)
+                .u64(11);
+            if let Some(b) = tail {
+                b.encode(&mut v);
+            }
+            let Ok(ExtentRecord::Remote(r)) = ExtentRecord::decode(&v) else {
+                panic!("v1 record did not decode");
+            };
+            assert_eq!(r.header_len, 0);
+            assert_eq!(r.key, "a/b/c");
+            assert_eq!(r.frames.len(), 1);
+            assert_eq!(r.blocks.is_some(), tail.is_some());
         }
     }
 }

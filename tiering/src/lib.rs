@@ -11,6 +11,7 @@
 //! `metrics`, `failpoint`, `error`.
 
 pub mod api;
+pub mod backup;
 pub mod blocks;
 pub mod check;
 pub mod cli;
@@ -23,12 +24,15 @@ pub mod error;
 pub mod extent_map;
 pub mod failpoint;
 pub mod gc;
+pub mod keys;
 pub mod metrics;
 pub mod migrate;
 pub mod nbd;
+pub mod object_header;
 #[cfg(test)]
 mod snapshot_policy_tests;
 pub mod tasks;
 pub mod volume;
+pub mod wire;
 
 pub use error::{Result, TierError};

@@ -17,7 +17,10 @@ use clock::Stopwatch;
 use backends::{ObjectStore, PutOptions};
 use serde::Serialize;
 
+use crate::blocks::Blocks;
 use crate::codec;
+use crate::keys;
+use crate::object_header::ObjectHeader;
 use policy::{ClassConfig, ExtentState, ExtentView, Fullness, Hold};
 
 use crate::error::{Result, TierError};
@@ -28,6 +31,10 @@ use crate::volume::{reads_from, HeldLayer, Layer, Volume};
 /// Where an extent is: its index, its state, and whether its range of the
 /// local file holds data.
 pub type Placement = (u64, ExtentState, bool);
+
+/// What an upload reads (see `Volume::read_for_upload`): the stripe's
+/// write count before the read, the bytes, the blocks held if partial.
+type UploadRead = (u64, Vec<u8>, Option<Blocks>);
 
 /// What happened to one extent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,23 +65,90 @@ pub struct PassReport {
     pub seconds: f64,
 }
 
-/// The object key of one upload of a layer's extent; GC parses it back. (A
-/// volume's first layer has the volume's id, so keys from before layers
-/// existed read the same way.)
-pub fn object_key(layer: u64, extent: u64, generation: u64) -> String {
-    format!("{layer:016x}/{extent:012x}/{generation:016x}")
-}
-
-/// (layer, extent, generation) of a key written by [`object_key`].
-pub fn parse_key(key: &str) -> Option<(u64, u64, u64)> {
-    let mut it = key.split('/');
-    let v = u64::from_str_radix(it.next()?, 16).ok()?;
-    let e = u64::from_str_radix(it.next()?, 16).ok()?;
-    let g = u64::from_str_radix(it.next()?, 16).ok()?;
-    it.next().is_none().then_some((v, e, g))
-}
-
 impl Volume {
+    /// Uploads `data`, extent `e` of `layer` (the blocks `held` of it, or
+    /// all), as one self-describing object (header, then frames) under a
+    /// key of this volume's fencing generation that no other upload uses.
+    /// Returns the record that points at it, and the bytes stored. Refused
+    /// once the volume is fenced.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn upload_extent(
+        &self,
+        layer: &Layer,
+        e: u64,
+        data: &[u8],
+        held: Option<Blocks>,
+        compression: policy::Compression,
+        tier: Option<String>,
+        backend: &str,
+        store: &Arc<dyn ObjectStore>,
+    ) -> Result<(RemoteExtent, u64)> {
+        let meta = self.meta();
+        if meta.fenced {
+            return Err(self.fenced_error());
+        }
+        let frame_size = self.engine.config().tiering.frame_bytes();
+        let encoded = codec::encode(data, frame_size as usize, compression)
+            .map_err(|err| self.io_err("compress", err))?;
+        let written_ms = self.engine.next_generation(self.heat().clock().now_ms());
+        let key = keys::data_key(&meta.uid, meta.generation, &layer.name, e, written_ms);
+        let header = ObjectHeader {
+            volume_uid: meta.uid.clone(),
+            volume: meta.name.clone(),
+            layer: layer.name.clone(),
+            parent: layer
+                .parent
+                .as_ref()
+                .map(|p| p.name.clone())
+                .unwrap_or_default(),
+            extent: e,
+            extent_size: meta.extent_size,
+            volume_size: layer.size(),
+            generation: meta.generation,
+            written_ms,
+            checksum: encoded.checksum,
+            compression,
+            frame_size,
+            frames: encoded.frames.clone(),
+            blocks: held.as_ref().map(Blocks::copy),
+        }
+        .encode();
+        let header_len = header.len() as u32;
+        let mut body = Vec::with_capacity(header.len() + encoded.body.len());
+        body.extend_from_slice(&header);
+        body.extend_from_slice(&encoded.body);
+        let stored = body.len() as u64;
+        let opts = PutOptions {
+            tier,
+            ..Default::default()
+        };
+        failpoint::hit("before-upload");
+        let put = {
+            let slots = self.engine.upload_slots.clone();
+            self.engine.block_on(async {
+                let _slot = slots.acquire().await;
+                store.put(&key, body.into(), &opts).await
+            })
+        };
+        self.engine
+            .record_backend_result(backend, put.as_ref().map(|_| ()));
+        put?;
+        Ok((
+            RemoteExtent {
+                backend: backend.to_string(),
+                key,
+                generation: written_ms,
+                checksum: encoded.checksum,
+                compression,
+                frame_size,
+                frames: encoded.frames,
+                blocks: held,
+                header_len,
+            },
+            stored,
+        ))
+    }
+
     /// Moves extent `e` of the top layer to `store` (named `backend`) under
     /// `class`.
     pub fn tier_extent(
@@ -103,35 +177,11 @@ impl Volume {
     ) -> Result<Outcome> {
         let stripe = layer.stripe(e);
         let (start, len) = self.extent_range(e);
-        let (seq0, data, held) = {
-            let _g = stripe.lock.read();
-            let map = layer.map.read();
-            let held = match map.slot(e) {
-                Slot::Local => None,
-                Slot::Partial if partial => match map.blocks(e) {
-                    Some(b) => Some(b.copy()),
-                    None => return Ok(Outcome::NotLocal),
-                },
-                _ => return Ok(Outcome::NotLocal),
-            };
-            drop(map);
-            let seq0 = stripe.seq.load(Ordering::SeqCst);
-            let mut data = vec![0u8; len as usize];
-            layer
-                .tier
-                .read_at(&mut data, start)
-                .map_err(|err| self.layer_err(layer, "read for tiering", err))?;
-            if let Some(h) = &held {
-                // Blocks the layer does not hold are not its data.
-                for (a, b, is_held) in h.runs(0, h.len()) {
-                    if !is_held {
-                        let from = (a as u64 * crate::volume::BLOCK_SIZE).min(len) as usize;
-                        let to = (b as u64 * crate::volume::BLOCK_SIZE).min(len) as usize;
-                        data[from..to].fill(0);
-                    }
-                }
-            }
-            (seq0, data, held)
+        if let Some(outcome) = self.tier_backed(layer, e, partial)? {
+            return Ok(outcome);
+        }
+        let Some((seq0, data, held)) = self.read_for_upload(layer, e, partial)? else {
+            return Ok(Outcome::NotLocal);
         };
         if held.is_none() && data.iter().all(|&b| b == 0) {
             let _g = stripe.lock.write();
@@ -146,44 +196,25 @@ impl Volume {
                 .map_err(|err| self.layer_err(layer, "punch", err))?;
             return Ok(Outcome::Zero);
         }
-        let cfg = self.engine.config();
-        let frame_size = cfg.tiering.frame_bytes();
         let compression = if held.is_some() {
             policy::Compression::Zstd
         } else {
             class.compression
         };
-        let encoded = codec::encode(&data, frame_size as usize, compression)
-            .map_err(|err| self.io_err("compress", err))?;
-        drop(data);
-        let generation = self.engine.next_generation(self.heat().clock().now_ms());
-        let key = object_key(layer.id, e, generation);
-        let stored = encoded.body.len() as u64;
-        let opts = PutOptions {
-            tier: class.upload_tier.clone(),
-        };
-        failpoint::hit("before-upload");
-        let put = {
-            let slots = self.engine.upload_slots.clone();
-            self.engine.block_on(async {
-                let _slot = slots.acquire().await;
-                store.put(&key, encoded.body, &opts).await
-            })
-        };
-        self.engine
-            .record_backend_result(backend, put.as_ref().map(|_| ()));
-        put?;
-        failpoint::hit("after-upload");
-        let rec = ExtentRecord::Remote(RemoteExtent {
-            backend: backend.to_string(),
-            key,
-            generation,
-            checksum: encoded.checksum,
+        let upload = self.upload_extent(
+            layer,
+            e,
+            &data,
+            held.clone(),
             compression,
-            frame_size,
-            frames: encoded.frames,
-            blocks: held.clone(),
-        });
+            class.upload_tier.clone(),
+            backend,
+            store,
+        );
+        drop(data);
+        let (remote, stored) = upload?;
+        failpoint::hit("after-upload");
+        let rec = ExtentRecord::Remote(remote);
         let _g = stripe.lock.write();
         let unchanged = {
             let map = layer.map.read();
@@ -206,6 +237,127 @@ impl Volume {
         self.stats.bytes_tiered.fetch_add(len, Ordering::Relaxed);
         self.stats.extents_tiered.fetch_add(1, Ordering::Relaxed);
         Ok(Outcome::Tiered { stored })
+    }
+
+    /// What an upload of extent `e` of `layer` sends: the stripe's write
+    /// count before the read, the extent's bytes, and the blocks the layer
+    /// holds when it holds only some (with `partial`; other blocks read as
+    /// zeros). None: the layer does not hold the extent in its file.
+    fn read_for_upload(&self, layer: &Layer, e: u64, partial: bool) -> Result<Option<UploadRead>> {
+        let stripe = layer.stripe(e);
+        let (start, len) = self.extent_range(e);
+        let _g = stripe.lock.read();
+        let map = layer.map.read();
+        let held = match map.slot(e) {
+            Slot::Local => None,
+            Slot::Partial if partial => match map.blocks(e) {
+                Some(b) => Some(b.copy()),
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        drop(map);
+        let seq0 = stripe.seq.load(Ordering::SeqCst);
+        let mut data = vec![0u8; len as usize];
+        layer
+            .tier
+            .read_at(&mut data, start)
+            .map_err(|err| self.layer_err(layer, "read for upload", err))?;
+        if let Some(h) = &held {
+            // Blocks the layer does not hold are not its data.
+            for (a, b, is_held) in h.runs(0, h.len()) {
+                if !is_held {
+                    let from = (a as u64 * crate::volume::BLOCK_SIZE).min(len) as usize;
+                    let to = (b as u64 * crate::volume::BLOCK_SIZE).min(len) as usize;
+                    data[from..to].fill(0);
+                }
+            }
+        }
+        Ok(Some((seq0, data, held)))
+    }
+
+    /// Copies extent `e` of frozen `layer` to `store` for a backup, keeping
+    /// the local copy: the record becomes Backed (or Zero, for zeros).
+    /// Returns the record a layer index lists and the bytes stored; None
+    /// when there is nothing to upload: the extent already has a copy in
+    /// the bucket, or was tiered meanwhile (its record says where).
+    pub(crate) fn back_up_extent(
+        &self,
+        layer: &Layer,
+        e: u64,
+        backend: &str,
+        store: &Arc<dyn ObjectStore>,
+    ) -> Result<Option<(ExtentRecord, u64)>> {
+        if matches!(layer.map.read().record(e)?, Some(ExtentRecord::Backed(_))) {
+            return Ok(None);
+        }
+        let Some((_, data, held)) = self.read_for_upload(layer, e, true)? else {
+            return Ok(None);
+        };
+        let stripe = layer.stripe(e);
+        let (start, len) = self.extent_range(e);
+        let unchanged = |map: &crate::extent_map::ExtentMap| match &held {
+            None => map.slot(e) == Slot::Local,
+            Some(h) => map.slot(e) == Slot::Partial && map.blocks(e).is_some_and(|b| *b == *h),
+        };
+        if held.is_none() && data.iter().all(|&b| b == 0) {
+            let _g = stripe.lock.write();
+            if !unchanged(&layer.map.read()) {
+                return Ok(None);
+            }
+            layer.map.read().commit(e, &ExtentRecord::Zero)?;
+            layer
+                .tier
+                .punch_hole(start, len)
+                .map_err(|err| self.layer_err(layer, "punch", err))?;
+            return Ok(Some((ExtentRecord::Zero, 0)));
+        }
+        let compression = if held.is_some() {
+            policy::Compression::Zstd
+        } else {
+            self.engine.class(&self.meta().class)?.compression
+        };
+        let (remote, stored) = self.upload_extent(
+            layer,
+            e,
+            &data,
+            held.clone(),
+            compression,
+            None,
+            backend,
+            store,
+        )?;
+        drop(data);
+        let _g = stripe.lock.write();
+        if !unchanged(&layer.map.read()) {
+            return Ok(None);
+        }
+        layer
+            .map
+            .read()
+            .commit(e, &ExtentRecord::Backed(remote.clone()))?;
+        Ok(Some((ExtentRecord::Remote(remote), stored)))
+    }
+
+    /// Tiers extent `e` of a frozen `layer` whose backup copy is already in
+    /// the backend: the record points at that object and the local copy is
+    /// freed, with no upload. None: the extent has no backup copy.
+    fn tier_backed(&self, layer: &Layer, e: u64, partial: bool) -> Result<Option<Outcome>> {
+        let stripe = layer.stripe(e);
+        let _g = stripe.lock.write();
+        let rec = match layer.map.read().record(e)? {
+            Some(ExtentRecord::Backed(r)) if partial || r.blocks.is_none() => r,
+            _ => return Ok(None),
+        };
+        let (start, len) = self.extent_range(e);
+        layer.map.read().commit(e, &ExtentRecord::Remote(rec))?;
+        layer
+            .tier
+            .punch_hole(start, len)
+            .map_err(|err| self.layer_err(layer, "punch", err))?;
+        self.stats.bytes_tiered.fetch_add(len, Ordering::Relaxed);
+        self.stats.extents_tiered.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(Outcome::Tiered { stored: 0 }))
     }
 
     /// The policy's view of every extent: state, allocation, heat.
@@ -733,14 +885,6 @@ mod tests {
         vol.read(1 << 20, &mut back, false).unwrap();
         assert!(back == data);
         assert_eq!(gate.objects.lock().len(), 1);
-    }
-
-    #[test]
-    fn keys_round_trip() {
-        let k = object_key(7, 1234, 1_795_590_748_978);
-        assert_eq!(parse_key(&k), Some((7, 1234, 1_795_590_748_978)));
-        assert_eq!(parse_key("junk"), None);
-        assert_eq!(parse_key("1/2/3/4"), None);
     }
 
     #[test]

@@ -56,6 +56,17 @@ pub struct LayerMeta {
     /// When it was frozen (the snapshot's time).
     #[serde(default)]
     pub frozen_ms: u64,
+    /// Its name in buckets, when it came from one (a restored layer keeps
+    /// the name it was backed up under); otherwise see [`layer_name`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_name: Option<String>,
+}
+
+/// The bucket name of layer `id` made on the node whose data directory is
+/// `node` (random, see `Volumes::open`): unique across nodes, so the
+/// objects and indexes of two nodes' layers never share a key.
+pub fn layer_name(node: &str, id: u64) -> String {
+    format!("{node}-{id:016x}")
 }
 
 impl LayerMeta {
@@ -70,6 +81,7 @@ impl LayerMeta {
             size,
             created_ms: now_ms,
             frozen_ms: 0,
+            remote_name: None,
         }
     }
 }
@@ -78,6 +90,8 @@ impl LayerMeta {
 #[derive(Debug)]
 pub struct Layer {
     pub(crate) id: u64,
+    /// Its name in buckets (object headers, keys, backup indexes).
+    pub(crate) name: String,
     pub(crate) tier: LocalTier,
     pub(crate) map: RwLock<ExtentMap>,
     pub(crate) stripes: Vec<Stripe>,
@@ -89,6 +103,7 @@ pub struct Layer {
 impl Layer {
     pub(crate) fn new(
         id: u64,
+        name: String,
         tier: LocalTier,
         map: ExtentMap,
         parent: Option<Arc<Layer>>,
@@ -96,6 +111,7 @@ impl Layer {
     ) -> Self {
         Self {
             id,
+            name,
             tier,
             map: RwLock::new(map),
             stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
@@ -106,6 +122,10 @@ impl Layer {
 
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn parent(&self) -> Option<&Arc<Layer>> {
@@ -121,6 +141,28 @@ impl Layer {
         let mut out = vec![self.clone()];
         while let Some(p) = out.last().and_then(|l| l.parent.clone()) {
             out.push(p);
+        }
+        out
+    }
+
+    /// Per extent of `extent_size` bytes: whether this layer's file holds
+    /// any data in its range.
+    pub(crate) fn allocated_extents(&self, extent_size: u64) -> Vec<bool> {
+        let n = self.size().div_ceil(extent_size) as usize;
+        let mut out = vec![false; n];
+        for (a, b) in self.data_runs() {
+            if b <= a {
+                continue;
+            }
+            let first = (a / extent_size) as usize;
+            let last = ((b - 1) / extent_size) as usize;
+            for x in out
+                .iter_mut()
+                .take(last.min(n.saturating_sub(1)) + 1)
+                .skip(first)
+            {
+                *x = true;
+            }
         }
         out
     }

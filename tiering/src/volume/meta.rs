@@ -33,6 +33,24 @@ pub struct VolumeMeta {
     /// volume's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<u64>,
+    /// The volume's identity in object stores, across nodes: 32 hex digits,
+    /// random at create, kept by a restore without `--as`. Volumes from
+    /// before it existed get one when loaded.
+    #[serde(default)]
+    pub uid: String,
+    /// The fencing generation this node holds for the volume in its
+    /// backend (see `backup::fence`); 0 until the first upload claims one.
+    #[serde(default)]
+    pub generation: u64,
+    /// Another node took a newer generation: this one no longer writes the
+    /// volume or its objects.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fenced: bool,
+}
+
+/// A fresh volume identity.
+pub fn new_uid() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 impl VolumeMeta {
@@ -163,6 +181,9 @@ mod tests {
             created_ms: 0,
             record_trace: None,
             layer: None,
+            uid: String::new(),
+            generation: 0,
+            fenced: false,
         };
         assert_eq!(m.extent_count(), 3);
     }

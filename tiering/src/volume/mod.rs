@@ -26,11 +26,13 @@
 #[cfg(test)]
 mod agreement_tests;
 mod cold;
+mod fence;
 mod layer;
 mod local_tier;
 mod meta;
 mod read;
 mod registry;
+mod restore;
 #[cfg(test)]
 mod snapshot_tests;
 mod snapshots;
@@ -45,15 +47,17 @@ use heatmap::{Access, AccessKind, HeatMap};
 use parking_lot::RwLock;
 use serde::Serialize;
 
-pub use layer::{reads_from, HeldLayer, Layer, LayerMeta};
+pub use fence::{claim, claimed_generations, Owned};
+pub use layer::{layer_name, reads_from, HeldLayer, Layer, LayerMeta};
 pub use local_tier::{Allocation, LocalTier};
 pub use meta::{
-    validate_extent_size, validate_name, validate_size, VolumeMeta, BLOCK_SIZE,
+    new_uid, validate_extent_size, validate_name, validate_size, VolumeMeta, BLOCK_SIZE,
     DEFAULT_EXTENT_SIZE, MAX_EXTENT_SIZE, MIN_EXTENT_SIZE,
 };
 use read::resolves_remote;
 pub(crate) use read::BringBack;
 pub use registry::{CreateVolume, PatchVolume, Volumes};
+pub use restore::{RestorePlan, RestoredLayer};
 pub use snapshots::{CloneVolume, SnapshotInfo};
 pub use space::Space;
 
@@ -246,6 +250,9 @@ impl Volume {
             return Err(TierError::ReadOnly {
                 export: self.name(),
             });
+        }
+        if self.meta.read().fenced {
+            return Err(self.fenced_error());
         }
         Ok(())
     }
@@ -511,6 +518,9 @@ pub(crate) mod tests {
             created_ms: 0,
             record_trace: None,
             layer: None,
+            uid: new_uid(),
+            generation: 0,
+            fenced: false,
         };
         let tier = LocalTier::create(&dir.join("v.img"), meta.size).unwrap();
         let map = crate::extent_map::ExtentMap::load(
@@ -521,7 +531,14 @@ pub(crate) mod tests {
             false,
         )
         .unwrap();
-        let layer = Arc::new(Layer::new(meta.id, tier, map, None, meta.size));
+        let layer = Arc::new(Layer::new(
+            meta.id,
+            format!("test-{:016x}", meta.id),
+            tier,
+            map,
+            None,
+            meta.size,
+        ));
         Arc::new(Volume::new(meta, layer, heat, engine, false))
     }
 

@@ -19,7 +19,7 @@ use rocksdb::{IteratorMode, WriteBatch, DB};
 use super::meta::{
     validate_extent_size, validate_name, validate_size, VolumeMeta, DEFAULT_EXTENT_SIZE,
 };
-use super::{Layer, LayerMeta, LocalTier, Volume};
+use super::{layer_name, Layer, LayerMeta, LocalTier, Volume};
 use crate::config::Config;
 use crate::db::{self, CF_LAYERS, CF_META, CF_VOLUMES};
 use crate::engine::Engine;
@@ -27,6 +27,8 @@ use crate::error::{Result, TierError};
 use crate::extent_map::ExtentMap;
 
 pub(super) const NEXT_ID_KEY: &[u8] = b"next_volume_id";
+/// This data directory's random identity, in its layers' bucket names.
+const NODE_KEY: &[u8] = b"node_uid";
 
 /// A request to create a volume.
 #[derive(Debug, Clone)]
@@ -53,6 +55,8 @@ pub struct Volumes {
     pub(super) engine: Arc<Engine>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) dir: PathBuf,
+    /// This data directory's identity (see [`layer_name`]).
+    pub(super) node: String,
     pub(super) map: RwLock<BTreeMap<String, Arc<Volume>>>,
     /// Every layer loaded: volumes' tops, snapshots, and the frozen layers
     /// they read through.
@@ -66,6 +70,35 @@ pub struct Volumes {
     /// Serialises create, patch, delete and the snapshot operations; I/O
     /// never takes it.
     pub(super) admin: Mutex<()>,
+}
+
+pub(super) fn has_key(db: &DB, key: &[u8]) -> Result<bool> {
+    db.get_cf(db::cf(db, CF_META)?, key)
+        .map(|v| v.is_some())
+        .map_err(|source| TierError::Db {
+            op: "read metadata",
+            source: source.into(),
+        })
+}
+
+/// This data directory's identity, made at its first start: 16 hex digits.
+fn node_uid(db: &DB) -> Result<String> {
+    let cf = db::cf(db, CF_META)?;
+    let cur = db.get_cf(cf, NODE_KEY).map_err(|source| TierError::Db {
+        op: "read node uid",
+        source: source.into(),
+    })?;
+    if let Some(b) = cur {
+        return String::from_utf8(b).map_err(|_| TierError::CorruptMetadata {
+            key: "node_uid".into(),
+            reason: "not UTF-8".into(),
+        });
+    }
+    let node = format!("{:016x}", rand::random::<u64>());
+    let mut batch = WriteBatch::default();
+    batch.put_cf(cf, NODE_KEY, node.as_bytes());
+    db::write_synced(db, batch)?;
+    Ok(node)
 }
 
 pub(super) fn file_name(id: u64) -> String {
@@ -130,12 +163,38 @@ impl Volumes {
                 vols.push(meta);
             }
         }
+        let fresh_node = !has_key(&db, NODE_KEY)?;
+        let node = node_uid(&db)?;
+        if fresh_node && !vols.is_empty() {
+            // Made before volume uids: its objects have keys of the old
+            // layout, which only this node may collect.
+            let mut batch = WriteBatch::default();
+            batch.put_cf(db::cf(&db, CF_META)?, super::fence::LEGACY_KEY, b"1");
+            db::write_synced(&db, batch)?;
+        }
+        // Volumes from before uids existed get one now.
+        let mut batch = WriteBatch::default();
+        for meta in vols.iter_mut().filter(|m| m.uid.is_empty()) {
+            meta.uid = super::meta::new_uid();
+            batch.put_cf(
+                db::cf(&db, CF_VOLUMES)?,
+                meta.name.as_bytes(),
+                serde_json::to_vec(&*meta).map_err(|e| TierError::CorruptMetadata {
+                    key: meta.name.clone(),
+                    reason: e.to_string(),
+                })?,
+            );
+        }
+        if !batch.is_empty() {
+            db::write_synced(&db, batch)?;
+        }
         let this = Self {
             db,
             heat,
             engine,
             clock,
             dir,
+            node,
             map: RwLock::new(BTreeMap::new()),
             layers: RwLock::new(HashMap::new()),
             layer_metas: RwLock::new(metas.clone()),
@@ -228,7 +287,11 @@ impl Volumes {
             like.extent_blocks(),
             parent.is_some(),
         )?;
-        let layer = Arc::new(Layer::new(id, tier, map, parent, size));
+        let name = lm
+            .as_ref()
+            .and_then(|m| m.remote_name.clone())
+            .unwrap_or_else(|| layer_name(&self.node, id));
+        let layer = Arc::new(Layer::new(id, name, tier, map, parent, size));
         self.layers.write().insert(id, layer.clone());
         Ok(layer)
     }
@@ -304,6 +367,9 @@ impl Volumes {
             created_ms: self.clock.now_ms(),
             record_trace: None,
             layer: None,
+            uid: super::meta::new_uid(),
+            generation: 0,
+            fenced: false,
         };
         let path = self.dir.join(file_name(id));
         let tier = LocalTier::create(&path, meta.size).map_err(|source| TierError::Io {
@@ -330,7 +396,14 @@ impl Volumes {
             meta.extent_blocks(),
             false,
         )?;
-        let layer = Arc::new(Layer::new(meta.id, tier, extents, None, meta.size));
+        let layer = Arc::new(Layer::new(
+            meta.id,
+            layer_name(&self.node, meta.id),
+            tier,
+            extents,
+            None,
+            meta.size,
+        ));
         self.layers.write().insert(meta.id, layer.clone());
         let vol = Arc::new(Volume::new(
             meta,
@@ -433,6 +506,7 @@ impl Volumes {
         // in one batch; layers no one reads through any more follow.
         let mut batch = WriteBatch::default();
         batch.delete_cf(db::cf(&self.db, CF_VOLUMES)?, name.as_bytes());
+        self.put_tombstone(&mut batch, &vol.meta())?;
         self.drop_layer_records(&mut batch, top.id)?;
         for lm in &snapshots {
             let mut hidden = lm.clone();

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::meta::{validate_name, VolumeMeta};
 use super::registry::{file_name, NEXT_ID_KEY};
-use super::{HeldLayer, Layer, LayerMeta, LocalTier, Volume, Volumes};
+use super::{layer_name, HeldLayer, Layer, LayerMeta, LocalTier, Volume, Volumes};
 use crate::config::Config;
 use crate::db::{self, CF_LAYERS, CF_META};
 use crate::error::{Result, TierError};
@@ -64,7 +64,12 @@ impl Volumes {
     }
 
     /// In `batch`: `lm` becomes `meta`'s top layer, and its id is taken.
-    fn put_top(&self, batch: &mut WriteBatch, lm: &LayerMeta, meta: &VolumeMeta) -> Result<()> {
+    pub(super) fn put_top(
+        &self,
+        batch: &mut WriteBatch,
+        lm: &LayerMeta,
+        meta: &VolumeMeta,
+    ) -> Result<()> {
         self.put_layer_meta(batch, lm)?;
         self.put_meta(batch, meta)?;
         batch.put_cf(
@@ -127,6 +132,9 @@ impl Volumes {
             created_ms: lm.frozen_ms,
             record_trace: None,
             layer: Some(layer.id),
+            uid: om.uid.clone(),
+            generation: om.generation,
+            fenced: om.fenced,
         };
         let view = Volume::new(meta, layer, self.heat.clone(), self.engine.clone(), true);
         self.views.write().insert(export, Arc::new(view));
@@ -272,7 +280,14 @@ impl Volumes {
             like.extent_blocks(),
             true,
         )?;
-        let layer = Arc::new(Layer::new(id, tier, map, Some(parent), size));
+        let layer = Arc::new(Layer::new(
+            id,
+            layer_name(&self.node, id),
+            tier,
+            map,
+            Some(parent),
+            size,
+        ));
         self.layers.write().insert(id, layer.clone());
         Ok(layer)
     }
@@ -293,6 +308,7 @@ impl Volumes {
                 size: vol.size(),
                 created_ms: vol.meta().created_ms,
                 frozen_ms: 0,
+                remote_name: None,
             })
     }
 
@@ -486,6 +502,9 @@ impl Volumes {
             created_ms: now,
             record_trace: None,
             layer: Some(id),
+            uid: super::meta::new_uid(),
+            generation: 0,
+            fenced: false,
         };
         let lm = LayerMeta::fresh(id, snap.id, id, snap.size, now);
         let tier = self.new_layer_file(id, snap.size, &req.name)?;
