@@ -251,6 +251,45 @@ impl Daemon {
         back
     }
 
+    /// Writes `data` to a raw file in the daemon's directory; returns its path.
+    pub fn raw_file(&self, name: &str, data: &[u8]) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, data).expect("write raw file");
+        p.to_string_lossy().to_string()
+    }
+
+    /// `qemu-img compare` of an export against a raw file: identical, or a
+    /// panic naming `what`.
+    pub fn assert_same(&self, export: &str, file: &str, what: &str) {
+        let out = Command::new("qemu-img")
+            .args(["compare", "-f", "raw", "-F", "raw", &self.uri(export), file])
+            .output()
+            .expect("run qemu-img compare");
+        assert!(
+            out.status.success(),
+            "{what}: {export} differs from {file}: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
+    /// One qemu-io command on an export.
+    pub fn qemu_io(&self, export: &str, cmd: &str) -> Output {
+        Command::new("qemu-io")
+            .args(["-f", "raw", "-c", cmd, &self.uri(export)])
+            .output()
+            .expect("run qemu-io")
+    }
+
+    /// Runs the CLI, which must fail with exit code `code` and say `needle`.
+    pub fn cli_fails(&self, args: &[&str], code: i32, needle: &str) {
+        let out = self.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "tierd {args:?}: {err}");
+        assert!(err.contains(needle), "tierd {args:?}: {err}");
+    }
+
     pub fn create_volume(&self, name: &str, size: &str, extent_size: Option<&str>) {
         self.create_volume_in(name, size, extent_size, "default");
     }

@@ -26,7 +26,7 @@ use policy::{ClassConfig, ExtentState, ExtentView, Fullness, Hold};
 use crate::error::{Result, TierError};
 use crate::extent_map::{ExtentRecord, RemoteExtent, Slot};
 use crate::failpoint;
-use crate::volume::{reads_from, HeldLayer, Layer, Volume};
+use crate::volume::{reads_from, HeldLayer, Layer, Volume, Volumes};
 
 /// Where an extent is: its index, its state, and whether its range of the
 /// local file holds data.
@@ -532,6 +532,36 @@ impl<'a> PassStart<'a> {
         };
         Ok(Self { _running: running })
     }
+}
+
+/// A policy pass over `vol` (see [`run_pass`]) by a node that checks first
+/// that it still owns the volume: a fenced volume is not tiered (the report
+/// says why). A check that cannot reach the backend does not stop the pass:
+/// uploads carry this node's generation in their keys, so they never touch
+/// another node's objects, and the next check fences if need be.
+pub fn tier_pass(
+    volumes: &Volumes,
+    vol: &Arc<Volume>,
+    data_dir: &std::path::Path,
+) -> Result<PassReport> {
+    match volumes.ensure_owner(vol) {
+        Ok(_) => {}
+        Err(e @ TierError::Fenced { .. }) => {
+            let report = PassReport {
+                volume: vol.name(),
+                kind: "tier",
+                held: Some(e.to_string()),
+                ..Default::default()
+            };
+            *vol.last_pass.write() = serde_json::to_value(&report).ok();
+            return Ok(report);
+        }
+        Err(e) => {
+            tracing::warn!(volume = %vol.name(), error = %e, "could not check the volume's fencing generation; tiering under the one held");
+        }
+    }
+    let held = volumes.held_layers(vol);
+    run_pass(vol, data_dir, &held)
 }
 
 /// One policy pass over a volume: choose, then tier, coldest first: extents

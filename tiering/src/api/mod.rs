@@ -23,6 +23,7 @@ use crate::config::DEFAULT_CLASS;
 use crate::error::{ErrorKind, TierError};
 use crate::volume::{CreateVolume, PatchVolume};
 
+mod backups;
 mod error;
 mod scrape;
 mod snapshots;
@@ -191,10 +192,10 @@ async fn pass(
 ) -> ApiResult<Response> {
     let vol = st.volumes.get(&name).map_err(ApiError::from)?;
     let dir = st.engine.config().server.data_dir.clone();
-    let held = st.volumes.held_layers(&vol);
+    let volumes = st.volumes.clone();
     let job = move || match kind {
         "promote" => crate::migrate::promote(&vol),
-        _ => crate::migrate::run_pass(&vol, &dir, &held),
+        _ => crate::migrate::tier_pass(&volumes, &vol, &dir),
     };
     // A tracked task either way: shutdown waits for the pass to stop
     // between extents, whether or not the caller waits for its report. A
@@ -469,6 +470,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(snapshots::clone),
         )
         .route("/v1/volumes/{name}/revert", post(snapshots::revert))
+        .route("/v1/volumes/{name}/backups", post(backups::create))
+        .route("/v1/backups", get(backups::list))
+        .route(
+            "/v1/backups/{volume}/{id}",
+            axum::routing::delete(backups::delete),
+        )
+        .route("/v1/restore", post(backups::restore))
         .route("/v1/volumes/{name}/heat", get(volume_heat))
         .route("/v1/volumes/{name}/extents", get(volume_extents))
         .route("/v1/volumes/{name}/map", get(ui::volume_map))

@@ -8,9 +8,11 @@ use serde_json::Value;
 
 use policy::units::{format_size, parse_size};
 
+mod backup;
 pub mod simulate;
 mod snapshot;
 
+pub use backup::{BackupCommand, RestoreArgs};
 pub use snapshot::SnapshotCommand;
 
 use crate::error::ErrorKind;
@@ -59,6 +61,14 @@ pub enum Command {
     Snapshot {
         #[command(subcommand)]
         command: SnapshotCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Back volumes up to their bucket, list and delete backups (restore
+    /// with `tierd volume restore`).
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -151,6 +161,10 @@ pub enum VolumeCommand {
         #[arg(long)]
         class: Option<String>,
     },
+    /// Make a volume from a backup in a bucket (any node, empty data
+    /// directory or not): servable at once, data fetched on read. Without
+    /// --as it takes the volume over: the node that had it is fenced.
+    Restore(RestoreArgs),
     /// Roll a volume back to one of its snapshots.
     Revert {
         name: String,
@@ -312,6 +326,9 @@ pub(crate) fn print_volume(v: &Value) {
         ("rehydrations", "rehydrated"),
         ("integrity_errors", "integrity errors"),
         ("connections", "connections"),
+        ("uid", "uid"),
+        ("generation", "generation"),
+        ("fenced", "fenced"),
     ] {
         if v[k].is_null() {
             continue;
@@ -505,6 +522,7 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
                     snapshot,
                     force,
                 } => snapshot::revert(&c, client.json, &name, &snapshot, force).await?,
+                VolumeCommand::Restore(args) => backup::restore(&c, client.json, args).await?,
                 VolumeCommand::Delete {
                     name,
                     force,
@@ -528,6 +546,10 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
         Command::Snapshot { command, client } => {
             let c = Client::new(&client)?;
             snapshot::run(&c, client.json, command).await
+        }
+        Command::Backup { command, client } => {
+            let c = Client::new(&client)?;
+            backup::run(&c, client.json, command).await
         }
         Command::Tier {
             volume,

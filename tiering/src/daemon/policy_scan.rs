@@ -31,11 +31,11 @@ pub async fn run(d: Deps, cancel: CancellationToken) {
             }
             let dir = d.data_dir.clone();
             let name = vol.name();
-            let held = d.volumes.held_layers(&vol);
+            let volumes = d.volumes.clone();
             let pass = d
                 .engine
                 .tasks()
-                .spawn_blocking(move || crate::migrate::run_pass(&vol, &dir, &held));
+                .spawn_blocking(move || crate::migrate::tier_pass(&volumes, &vol, &dir));
             match pass.await {
                 Ok(Ok(_)) | Ok(Err(TierError::Busy { .. })) => {}
                 Ok(Err(e)) => tracing::warn!(volume = %name, error = %e, "policy pass failed"),

@@ -107,6 +107,12 @@ pub struct Volume {
 pub struct VolumeInfo {
     pub name: String,
     pub id: u64,
+    /// Identity in buckets, across nodes.
+    pub uid: String,
+    /// The fencing generation this node holds (0: none claimed yet).
+    pub generation: u64,
+    /// Another node took the volume over: no writes here any more.
+    pub fenced: bool,
     pub size: u64,
     pub class: String,
     pub extent_size: u64,
@@ -365,6 +371,12 @@ impl Volume {
                 m.class
             ));
         }
+        if m.fenced {
+            status.push(format!(
+                "fenced: another node restored this volume and holds a newer generation than ours ({}); it is read-only here",
+                m.generation
+            ));
+        }
         // The last extent may be short; count remote bytes exactly.
         let last = m.extent_count().saturating_sub(1);
         let remote_bytes = {
@@ -395,6 +407,9 @@ impl Volume {
             connections: self.connections(),
             name: m.name,
             id: m.id,
+            uid: m.uid,
+            generation: m.generation,
+            fenced: m.fenced,
             size: m.size,
             class: m.class,
             extent_size: m.extent_size,
