@@ -8,7 +8,7 @@
 //! back up, tier or accept writes, its GC deletes nothing, and B's volume
 //! still reads exactly.
 
-use tierd_e2e::backends::{spec, Kind, Spec};
+use tierd_e2e::backends::{spec, tamper, Kind, Spec, Tamper};
 use tierd_e2e::{random_bytes, Daemon};
 
 const MIB: usize = 1 << 20;
@@ -219,6 +219,53 @@ fn recovery(kind: Kind) {
         );
         c.assert_same(name, file, "a backup restored after GC on both nodes");
     }
+
+    // Every manifest lost: the scavenger rebuilds v from the objects' headers.
+    let uid = json(&b, &["volume", "show", "v"])["uid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    let id3 = b3["id"].as_str().expect("id").to_string();
+    for id in [&id1, &id2, &id3] {
+        let key = format!("backups/v/{uid}/{id}.json");
+        if s.kind == Kind::Fs {
+            std::fs::remove_file(shared.path().join(&key)).expect("delete manifest");
+        } else {
+            tamper(&s, &b, &key, Tamper::Delete);
+        }
+    }
+    c.cli_fails(
+        &[
+            "volume",
+            "restore",
+            "--backend",
+            "store",
+            "--volume",
+            "v",
+            "--as",
+            "lost",
+        ],
+        4,
+        "holds no backup",
+    );
+    let r = json(
+        &c,
+        &[
+            "recover",
+            "scan",
+            "--backend",
+            "store",
+            "--volume",
+            "v",
+            "--as",
+            "vs",
+            "--class",
+            "c",
+        ],
+    );
+    assert_eq!(r["rebuilt"][0]["layers"], 3, "{r}");
+    let third_c = c.raw_file("third.raw", &third);
+    c.assert_same("vs", &third_c, "v rebuilt from object headers alone");
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -125,3 +125,30 @@ pub(super) async fn restore(
     let restored = blocking(move || crate::backup::restore::restore(&st.volumes, &req)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "restored": restored }))).into_response())
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanBody {
+    pub backend: String,
+    #[serde(default)]
+    pub volume: Option<String>,
+    #[serde(default, rename = "as")]
+    pub as_name: Option<String>,
+    #[serde(default)]
+    pub class: Option<String>,
+}
+
+pub(super) async fn scan(
+    State(st): State<Arc<AppState>>,
+    body: Result<Json<ScanBody>, JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(b) = body?;
+    let req = crate::backup::scan::ScanRequest {
+        backend: b.backend,
+        volume: b.volume,
+        as_name: b.as_name,
+        class: b.class,
+    };
+    let rebuilt = blocking(move || crate::backup::scan::scan(&st.volumes, &req)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "rebuilt": rebuilt }))).into_response())
+}

@@ -477,6 +477,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(backups::delete),
         )
         .route("/v1/restore", post(backups::restore))
+        .route("/v1/recover/scan", post(backups::scan))
         .route("/v1/volumes/{name}/heat", get(volume_heat))
         .route("/v1/volumes/{name}/extents", get(volume_extents))
         .route("/v1/volumes/{name}/map", get(ui::volume_map))

@@ -51,8 +51,31 @@ fn state(volumes: &Volumes, engine: &Engine, heat: &HeatMap) -> prometheus::Resu
         Opts::new("tierd_volume_snapshots", "Snapshots of a volume"),
         &["volume"],
     )?;
+    let fenced = IntGaugeVec::new(
+        Opts::new(
+            "tierd_volume_fenced",
+            "1 when another node took the volume over (a newer fencing generation): this node no longer writes it",
+        ),
+        &["volume"],
+    )?;
+    let backup_age = IntGaugeVec::new(
+        Opts::new(
+            "tierd_volume_backup_age_seconds",
+            "Seconds since the volume's newest backup by this node committed (its recovery point)",
+        ),
+        &["volume"],
+    )?;
+    let now = volumes.clock().now_ms();
     for v in volumes.list() {
         let info = v.info();
+        fenced
+            .with_label_values(&[info.name.as_str()])
+            .set(i64::from(info.fenced));
+        if let Some(ms) = volumes.last_backup_ms(&v) {
+            backup_age
+                .with_label_values(&[info.name.as_str()])
+                .set((now.saturating_sub(ms) / 1000) as i64);
+        }
         // Who holds what is worth its cost only once a volume has layers
         // below its top (snapshots, a clone's origin, a revert).
         if v.top().parent().is_some() {
@@ -98,6 +121,8 @@ fn state(volumes: &Volumes, engine: &Engine, heat: &HeatMap) -> prometheus::Resu
         }
     }
     r.register(Box::new(bytes))?;
+    r.register(Box::new(fenced))?;
+    r.register(Box::new(backup_age))?;
     r.register(Box::new(inactive))?;
     r.register(Box::new(extents))?;
     r.register(Box::new(temps))?;

@@ -17,6 +17,7 @@
 
 pub mod manifest;
 pub mod restore;
+pub mod scan;
 
 use std::sync::Arc;
 
@@ -163,6 +164,7 @@ pub fn create(volumes: &Volumes, volume: &str) -> Result<BackupInfo> {
         tracing::warn!(volume, snapshot = %snapshot, error = %e, "could not delete a backup's snapshot");
     }
     let info = result?;
+    volumes.set_last_backup_ms(&vol, info.created_ms)?;
     tracing::info!(volume, backup = %info.id, bytes = info.bytes_uploaded, uploaded = info.objects_uploaded, reused = info.objects_reused, "backup committed");
     Ok(info)
 }

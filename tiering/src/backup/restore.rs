@@ -129,6 +129,47 @@ pub fn restore(volumes: &Volumes, req: &RestoreRequest) -> Result<Vec<Restored>>
     restore_manifest(volumes, req, &manifest, &name)
 }
 
+/// Claims the next fencing generation of volume `uid` in `store` for this
+/// node (restoring it as `name`): whoever held the volume is fenced.
+pub(crate) fn take_over(
+    volumes: &Volumes,
+    store: &dyn backends::ObjectStore,
+    uid: &str,
+    name: &str,
+) -> Result<u64> {
+    let engine = volumes.engine();
+    let mut g = engine
+        .block_on(claimed_generations(store, uid))?
+        .last()
+        .copied()
+        .unwrap_or(0)
+        + 1;
+    let meta = crate::volume::VolumeMeta {
+        id: 0,
+        name: name.to_string(),
+        size: 0,
+        class: String::new(),
+        extent_size: 0,
+        created_ms: 0,
+        record_trace: None,
+        layer: None,
+        uid: uid.to_string(),
+        generation: 0,
+        fenced: false,
+    };
+    let now = volumes.clock().now_ms();
+    while !engine.block_on(claim(store, &meta, g, volumes.node(), now))? {
+        g += 1;
+    }
+    tracing::info!(
+        volume = name,
+        uid,
+        generation = g,
+        "generation claimed to take the volume over"
+    );
+    Ok(g)
+}
+
 fn restore_manifest(
     volumes: &Volumes,
     req: &RestoreRequest,
@@ -174,7 +215,7 @@ fn restore_manifest(
             .collect();
         layers.push(RestoredLayer {
             name: ml.name.clone(),
-            index: ml.index.clone(),
+            index: Some(ml.index.clone()),
             size: ml.size,
             records,
         });
@@ -183,32 +224,7 @@ fn restore_manifest(
     let (uid, generation) = if copy {
         (crate::volume::new_uid(), 0)
     } else {
-        // Take the volume over: the next generation fences whoever had it.
-        let mut g = engine
-            .block_on(claimed_generations(store.as_ref(), &manifest.uid))?
-            .last()
-            .copied()
-            .unwrap_or(0)
-            + 1;
-        let mut meta = crate::volume::VolumeMeta {
-            id: 0,
-            name: name.to_string(),
-            size: manifest.size,
-            class: class.clone(),
-            extent_size: manifest.extent_size,
-            created_ms: 0,
-            record_trace: None,
-            layer: None,
-            uid: manifest.uid.clone(),
-            generation: 0,
-            fenced: false,
-        };
-        let now = volumes.clock().now_ms();
-        while !engine.block_on(claim(store.as_ref(), &meta, g, volumes.node(), now))? {
-            g += 1;
-        }
-        meta.generation = g;
-        tracing::info!(volume = name, uid = %manifest.uid, generation = g, backend = %req.backend, "generation claimed for restore");
+        let g = take_over(volumes, store.as_ref(), &manifest.uid, name)?;
         (manifest.uid.clone(), g)
     };
     let plan = RestorePlan {

@@ -166,3 +166,64 @@ pub(super) async fn restore(c: &Client, json: bool, a: RestoreArgs) -> Result<()
     }
     Ok(())
 }
+
+#[derive(Debug, Subcommand)]
+pub enum RecoverCommand {
+    /// Rebuild volumes from the objects in a bucket when their manifests
+    /// are lost: every object says which volume, layer and extent it holds.
+    Scan {
+        #[arg(long)]
+        backend: String,
+        /// Only this volume (the name its objects carry).
+        #[arg(long)]
+        volume: Option<String>,
+        /// Rebuild it as a copy under this name.
+        #[arg(long = "as")]
+        as_name: Option<String>,
+        /// The class to put it in (default: "default").
+        #[arg(long)]
+        class: Option<String>,
+    },
+}
+
+pub(super) async fn recover(
+    c: &Client,
+    json: bool,
+    cmd: RecoverCommand,
+) -> Result<(), ClientError> {
+    let RecoverCommand::Scan {
+        backend,
+        volume,
+        as_name,
+        class,
+    } = cmd;
+    let mut body = json!({ "backend": backend });
+    for (k, v) in [("volume", volume), ("as", as_name), ("class", class)] {
+        if let Some(v) = v {
+            body[k] = Value::String(v);
+        }
+    }
+    let v = c.call(Method::POST, "/v1/recover/scan", Some(body)).await?;
+    if json {
+        print_json(&v);
+    } else {
+        for r in v["rebuilt"].as_array().cloned().unwrap_or_default() {
+            println!(
+                "rebuilt {} ({}, {} layers, {} extents from {} objects, generation {})",
+                r["volume"].as_str().unwrap_or("?"),
+                size_of(&r["size"]),
+                r["layers"].as_u64().unwrap_or(0),
+                r["extents"].as_u64().unwrap_or(0),
+                r["objects_listed"].as_u64().unwrap_or(0),
+                r["generation"].as_u64().unwrap_or(0),
+            );
+            if let Some(n) = r["note"].as_str() {
+                println!("  note: {n}");
+            }
+            for u in r["unreadable"].as_array().cloned().unwrap_or_default() {
+                println!("  skipped: {}", u.as_str().unwrap_or(""));
+            }
+        }
+    }
+    Ok(())
+}

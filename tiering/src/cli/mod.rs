@@ -12,7 +12,7 @@ mod backup;
 pub mod simulate;
 mod snapshot;
 
-pub use backup::{BackupCommand, RestoreArgs};
+pub use backup::{BackupCommand, RecoverCommand, RestoreArgs};
 pub use snapshot::SnapshotCommand;
 
 use crate::error::ErrorKind;
@@ -69,6 +69,13 @@ pub enum Command {
     Backup {
         #[command(subcommand)]
         command: BackupCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Rebuild volumes from a bucket's objects alone (`recover scan`).
+    Recover {
+        #[command(subcommand)]
+        command: RecoverCommand,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -550,6 +557,10 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
         Command::Backup { command, client } => {
             let c = Client::new(&client)?;
             backup::run(&c, client.json, command).await
+        }
+        Command::Recover { command, client } => {
+            let c = Client::new(&client)?;
+            backup::recover(&c, client.json, command).await
         }
         Command::Tier {
             volume,

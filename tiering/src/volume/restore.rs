@@ -24,8 +24,9 @@ use crate::extent_map::{extent_key, ExtentRecord};
 pub struct RestoredLayer {
     /// Its bucket name, kept.
     pub name: String,
-    /// The key of its index (so later backups reuse it).
-    pub index: String,
+    /// The key of its index (so later backups reuse it); None when it was
+    /// rebuilt from object headers (the next backup writes one).
+    pub index: Option<String>,
     pub size: u64,
     /// Remote or zero records.
     pub records: Vec<(u64, ExtentRecord)>,
@@ -46,6 +47,10 @@ pub struct RestorePlan {
 }
 
 const INDEX_PREFIX: &str = "layer_index/";
+
+fn last_backup_key(volume: u64) -> Vec<u8> {
+    format!("last_backup/{volume:016x}").into_bytes()
+}
 
 fn index_key(layer: u64) -> Vec<u8> {
     format!("{INDEX_PREFIX}{layer:016x}").into_bytes()
@@ -102,11 +107,9 @@ impl Volumes {
             for (e, rec) in &l.records {
                 batch.put_cf(cf, extent_key(id, *e), rec.encode());
             }
-            batch.put_cf(
-                db::cf(&self.db, CF_META)?,
-                index_key(id),
-                l.index.as_bytes(),
-            );
+            if let Some(index) = &l.index {
+                batch.put_cf(db::cf(&self.db, CF_META)?, index_key(id), index.as_bytes());
+            }
             metas.push(lm);
             parent = Some(id);
         }
@@ -177,6 +180,23 @@ impl Volumes {
                 source: source.into(),
             })?;
         Ok(v.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// When `vol`'s newest backup (taken by this node) was committed.
+    pub fn last_backup_ms(&self, vol: &Volume) -> Option<u64> {
+        let cf = db::cf(&self.db, CF_META).ok()?;
+        let v = self.db.get_cf(cf, last_backup_key(vol.id())).ok()??;
+        v.as_slice().try_into().ok().map(u64::from_be_bytes)
+    }
+
+    pub fn set_last_backup_ms(&self, vol: &Volume, ms: u64) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            db::cf(&self.db, CF_META)?,
+            last_backup_key(vol.id()),
+            ms.to_be_bytes(),
+        );
+        db::write_synced(&self.db, batch)
     }
 
     /// Remembers that layer `id`'s index is at `key`.
