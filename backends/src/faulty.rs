@@ -210,7 +210,7 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<ObjectMeta> {
-        self.call(Op::Put, key, self.inner.put(key, data, opts))
+        self.call(Op::put(opts), key, self.inner.put(key, data, opts))
             .await
     }
 

@@ -61,7 +61,7 @@ impl ObjectStore for InstrumentedStore {
     async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<ObjectMeta> {
         let len = data.len() as u64;
         let meta = self
-            .measure(Op::Put, self.inner.put(key, data, opts))
+            .measure(Op::put(opts), self.inner.put(key, data, opts))
             .await?;
         self.series.upload_bytes.inc_by(len);
         Ok(meta)

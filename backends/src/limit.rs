@@ -80,7 +80,7 @@ impl ObjectStore for LimitStore {
     }
 
     async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<ObjectMeta> {
-        self.limit(Op::Put, key, self.inner.put(key, data, opts))
+        self.limit(Op::put(opts), key, self.inner.put(key, data, opts))
             .await
     }
 

@@ -173,8 +173,10 @@ impl ObjectStore for RetryStore {
     }
 
     async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<ObjectMeta> {
-        self.run(Op::Put, key, || self.inner.put(key, data.clone(), opts))
-            .await
+        self.run(Op::put(opts), key, || {
+            self.inner.put(key, data.clone(), opts)
+        })
+        .await
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {

@@ -138,7 +138,16 @@ pub struct ClassConfig {
     /// Scheduled snapshots kept per volume; older ones are deleted (snapshots
     /// taken by hand never are). Default 24.
     pub snapshot_retention: Option<u32>,
+    /// Back each of the class's volumes up to its backend this often: the
+    /// class's recovery point. Default none: no scheduled backups.
+    pub backup_interval: Option<HumanDuration>,
+    /// Scheduled backups kept per volume in the bucket; older ones are
+    /// deleted (backups taken by hand never are). Default 7.
+    pub backup_keep: Option<u32>,
 }
+
+/// Scheduled backups kept when a class names no `backup_keep`.
+pub const DEFAULT_BACKUP_KEEP: u32 = 7;
 
 /// Scheduled snapshots kept when a class names no retention.
 pub const DEFAULT_SNAPSHOT_RETENTION: u32 = 24;
@@ -181,6 +190,15 @@ impl ClassConfig {
         {
             return Err("snapshot_schedule: at least 1s".into());
         }
+        if self
+            .backup_interval
+            .is_some_and(|d| d.0 < Duration::from_secs(1))
+        {
+            return Err("backup_interval: at least 1s".into());
+        }
+        if self.backup_keep == Some(0) {
+            return Err("backup_keep: at least 1 (leave backup_interval out for none)".into());
+        }
         if self.snapshot_retention == Some(0) {
             return Err(
                 "snapshot_retention: at least 1 (leave snapshot_schedule out for none)".into(),
@@ -191,6 +209,11 @@ impl ClassConfig {
 
     pub fn cooling(&self) -> Duration {
         self.cooling_period.map(|d| d.0).unwrap_or(Duration::ZERO)
+    }
+
+    /// Scheduled backups to keep per volume.
+    pub fn backup_keep(&self) -> u32 {
+        self.backup_keep.unwrap_or(DEFAULT_BACKUP_KEEP)
     }
 
     /// Scheduled snapshots to keep per volume.

@@ -16,13 +16,18 @@ const SIZE: usize = 16 * MIB;
 
 /// A node on `s`'s bucket (for fs, the shared directory `root`).
 fn node(s: &Spec, root: &std::path::Path) -> Daemon {
+    node_with(s, root, "")
+}
+
+/// The same, with `class` appended to class `c`'s settings.
+fn node_with(s: &Spec, root: &std::path::Path, class: &str) -> Daemon {
     let backend = s.toml.replacen(
         "kind = \"fs\"\n",
         &format!("kind = \"fs\"\nroot = \"{}\"\n", root.display()),
         1,
     );
     Daemon::start_with(&format!(
-        "[tiering]\nscan_interval = \"1h\"\ngc_grace = \"0s\"\n{backend}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"snapshot-only\"\ncooling_period = \"2d\"\n"
+        "[tiering]\nscan_interval = \"1h\"\ngc_grace = \"0s\"\n{backend}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"snapshot-only\"\ncooling_period = \"2d\"\n{class}"
     ))
 }
 
@@ -414,4 +419,60 @@ fn find(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// A class with `backup_interval` backs its volumes up on schedule and keeps
+/// `backup_keep` scheduled backups; one taken by hand is never pruned, and
+/// the backup age is a metric.
+#[test]
+fn a_schedule_backs_up_and_prunes() {
+    let s = spec(Kind::Fs).expect("fs");
+    let shared = tempfile::tempdir().expect("shared dir");
+    let d = node_with(
+        &s,
+        shared.path(),
+        "backup_interval = \"2s\"\nbackup_keep = 2\n",
+    );
+    d.create_volume_in("v", "4MiB", Some("1MiB"), "c");
+    d.write_image("v", &random_bytes(4 * MIB, 9));
+    let manual = backup(&d, "v")["id"].as_str().expect("id").to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let list = json(&d, &["backup", "list", "--volume", "v"]);
+        let ids: Vec<String> = list["backups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|b| b["id"].as_str().map(str::to_string))
+            .collect();
+        if d.log().contains("scheduled backups pruned") && ids.len() == 3 {
+            assert!(
+                ids.contains(&manual),
+                "the backup taken by hand stays: {ids:?}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled backup pruned within 90 s: {ids:?}\n{}",
+            d.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let metrics = reqwest::blocking::get(format!("{}/metrics", d.api()))
+        .expect("GET /metrics")
+        .text()
+        .expect("metrics text");
+    let age: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("tierd_volume_backup_age_seconds{volume=\"v\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no backup age metric:\n{metrics}"));
+    assert!(age < 30.0, "the newest backup is seconds old, not {age}");
+    assert!(
+        metrics.contains("tierd_volume_fenced{volume=\"v\"} 0"),
+        "{metrics}"
+    );
 }

@@ -290,10 +290,11 @@ fn tampered_objects_give_eio(kind: Kind) {
     let k = keys(&d);
     tamper(&s, &d, &k[0].1, Tamper::Corrupt);
     tamper(&s, &d, &k[1].1, Tamper::Delete);
-    // The corrupted byte is mid-object: read the frame that holds it.
-    for off in ["2M", "4M"] {
+    // The corrupted byte is mid-object (the header before the frames puts
+    // it just before 2M): read the frames around it.
+    for (off, len) in [("1984k", "128k"), ("4M", "64k")] {
         let out = std::process::Command::new("qemu-io")
-            .args(["-f", "raw", "-c", &format!("read {off} 64k"), &d.uri("v")])
+            .args(["-f", "raw", "-c", &format!("read {off} {len}"), &d.uri("v")])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string()

@@ -35,8 +35,9 @@ pub struct GcReport {
     pub in_backups: u64,
     pub young: u64,
     pub deleted: u64,
-    /// Not ours to delete: another node's volume or generation, a fenced
-    /// volume's, manifests and claims, or not tierd's at all.
+    /// Data objects not ours to delete: another node's volume or
+    /// generation, or a fenced volume's. (Manifests, indexes and fencing
+    /// claims are not listed.)
     pub foreign: u64,
     pub errors: Vec<String>,
 }
@@ -118,7 +119,13 @@ pub async fn collect(
             }
         };
         let mut garbage: HashMap<Option<String>, Vec<String>> = HashMap::new();
-        let mut listing = store.list("");
+        // Data objects are under `data/`; the old layout's at the root,
+        // listed only by a node that wrote them.
+        let mut listing = if legacy {
+            store.list("")
+        } else {
+            store.list(keys::DATA_PREFIX)
+        };
         while let Some(item) = listing.next().await {
             let meta = match item {
                 Ok(m) => m,
@@ -127,6 +134,11 @@ pub async fn collect(
                     break;
                 }
             };
+            if !meta.key.starts_with(keys::DATA_PREFIX)
+                && keys::parse_legacy_key(&meta.key).is_none()
+            {
+                continue;
+            }
             report.listed += 1;
             let (uid, written_ms) = if let Some(dk) = keys::parse_data_key(&meta.key) {
                 let mine = owned

@@ -19,11 +19,14 @@ pub fn generation_field(g: u64) -> String {
     format!("{g:08x}")
 }
 
+/// The prefix of every data object.
+pub const DATA_PREFIX: &str = "data/";
+
 /// An extent object of `layer` (its bucket name) of volume `uid`, written
 /// under fencing generation `generation` at `written_ms`.
 pub fn data_key(uid: &str, generation: u64, layer: &str, extent: u64, written_ms: u64) -> String {
     format!(
-        "data/{uid}/{}/{layer}/{extent:012x}/{written_ms:016x}",
+        "{DATA_PREFIX}{uid}/{}/{layer}/{extent:012x}/{written_ms:016x}",
         generation_field(generation)
     )
 }

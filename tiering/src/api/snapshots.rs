@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::error::{blocking, ApiResult};
 use super::AppState;
+use crate::error::TierError;
 use crate::volume::CloneVolume;
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +50,13 @@ pub(super) async fn create(
     body: Result<Json<SnapshotBody>, JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(b) = body?;
+    if b.name.starts_with(crate::backup::SNAPSHOT_PREFIX) {
+        return Err(TierError::InvalidArgument(format!(
+            "snapshot names starting with {:?} are reserved for backups",
+            crate::backup::SNAPSHOT_PREFIX
+        ))
+        .into());
+    }
     let info = blocking(move || st.volumes.snapshot_create(&volume, &b.name)).await?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }

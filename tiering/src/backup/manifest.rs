@@ -50,6 +50,9 @@ pub struct Manifest {
     pub hot_extents: Vec<u64>,
     /// Bytes this backup uploaded (what it added to the bucket).
     pub bytes_uploaded: u64,
+    /// Taken by the class's schedule (pruned by `backup_keep`), not by hand.
+    #[serde(default)]
+    pub scheduled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +207,7 @@ mod tests {
             }],
             hot_extents: vec![3, 1],
             bytes_uploaded: 7,
+            scheduled: true,
         }
     }
 

@@ -147,16 +147,41 @@ pub(crate) fn put_once(
 /// Backs `volume` up to its class's backend: see the module doc. Blocks;
 /// run it on a blocking thread.
 pub fn create(volumes: &Volumes, volume: &str) -> Result<BackupInfo> {
+    create_with(volumes, volume, false)
+}
+
+/// [`create`], marking the backup as the schedule's (`scheduled`), which
+/// `prune` may delete.
+pub fn create_with(volumes: &Volumes, volume: &str, scheduled: bool) -> Result<BackupInfo> {
     let vol = volumes.get(volume)?;
     let (backend, store) = class_backend(volumes, &vol)?;
     let generation = volumes.ensure_owner_in(&vol, &backend, &store)?;
     // One pass or backup of a volume at a time.
     let _pass = vol.pass.lock();
+    // A backup that died left its snapshot: its layers are what matter,
+    // and they stay for as long as the volume reads through them.
+    for (stale, _) in volumes.snapshot_times(volume)? {
+        if stale.starts_with(SNAPSHOT_PREFIX) {
+            volumes.snapshot_delete(volume, &stale)?;
+            tracing::info!(volume, snapshot = %stale, "snapshot of an interrupted backup deleted");
+        }
+    }
     let now = volumes.clock().now_ms();
     let id = backup_id(now);
     let snapshot = format!("{SNAPSHOT_PREFIX}{id}");
     volumes.snapshot_create(volume, &snapshot)?;
-    let result = backup_snapshot(volumes, &vol, &backend, &store, &id, &snapshot, generation);
+    let result = backup_snapshot(
+        volumes,
+        &vol,
+        &backend,
+        &store,
+        &Naming {
+            id: &id,
+            snapshot: &snapshot,
+            scheduled,
+        },
+        generation,
+    );
     // The snapshot did its job (its layers are in the bucket now) or the
     // backup failed; either way it goes, and its layers stay as long as
     // the volume reads through them.
@@ -169,15 +194,22 @@ pub fn create(volumes: &Volumes, volume: &str) -> Result<BackupInfo> {
     Ok(info)
 }
 
+/// What a backup is called, and by whom it was taken.
+struct Naming<'a> {
+    id: &'a str,
+    snapshot: &'a str,
+    scheduled: bool,
+}
+
 fn backup_snapshot(
     volumes: &Volumes,
     vol: &Arc<Volume>,
     backend: &str,
     store: &Arc<dyn ObjectStore>,
-    id: &str,
-    snapshot: &str,
+    naming: &Naming,
     generation: u64,
 ) -> Result<BackupInfo> {
+    let (id, snapshot) = (naming.id, naming.snapshot);
     let meta = vol.meta();
     let frozen = vol
         .top()
@@ -241,6 +273,7 @@ fn backup_snapshot(
         layers,
         hot_extents: heat.iter().take(HOT_EXTENTS).map(|h| h.extent).collect(),
         bytes_uploaded: uploaded.bytes,
+        scheduled: naming.scheduled,
     };
     crate::failpoint::hit("backup-before-manifest");
     // Fenced since the start? Then a newer node owns the volume: commit nothing.
@@ -327,6 +360,34 @@ fn backup_layer(
         out.push((e, rec));
     }
     Ok(out)
+}
+
+/// Deletes `vol`'s oldest scheduled backups in its class's backend beyond
+/// the newest `keep` (backups taken by hand are never deleted). Returns
+/// the ids deleted.
+pub fn prune(volumes: &Volumes, vol: &Volume, keep: u32) -> Result<Vec<String>> {
+    let (backend, store) = class_backend(volumes, vol)?;
+    let meta = vol.meta();
+    let engine = volumes.engine();
+    let mut scheduled = Vec::new();
+    for (id, key) in engine.block_on(manifest_keys(store.as_ref(), &meta.name))? {
+        if keys::parse_manifest_key(&key).is_none_or(|(_, uid, _)| uid != meta.uid) {
+            continue;
+        }
+        // An unreadable manifest is left alone (and protects its objects).
+        if let Ok(m) = engine.block_on(read_manifest(store.as_ref(), &backend, &key)) {
+            if m.scheduled {
+                scheduled.push(id);
+            }
+        }
+    }
+    let excess = scheduled.len().saturating_sub(keep as usize);
+    let mut deleted = Vec::new();
+    for id in scheduled.into_iter().take(excess) {
+        engine.block_on(delete(store.as_ref(), &backend, &meta.name, &id))?;
+        deleted.push(id);
+    }
+    Ok(deleted)
 }
 
 /// Every backup in `store`, of `volume` or of all volumes, oldest first

@@ -61,7 +61,8 @@ struct Found {
 pub fn scan(volumes: &Volumes, req: &ScanRequest) -> Result<Vec<Rebuilt>> {
     let engine = volumes.engine();
     let store = engine.backend(&req.backend)?;
-    let metas: Vec<backends::ObjectMeta> = engine.block_on(store.list("data/").try_collect())?;
+    let metas: Vec<backends::ObjectMeta> =
+        engine.block_on(store.list(keys::DATA_PREFIX).try_collect())?;
     // uid -> layer -> extent -> newest object.
     let mut by_uid: BTreeMap<String, HashMap<String, BTreeMap<u64, Found>>> = BTreeMap::new();
     let mut listed: HashMap<String, u64> = HashMap::new();

@@ -93,13 +93,21 @@ fn class_from(
                     parse_duration(&val).map_err(|e| format!("{at}: parameter {k}: {e}"))?,
                 ))
             }
+            "tierd.io/backupInterval" => {
+                c.backup_interval = Some(HumanDuration(
+                    parse_duration(&val).map_err(|e| format!("{at}: parameter {k}: {e}"))?,
+                ))
+            }
+            "tierd.io/backupKeep" => {
+                c.backup_keep = Some(val.parse().map_err(|_| bad("a whole number of backups"))?)
+            }
             "tierd.io/snapshotRetention" => {
                 c.snapshot_retention =
                     Some(val.parse().map_err(|_| bad("a whole number of snapshots"))?)
             }
             other if other.starts_with("tierd.io/") => {
                 return Err(format!(
-                    "{at}: unknown parameter {other} (tierd.io/ parameters: coolingPeriod, retrievalPolicy, backend, compression, uploadTier, snapshotSchedule, snapshotRetention)"
+                    "{at}: unknown parameter {other} (tierd.io/ parameters: coolingPeriod, retrievalPolicy, backend, compression, uploadTier, snapshotSchedule, snapshotRetention, backupInterval, backupKeep)"
                 ))
             }
             // Parameters of the storage server itself (fsType, backendType, …).
@@ -212,7 +220,7 @@ provisioner: ebs.csi.aws.com
         .unwrap();
         std::fs::write(
             dir.path().join("archive.yml"),
-            "kind: StorageClass\nmetadata:\n  name: archive\nprovisioner: tierd.io/block\nparameters:\n  tieringPolicy: all\n  tierd.io/coolingPeriod: 2d\n  tierd.io/retrievalPolicy: never\n  tierd.io/snapshotSchedule: 1h\n  tierd.io/snapshotRetention: \"48\"\n",
+            "kind: StorageClass\nmetadata:\n  name: archive\nprovisioner: tierd.io/block\nparameters:\n  tieringPolicy: all\n  tierd.io/coolingPeriod: 2d\n  tierd.io/retrievalPolicy: never\n  tierd.io/snapshotSchedule: 1h\n  tierd.io/snapshotRetention: \"48\"\n  tierd.io/backupInterval: 6h\n  tierd.io/backupKeep: \"14\"\n",
         )
         .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not yaml").unwrap();
@@ -227,6 +235,11 @@ provisioner: ebs.csi.aws.com
             Some(Duration::from_secs(3600))
         );
         assert_eq!(a.snapshot_keep(), 48);
+        assert_eq!(
+            a.backup_interval.map(|d| d.0),
+            Some(Duration::from_secs(6 * 3600))
+        );
+        assert_eq!(a.backup_keep(), 14);
         let s = &l.classes["standard"];
         assert_eq!(s.tiering_policy, TieringPolicy::Auto);
         assert_eq!(s.snapshot_schedule, None);

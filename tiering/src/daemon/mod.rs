@@ -10,6 +10,7 @@
 //! every volume, then exit. A second signal skips the waits (an upload not
 //! yet committed is garbage; the local copy still rules).
 
+pub mod backup_schedule;
 mod gc_loop;
 mod heat_flush;
 mod policy_scan;
@@ -185,6 +186,13 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
     ));
     tasks.spawn(snapshot_schedule::run(
         snapshot_schedule::Deps {
+            volumes: volumes.clone(),
+            engine: engine.clone(),
+        },
+        shutdown.clone(),
+    ));
+    tasks.spawn(backup_schedule::run(
+        backup_schedule::Deps {
             volumes: volumes.clone(),
             engine: engine.clone(),
         },

@@ -250,7 +250,7 @@ impl Volumes {
     /// Whether this node wrote objects under the layout from before volume
     /// uids (keys `<layer>/<extent>/<time>`), which it alone may collect.
     pub fn owns_legacy_keys(&self) -> Result<bool> {
-        super::registry::has_key(&self.db, LEGACY_KEY)
+        super::registry::has_key(&self.db, super::registry::LEGACY_KEY)
     }
 }
 
@@ -263,7 +263,6 @@ pub struct Owned {
     pub deleted: bool,
 }
 
-pub(super) const LEGACY_KEY: &[u8] = b"legacy_object_keys";
 const TOMBSTONE_PREFIX: &str = "deleted_uid/";
 
 fn tombstone_key(uid: &str) -> Vec<u8> {

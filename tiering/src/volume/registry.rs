@@ -29,6 +29,9 @@ use crate::extent_map::ExtentMap;
 pub(super) const NEXT_ID_KEY: &[u8] = b"next_volume_id";
 /// This data directory's random identity, in its layers' bucket names.
 const NODE_KEY: &[u8] = b"node_uid";
+/// Set on a data directory made before volume uids (see
+/// `Volumes::owns_legacy_keys`).
+pub(super) const LEGACY_KEY: &[u8] = b"legacy_object_keys";
 
 /// A request to create a volume.
 #[derive(Debug, Clone)]
@@ -169,7 +172,7 @@ impl Volumes {
             // Made before volume uids: its objects have keys of the old
             // layout, which only this node may collect.
             let mut batch = WriteBatch::default();
-            batch.put_cf(db::cf(&db, CF_META)?, super::fence::LEGACY_KEY, b"1");
+            batch.put_cf(db::cf(&db, CF_META)?, LEGACY_KEY, b"1");
             db::write_synced(&db, batch)?;
         }
         // Volumes from before uids existed get one now.
