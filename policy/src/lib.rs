@@ -17,7 +17,9 @@ pub mod snapshots;
 pub mod trace;
 pub mod units;
 
-pub use access::{plan_cold_read, ColdRead, ColdReadPlan, Fetch, ReadTracker};
+pub use access::{
+    plan_cold_read, ColdRead, ColdReadPlan, Fetch, ReadPattern, ReadTracker, Readahead,
+};
 pub use class::{brings_back, ClassConfig, Compression, RetrievalPolicy, TieringPolicy};
 pub use extent::ExtentState;
 pub use select::{inactive, select, ExtentView, Fullness, Hold};

@@ -15,7 +15,7 @@ fn options() -> Options {
             extent_size: 4 * MIB,
             frame_size: 64 << 10,
             half_life_ms: DAY as f64,
-            readahead_extents: 2,
+            readahead: policy::Readahead::new(2, 32, 64),
             cache_entries: 64,
             thrash_window_ms: 7 * DAY,
             gc_grace_ms: HOUR,

@@ -17,6 +17,7 @@ use policy::select::may_tier;
 use policy::trace::{Event, Op};
 use policy::{
     plan_cold_read, ClassConfig, ColdRead, ExtentState, ExtentView, Fetch, Fullness, ReadTracker,
+    Readahead,
 };
 
 /// What a simulated policy did, summed over its volumes.
@@ -99,7 +100,8 @@ pub struct VolumeParams {
     /// ranged GET fetches whole frames.
     pub frame_size: u64,
     pub half_life_ms: f64,
-    pub readahead_extents: u32,
+    /// How far sequential cold reads read ahead (`tiering.readahead_*`).
+    pub readahead: Readahead,
     pub cache_entries: usize,
     pub thrash_window_ms: u64,
     pub gc_grace_ms: u64,
@@ -340,7 +342,8 @@ impl SimVolume {
         p: &VolumeParams,
         c: &mut Counters,
     ) {
-        let sequential = self.reads.observe(offset, len);
+        let pattern = self.reads.observe(offset, len);
+        let sequential = pattern.sequential;
         let count = self.states.len() as u64;
         for (e, n) in self.pieces(offset, len) {
             let i = e as usize;
@@ -355,11 +358,11 @@ impl SimVolume {
                         len: n,
                         extent_len: self.ext,
                         extent_count: count,
-                        sequential,
+                        pattern,
                         cached: self.cache.contains(&(e, self.generation[i])),
                     },
                     p.frame_size,
-                    p.readahead_extents,
+                    p.readahead,
                 );
                 match plan.fetch {
                     Fetch::Whole => {

@@ -126,6 +126,9 @@ fn recovery(kind: Kind) {
     let second_file = b.raw_file("second.raw", &second);
     let first_file = b.raw_file("first.raw", &first);
     b.assert_same("v", &second_file, "the newest backup restored");
+    // The hot set the manifest names comes local in the background.
+    b.wait_log("hot set prefetched");
+    b.assert_same("v", &second_file, "after the hot set came local");
     b.assert_same("v1", &first_file, "the first backup restored as a copy");
 
     // Bad input: over an existing name, an unknown backup, a volume with none.

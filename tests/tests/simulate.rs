@@ -322,9 +322,11 @@ fn the_simulator_agrees_with_the_daemon() {
     // runs once a simulated day, as the simulation's passes do. Every timer
     // runs on the daemon's clock, so the backend's request limits are given
     // in simulated time too (the same real seconds as elsewhere), and GC,
-    // which the simulation leaves out, runs only after the replay.
+    // which the simulation leaves out, runs only after the replay. Read-ahead
+    // stays at two extents, so the hand count below holds (growing read-ahead
+    // is checked alike in the daemon's agreement unit tests).
     let d = Daemon::start_with(&format!(
-        "clock_speed = 43200\n[tiering]\nscan_interval = \"1d\"\ngc_interval = \"30d\"\n{}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"auto\"\ncooling_period = \"2d\"\n",
+        "clock_speed = 43200\n[tiering]\nscan_interval = \"1d\"\ngc_interval = \"30d\"\nreadahead_max_extents = 2\n{}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"auto\"\ncooling_period = \"2d\"\n",
         scaled_limits(&s3.toml)
     ));
     d.create_volume_in("v", "16MiB", Some("1MiB"), "c");

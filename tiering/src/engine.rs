@@ -265,6 +265,17 @@ impl Engine {
         self.cache.lock().contains(fk)
     }
 
+    /// Whether a copy is cached or a fetch of it is under way (readahead
+    /// skips both rather than park a thread on the fetch).
+    pub fn cached_or_fetching(&self, fk: &FetchKey) -> bool {
+        self.cached(fk) || self.inflight.lock().contains_key(fk)
+    }
+
+    /// How far sequential cold reads read ahead, from the configuration.
+    pub fn readahead(&self) -> policy::Readahead {
+        self.config().tiering.readahead()
+    }
+
     pub fn forget(&self, fk: &FetchKey) {
         self.cache.lock().pop(fk);
     }

@@ -16,7 +16,7 @@
 //! byte per extent, and the block sets of partial extents, so the I/O path
 //! decides without touching RocksDB.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
@@ -269,6 +269,9 @@ pub struct ExtentMap {
     partial: RwLock<HashMap<u64, Arc<Blocks>>>,
     /// Partial extents whose block set changed since the last flush.
     dirty: Mutex<BTreeSet<u64>>,
+    /// Extents whose record is Backed: local data with an identical copy in
+    /// the bucket, which a write must end before it changes the data.
+    backed: RwLock<HashSet<u64>>,
     /// Held by a flush while it persists block sets, and by anything that
     /// takes an extent out of the partial state, so a flush never writes a
     /// stale block set over a newer record.
@@ -293,6 +296,7 @@ impl ExtentMap {
         };
         let states: Vec<AtomicU8> = (0..extents).map(|_| AtomicU8::new(default as u8)).collect();
         let mut partial = HashMap::new();
+        let mut backed = HashSet::new();
         {
             let cf = db::cf(&db, CF_EXTENTS)?;
             let start = extent_key(layer, 0);
@@ -313,6 +317,9 @@ impl ExtentMap {
                     })?;
                 if let Some(s) = states.get(extent as usize) {
                     s.store(rec.slot() as u8, Ordering::SeqCst);
+                    if matches!(rec, ExtentRecord::Backed(_)) {
+                        backed.insert(extent);
+                    }
                     match rec {
                         ExtentRecord::Partial(b)
                         | ExtentRecord::Remote(RemoteExtent {
@@ -336,6 +343,7 @@ impl ExtentMap {
             blocks_per_extent,
             partial: RwLock::new(partial),
             dirty: Mutex::new(BTreeSet::new()),
+            backed: RwLock::new(backed),
             commit: Mutex::new(()),
         })
     }
@@ -380,6 +388,13 @@ impl ExtentMap {
         if let Some(s) = self.states.get(extent as usize) {
             s.store(slot as u8, Ordering::SeqCst);
         }
+    }
+
+    /// Whether the extent's record is Backed (its local data also has a copy
+    /// in the bucket).
+    pub fn is_backed(&self, extent: u64) -> bool {
+        let backed = self.backed.read();
+        !backed.is_empty() && backed.contains(&extent)
     }
 
     /// The blocks a partial extent holds here (or, for a remote extent, its
@@ -500,6 +515,11 @@ impl ExtentMap {
         );
         db::write_synced(&self.db, batch)?;
         self.set_slot(extent, rec.slot());
+        if matches!(rec, ExtentRecord::Backed(_)) {
+            self.backed.write().insert(extent);
+        } else {
+            self.backed.write().remove(&extent);
+        }
         match rec {
             ExtentRecord::Partial(b)
             | ExtentRecord::Remote(RemoteExtent {
@@ -531,6 +551,7 @@ impl ExtentMap {
         db::write_synced(&self.db, batch)?;
         self.set_slot(extent, Slot::Local);
         self.partial.write().remove(&extent);
+        self.backed.write().remove(&extent);
         Ok(())
     }
 
@@ -560,6 +581,7 @@ impl ExtentMap {
             },
         );
         self.partial.write().remove(&extent);
+        self.backed.write().remove(&extent);
         Ok(())
     }
 

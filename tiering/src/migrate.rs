@@ -880,7 +880,7 @@ mod tests {
         assert_eq!(t.join().unwrap().unwrap(), Outcome::Raced);
         assert_eq!(vol.extent_state(0), ExtentState::Local);
         let mut buf = vec![0u8; 8192];
-        vol.read(0, &mut buf, false).unwrap();
+        vol.read(0, &mut buf, policy::ReadPattern::RANDOM).unwrap();
         assert!(buf[..4096].iter().all(|&b| b == 1) && buf[4096..].iter().all(|&b| b == 2));
         assert_eq!(
             gate.objects.lock().len(),
@@ -912,7 +912,8 @@ mod tests {
             Outcome::Zero
         );
         let mut back = vec![0u8; 1 << 20];
-        vol.read(1 << 20, &mut back, false).unwrap();
+        vol.read(1 << 20, &mut back, policy::ReadPattern::RANDOM)
+            .unwrap();
         assert!(back == data);
         assert_eq!(gate.objects.lock().len(), 1);
     }

@@ -69,7 +69,8 @@ fn setup(policy: TieringPolicy) -> Setup {
 
 fn read(v: &Arc<Volume>, off: u64, len: usize) -> Vec<u8> {
     let mut b = vec![0u8; len];
-    v.read(off, &mut b, false).expect("read");
+    v.read(off, &mut b, policy::ReadPattern::RANDOM)
+        .expect("read");
     b
 }
 
@@ -223,4 +224,62 @@ fn a_snapshot_extent_held_in_part_moves_with_its_block_set() {
         "{} bytes stored",
         rec.stored_size()
     );
+}
+
+/// Data objects in the store.
+fn objects(s: &Setup) -> usize {
+    use futures::TryStreamExt;
+    let metas: Vec<backends::ObjectMeta> = s
+        .engine
+        .block_on(s.store.list(crate::keys::DATA_PREFIX).try_collect())
+        .expect("list");
+    metas.len()
+}
+
+#[test]
+fn data_brought_up_from_a_snapshot_tiers_again_without_an_upload_until_written() {
+    use crate::extent_map::ExtentRecord;
+    let s = setup(TieringPolicy::Auto);
+    let v = s.vols.get("v").expect("volume");
+    let base: Vec<u8> = (0..4 * MIB).map(|i| (i % 239) as u8).collect();
+    v.write(0, &base, true).expect("write");
+    s.vols.snapshot_create("v", "s").expect("snapshot");
+    // Cooled: the snapshot's layer moves what the volume reads through it.
+    s.clock.advance_ms(3 * DAY);
+    let r = pass(&s, &v);
+    assert_eq!((r.tiered, r.failed), (4, 0), "{r:?}");
+    let objects_before = objects(&s);
+    // A random read under auto brings extent 2 up into the volume's layer,
+    // recorded as backed by the snapshot layer's object.
+    assert!(read(&v, 2 * MIB + 4096, 4096) == base[(2 * MIB + 4096) as usize..][..4096]);
+    assert_eq!(v.extent_slot(2), Slot::Local);
+    let Ok(Some(ExtentRecord::Backed(backed))) = v.extent_record(2) else {
+        panic!("extent 2: {:?}", v.extent_record(2));
+    };
+    // Cooled again, it tiers by pointing at that object: nothing uploaded.
+    s.clock.advance_ms(3 * DAY);
+    let r = pass(&s, &v);
+    assert_eq!((r.tiered, r.bytes_uploaded), (1, 0), "{r:?}");
+    assert_eq!(objects(&s), objects_before, "no new object");
+    assert!(matches!(v.extent_record(2), Ok(Some(ExtentRecord::Remote(r))) if r.key == backed.key));
+    assert!(read(&v, 0, 4 * MIB as usize) == base);
+    // Extent 3 brought up and then written: the record is plain local
+    // before the data changes, so the next tiering uploads the new bytes.
+    read(&v, 3 * MIB, 4096);
+    assert!(matches!(v.extent_record(3), Ok(Some(ExtentRecord::Backed(_)))));
+    v.write(3 * MIB, &[9u8; 4096], true).expect("write");
+    assert!(matches!(v.extent_record(3), Ok(Some(ExtentRecord::Local))));
+    let mut want = base.clone();
+    want[3 * MIB as usize..3 * MIB as usize + 4096].fill(9);
+    // The whole read above brought 0 and 1 up (backed) and extent 2 back
+    // (its own record, so plain local). Of the four tiered now, only 2 and
+    // the written 3 upload.
+    s.clock.advance_ms(3 * DAY);
+    let r = pass(&s, &v);
+    assert_eq!((r.tiered, r.failed), (4, 0), "{r:?}");
+    assert!(r.bytes_uploaded > MIB && r.bytes_uploaded < 3 * MIB, "{r:?}");
+    assert_eq!(objects(&s), objects_before + 2);
+    assert!(read(&v, 0, 4 * MIB as usize) == want);
+    let snap = s.vols.export("v@s").expect("snapshot export");
+    assert!(read(&snap, 0, 4 * MIB as usize) == base);
 }

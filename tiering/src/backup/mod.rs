@@ -254,8 +254,15 @@ fn backup_snapshot(
             size: layer.size(),
         });
     }
+    // Hot: touched within the class's cooling period (what the policy
+    // would keep local), hottest first.
     let mut heat = vol.heat().volume_extents(vol.id())?;
-    heat.retain(|h| h.reads > 0 || h.writes > 0);
+    let cooling = volumes.engine().class(&meta.class)?.cooling().as_millis() as u64;
+    let now = volumes.clock().now_ms();
+    heat.retain(|h| {
+        (h.reads > 0 || h.writes > 0)
+            && (cooling == 0 || now.saturating_sub(h.last_access_ms) < cooling)
+    });
     heat.sort_by(|a, b| b.temperature.total_cmp(&a.temperature));
     let manifest = Manifest {
         format: MANIFEST_FORMAT,

@@ -129,6 +129,37 @@ pub fn restore(volumes: &Volumes, req: &RestoreRequest) -> Result<Vec<Restored>>
     restore_manifest(volumes, req, &manifest, &name)
 }
 
+/// Brings the hot set a manifest names into the restored volume's local
+/// layer in the background, hottest first (a tracked task: shutdown stops
+/// it between extents), unless its class never brings data back.
+fn prefetch_hot(volumes: &Volumes, vol: &std::sync::Arc<crate::volume::Volume>, hot: &[u64]) {
+    let engine = volumes.engine().clone();
+    let never = engine
+        .class(&vol.meta().class)
+        .is_ok_and(|c| c.retrieval_policy == crate::config::RetrievalPolicy::Never);
+    if never || hot.is_empty() {
+        return;
+    }
+    let (vol, hot) = (vol.clone(), hot.to_vec());
+    engine.clone().tasks().spawn_blocking(move || {
+        let mut brought = 0;
+        for e in hot {
+            if engine.is_stopping() || vol.is_closed() {
+                break;
+            }
+            match vol.prefetch_extent(e) {
+                Ok(true) => brought += 1,
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(volume = %vol.name(), extent = e, error = %err, "prefetch of the hot set stopped");
+                    break;
+                }
+            }
+        }
+        tracing::info!(volume = %vol.name(), extents = brought, "hot set prefetched");
+    });
+}
+
 /// Claims the next fencing generation of volume `uid` in `store` for this
 /// node (restoring it as `name`): whoever held the volume is fenced.
 pub(crate) fn take_over(
@@ -237,7 +268,8 @@ fn restore_manifest(
         layers,
     };
     let nlayers = plan.layers.len();
-    volumes.restore_volume(plan)?;
+    let vol = volumes.restore_volume(plan)?;
+    prefetch_hot(volumes, &vol, &manifest.hot_extents);
     Ok(vec![Restored {
         volume: name.to_string(),
         backup: manifest.id.clone(),

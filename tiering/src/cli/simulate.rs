@@ -166,7 +166,7 @@ pub fn simulate(a: &SimulateArgs) -> Result<String> {
             extent_size,
             frame_size: config.tiering.frame_size.bytes(),
             half_life_ms: config.heat.half_life.0.as_millis() as f64,
-            readahead_extents: config.tiering.readahead_extents,
+            readahead: config.tiering.readahead(),
             cache_entries: policy::access::cache_entries(config.tiering.cache_bytes()),
             thrash_window_ms: thrash.as_millis() as u64,
             gc_grace_ms: config.tiering.gc_grace.0.as_millis() as u64,

@@ -163,8 +163,13 @@ pub struct TieringSettings {
     pub scan_interval: HumanDuration,
     /// Memory for recently fetched cold extents. Default 256MiB.
     pub cache_size: HumanSize,
-    /// Extents read ahead when a client reads cold data sequentially. Default 2.
+    /// Extents read ahead when a client starts reading cold data
+    /// sequentially. Default 2.
     pub readahead_extents: u32,
+    /// Extents read ahead at most as a stream grows (the window is twice
+    /// what the stream has read), and never more than half of what
+    /// `cache_size` holds. Default 32.
+    pub readahead_max_extents: u32,
     /// Uncompressed bytes per checksummed frame of a tiered extent: a power of
     /// two from 4KiB to 1MiB. Default 64KiB.
     pub frame_size: HumanSize,
@@ -190,6 +195,7 @@ impl Default for TieringSettings {
             scan_interval: HumanDuration(Duration::from_secs(60)),
             cache_size: HumanSize::from_bytes(256 << 20),
             readahead_extents: 2,
+            readahead_max_extents: 32,
             frame_size: HumanSize::from_bytes(64 << 10),
             gc_grace: HumanDuration(Duration::from_secs(3600)),
             gc_interval: HumanDuration(Duration::from_secs(600)),
@@ -205,6 +211,15 @@ impl Default for TieringSettings {
 impl TieringSettings {
     pub fn cache_bytes(&self) -> u64 {
         self.cache_size.bytes()
+    }
+    /// How far sequential cold reads read ahead (the daemon's and the
+    /// simulator's).
+    pub fn readahead(&self) -> policy::Readahead {
+        policy::Readahead::new(
+            self.readahead_extents,
+            self.readahead_max_extents,
+            policy::access::cache_entries(self.cache_bytes()),
+        )
     }
     /// Validated to be a power of two from 4 KiB to 1 MiB, so it fits.
     pub fn frame_bytes(&self) -> u32 {

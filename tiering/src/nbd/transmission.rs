@@ -22,7 +22,7 @@ use super::handshake::Session;
 use super::proto::*;
 use crate::error::TierError;
 use crate::volume::Volume;
-use policy::access::ReadTracker;
+use policy::access::{ReadPattern, ReadTracker};
 
 /// Read buffers a connection keeps for reuse, and the largest kept.
 const POOLED_BUFFERS: usize = 8;
@@ -156,12 +156,12 @@ fn execute(
     m: &Conn,
     req: Request,
     payload: Vec<u8>,
-    sequential: bool,
+    pattern: ReadPattern,
     cold: bool,
 ) -> Reply {
     let t0 = clock::Stopwatch::start();
     let command = req.command;
-    let reply = execute_inner(vol, m, req, payload, sequential, m.structured);
+    let reply = execute_inner(vol, m, req, payload, pattern, m.structured);
     let result = match &reply {
         Reply::Error { errno, .. } => errno_name(*errno),
         _ => "ok",
@@ -178,10 +178,10 @@ fn execute(
 /// [`Volume::try_read_cached`]), counted and timed as [`execute`] does.
 /// `None` when it would wait or failed: the caller then runs it the usual
 /// way, which reports any error.
-fn read_cached(vol: &Volume, m: &Conn, req: &Request, sequential: bool) -> Option<Reply> {
+fn read_cached(vol: &Volume, m: &Conn, req: &Request, pattern: ReadPattern) -> Option<Reply> {
     let t0 = clock::Stopwatch::start();
     let mut data = m.buffer(req.length as usize);
-    if let Some(Ok(())) = vol.try_read_cached(req.offset, &mut data, sequential) {
+    if let Some(Ok(())) = vol.try_read_cached(req.offset, &mut data, pattern) {
         m.count(CMD_READ, "ok");
         m.local[READ_OP].observe(t0.elapsed().as_secs_f64());
         return Some(Reply::Data {
@@ -199,7 +199,7 @@ fn execute_inner(
     conn: &Conn,
     req: Request,
     payload: Vec<u8>,
-    sequential: bool,
+    pattern: ReadPattern,
     structured: bool,
 ) -> Reply {
     let handle = req.handle;
@@ -209,7 +209,7 @@ fn execute_inner(
         CMD_READ => {
             // Volume::read fills every byte or fails (then the buffer is dropped).
             let mut data = conn.buffer(req.length as usize);
-            match vol.read(req.offset, &mut data, sequential) {
+            match vol.read(req.offset, &mut data, pattern) {
                 Ok(()) => {
                     return Reply::Data {
                         handle,
@@ -478,12 +478,16 @@ pub async fn serve<R, W>(
             }
             continue;
         }
-        let sequential = req.command == CMD_READ && reads.observe(req.offset, req.length as u64);
+        let pattern = if req.command == CMD_READ {
+            reads.observe(req.offset, req.length as u64)
+        } else {
+            ReadPattern::RANDOM
+        };
         let cold = matches!(req.command, CMD_READ | CMD_WRITE)
             && vol.touches_remote(req.offset, req.length as u64);
         if req.command == CMD_READ && req.length as u64 <= INLINE_READ && !cold {
             // Cached local data: a copy that cannot block, done right here.
-            if let Some(reply) = read_cached(&vol, &conn_state, &req, sequential) {
+            if let Some(reply) = read_cached(&vol, &conn_state, &req, pattern) {
                 if tx.send(reply).await.is_err() {
                     break "writer closed".into();
                 }
@@ -495,7 +499,7 @@ pub async fn serve<R, W>(
             // all the same, it saves two thread hand-offs (block_in_place lets
             // the runtime move this worker's other tasks meanwhile).
             let reply = tokio::task::block_in_place(|| {
-                execute(&vol, &conn_state, req, payload, sequential, cold)
+                execute(&vol, &conn_state, req, payload, pattern, cold)
             });
             if tx.send(reply).await.is_err() {
                 break "writer closed".into();
@@ -509,7 +513,7 @@ pub async fn serve<R, W>(
         let vol = vol.clone();
         let conn = conn_state.clone();
         tokio::task::spawn_blocking(move || {
-            let reply = execute(&vol, &conn, req, payload, sequential, cold);
+            let reply = execute(&vol, &conn, req, payload, pattern, cold);
             let _ = tx.blocking_send(reply);
             drop(permit);
         });

@@ -13,12 +13,11 @@ use policy::trace::{Event, Op};
 use policy::{ClassConfig, ReadTracker, RetrievalPolicy, TieringPolicy};
 use sim::volume::{Counters, Latency, SimVolume, VolumeParams};
 
-use super::tests::volume_with;
+use super::tests::volume_sized;
 use crate::config::Config;
 use crate::extent_map::ExtentState;
 
 const MIB: u64 = 1 << 20;
-const EXTENTS: u64 = 8;
 
 /// What one request did, as both sides can tell it.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,7 +49,29 @@ fn reads() -> Vec<(u64, u64)> {
     ]
 }
 
+/// A stream of 1 MiB reads from the start of 32 tiered extents: read-ahead
+/// grows with it (twice what the stream has read).
+fn stream() -> Vec<(u64, u64)> {
+    (0..4).map(|i| (i * MIB, MIB)).collect()
+}
+
 fn agree_under(t: TieringPolicy) {
+    agree_on(t, 8, &reads());
+}
+
+#[test]
+fn read_ahead_grows_with_a_stream_alike() {
+    // Windows of 2, 4, 6 and 8 extents after reads of 1, 2, 3 and 4 MiB:
+    // extents 0 to 11 fetched, where a fixed window of 2 fetches 0 to 5.
+    for t in [TieringPolicy::All, TieringPolicy::Auto] {
+        assert_eq!(agree_on(t, 32, &stream()), 12, "{t:?}");
+    }
+}
+
+/// Runs `reads` of a volume of `extents` tiered 1 MiB extents through the
+/// daemon and the simulator, checking after each that they agree; returns
+/// the GETs made in all.
+fn agree_on(t: TieringPolicy, extents: u64, reads: &[(u64, u64)]) -> u64 {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::embedded();
     config.classes.insert("c".into(), class(t));
@@ -59,10 +80,10 @@ fn agree_under(t: TieringPolicy) {
         config.clone(),
         BTreeMap::from([("mem".to_string(), store.clone())]),
     );
-    let vol = volume_with(dir.path(), engine.clone(), "c");
-    let data: Vec<u8> = (0..EXTENTS * MIB).map(|i| (i % 253) as u8).collect();
+    let vol = volume_sized(dir.path(), engine.clone(), "c", extents * MIB);
+    let data: Vec<u8> = (0..extents * MIB).map(|i| (i % 253) as u8).collect();
     vol.write(0, &data, true).expect("write");
-    for e in 0..EXTENTS {
+    for e in 0..extents {
         vol.tier_extent(e, &class(TieringPolicy::All), "mem", &store)
             .expect("tier");
     }
@@ -71,7 +92,7 @@ fn agree_under(t: TieringPolicy) {
         extent_size: MIB,
         frame_size: config.tiering.frame_size.bytes(),
         half_life_ms: config.heat.half_life.0.as_millis() as f64,
-        readahead_extents: config.tiering.readahead_extents,
+        readahead: config.tiering.readahead(),
         cache_entries: policy::access::cache_entries(config.tiering.cache_bytes()),
         thrash_window_ms: 1,
         gc_grace_ms: 1,
@@ -87,7 +108,7 @@ fn agree_under(t: TieringPolicy) {
         device: 0,
         op: Op::Write,
         offset: 0,
-        len: EXTENTS * MIB,
+        len: extents * MIB,
     };
     simv.apply(&write_all, &class(t), &params, &mut counters);
     simv.pass(
@@ -97,17 +118,17 @@ fn agree_under(t: TieringPolicy) {
         &params,
         &mut counters,
     );
-    assert_eq!(simv.tiered_extents(), (0..EXTENTS).collect::<Vec<_>>());
+    assert_eq!(simv.tiered_extents(), (0..extents).collect::<Vec<_>>());
 
     let mut tracker = ReadTracker::new();
-    for (i, (offset, len)) in reads().into_iter().enumerate() {
+    for (i, &(offset, len)) in reads.iter().enumerate() {
         let before_daemon = vol
             .stats
             .bytes_fetched
             .load(std::sync::atomic::Ordering::SeqCst);
-        let sequential = tracker.observe(offset, len);
+        let pattern = tracker.observe(offset, len);
         let mut buf = vec![0u8; len as usize];
-        vol.read(offset, &mut buf, sequential).expect("cold read");
+        vol.read(offset, &mut buf, pattern).expect("cold read");
         assert_eq!(
             buf,
             data[offset as usize..(offset + len) as usize],
@@ -123,7 +144,7 @@ fn agree_under(t: TieringPolicy) {
                 .bytes_fetched
                 .load(std::sync::atomic::Ordering::SeqCst)
                 - before_daemon,
-            remote: (0..EXTENTS)
+            remote: (0..extents)
                 .filter(|&e| vol.extent_state(e) == ExtentState::Remote)
                 .collect(),
         };
@@ -141,7 +162,7 @@ fn agree_under(t: TieringPolicy) {
             remote: simv.tiered_extents(),
         };
         assert_eq!(daemon, simulated, "{t:?}: read {i} ({offset}+{len})");
-        for e in 0..EXTENTS {
+        for e in 0..extents {
             if let Ok(Some(crate::extent_map::ExtentRecord::Remote(r))) = vol.extent_record(e) {
                 assert_eq!(
                     engine.cached(&(vol.id(), e, r.generation)),
@@ -151,6 +172,9 @@ fn agree_under(t: TieringPolicy) {
             }
         }
     }
+    let fetches = vol.stats.fetches.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(fetches, counters.gets, "{t:?}: GETs");
+    fetches
 }
 
 #[test]

@@ -176,6 +176,9 @@ impl Volume {
     /// Brings a remote extent of a layer below into the top layer, where the
     /// top layer still inherits all of it: the layer below keeps its object
     /// for the snapshots that share it. Durable before the record says local.
+    /// The record is Backed by that object: until a write changes the
+    /// extent, a backup names the object and a tier pass points back at it,
+    /// neither uploading the same bytes again.
     pub(crate) fn copy_up(&self, top: &Layer, e: u64, back: &BringBack) -> Result<bool> {
         let stripe = top.stripe(e);
         let _g = stripe.lock.write();
@@ -183,17 +186,18 @@ impl Volume {
         if map.slot(e) != Slot::Inherit {
             return Ok(false);
         }
-        {
-            // Still the object the data came from (frozen layers only move
-            // their data, so this holds unless it was collected).
-            let below = back.layer.map.read();
-            match below.record(e)? {
-                Some(ExtentRecord::Remote(r)) if r.generation == back.generation => {}
-                _ => return Ok(false),
+        // Still the object the data came from (frozen layers only move
+        // their data, so this holds unless it was collected).
+        let source = match back.layer.map.read().record(e)? {
+            Some(ExtentRecord::Remote(r))
+                if r.generation == back.generation && r.blocks.is_none() =>
+            {
+                r
             }
-        }
+            _ => return Ok(false),
+        };
         self.write_extent_durably(top, e, &back.data, "copy up")?;
-        map.make_local(e)?;
+        map.commit(e, &ExtentRecord::Backed(source))?;
         stripe.seq.fetch_add(1, Ordering::SeqCst);
         self.brought_back(e, back.data.len());
         Ok(true)
@@ -220,6 +224,38 @@ impl Volume {
         r
     }
 
+    /// Brings extent `e` into the top layer ahead of any read, when the top
+    /// layer reads all of it from one remote object below (a restored
+    /// volume's hot set). Returns whether it did.
+    pub(crate) fn prefetch_extent(&self, e: u64) -> Result<bool> {
+        let top = self.top();
+        if e >= top.map.read().len() || top.map.read().slot(e) != Slot::Inherit {
+            return Ok(false);
+        }
+        let mut below = top.parent.clone();
+        while let Some(layer) = below {
+            let (slot, partial) = {
+                let map = layer.map.read();
+                (map.slot(e), map.blocks(e).is_some())
+            };
+            match slot {
+                Slot::Inherit => below = layer.parent.clone(),
+                Slot::Remote if !partial => {
+                    let rec = self.remote_record(&layer, e)?;
+                    let data = self.fetch_whole(&layer, e, &rec)?;
+                    let back = BringBack {
+                        layer: layer.clone(),
+                        generation: rec.generation,
+                        data,
+                    };
+                    return self.copy_up(&top, e, &back);
+                }
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+
     /// Prefetches the planned extents that are remote and not cached, as
     /// tracked background tasks (shutdown waits for or cancels them).
     pub(super) fn readahead(self: &Arc<Self>, layer: &Arc<Layer>, extents: std::ops::Range<u64>) {
@@ -230,7 +266,10 @@ impl Volume {
             let Ok(rec) = self.remote_record(layer, e) else {
                 continue;
             };
-            if self.engine.cached(&(layer.id, e, rec.generation)) {
+            if self
+                .engine
+                .cached_or_fetching(&(layer.id, e, rec.generation))
+            {
                 continue;
             }
             let vol = self.clone();

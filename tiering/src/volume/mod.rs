@@ -520,6 +520,16 @@ pub(crate) mod tests {
         engine: Arc<Engine>,
         class: &str,
     ) -> Arc<Volume> {
+        volume_sized(dir, engine, class, 8 << 20)
+    }
+
+    /// [`volume_with`] of `size` bytes.
+    pub(crate) fn volume_sized(
+        dir: &std::path::Path,
+        engine: Arc<Engine>,
+        class: &str,
+        size: u64,
+    ) -> Arc<Volume> {
         let cfg = HeatConfig::default();
         let db = crate::db::open(&dir.join("db"), &cfg).unwrap();
         let heat =
@@ -527,7 +537,7 @@ pub(crate) mod tests {
         let meta = VolumeMeta {
             id: 3,
             name: "v".into(),
-            size: 8 << 20,
+            size,
             class: class.into(),
             extent_size: 1 << 20,
             created_ms: 0,
@@ -565,7 +575,8 @@ pub(crate) mod tests {
         let data: Vec<u8> = (0..12288u32).map(|i| (i % 251) as u8).collect();
         v.write((1 << 20) - 4096, &data, true).unwrap();
         let mut back = vec![0u8; data.len()];
-        v.read((1 << 20) - 4096, &mut back, false).unwrap();
+        v.read((1 << 20) - 4096, &mut back, policy::ReadPattern::RANDOM)
+            .unwrap();
         assert_eq!(back, data);
         let e0 = v.heat.extent(3, 0).unwrap().unwrap();
         let e1 = v.heat.extent(3, 1).unwrap().unwrap();
@@ -581,7 +592,7 @@ pub(crate) mod tests {
         let data: Vec<u8> = (0..12288u32).map(|i| (i % 241) as u8).collect();
         v.write((1 << 20) - 4096, &data, false).unwrap();
         let mut back = vec![0u8; data.len()];
-        let r = v.try_read_cached((1 << 20) - 4096, &mut back, false);
+        let r = v.try_read_cached((1 << 20) - 4096, &mut back, policy::ReadPattern::RANDOM);
         assert!(matches!(r, Some(Ok(()))), "{r:?}");
         assert_eq!(back, data);
         let e1 = v.heat.extent(3, 1).unwrap().unwrap();
@@ -591,11 +602,13 @@ pub(crate) mod tests {
         let top = v.top();
         let guard = top.stripe(1).lock.write();
         let mut other = vec![0u8; 4096];
-        assert!(v.try_read_cached(1 << 20, &mut other, false).is_none());
+        assert!(v
+            .try_read_cached(1 << 20, &mut other, policy::ReadPattern::RANDOM)
+            .is_none());
         drop(guard);
         assert_eq!(v.heat.extent(3, 1).unwrap().unwrap().read_bytes, 8192);
         assert!(matches!(
-            v.try_read_cached(8 << 20, &mut other, false),
+            v.try_read_cached(8 << 20, &mut other, policy::ReadPattern::RANDOM),
             Some(Err(TierError::InvalidArgument(_)))
         ));
     }
@@ -606,7 +619,7 @@ pub(crate) mod tests {
         let v = volume(dir.path());
         let mut buf = vec![0u8; 4096];
         assert!(matches!(
-            v.read(8 << 20, &mut buf, false),
+            v.read(8 << 20, &mut buf, policy::ReadPattern::RANDOM),
             Err(TierError::InvalidArgument(_))
         ));
         assert!(v.write(u64::MAX - 10, &buf, false).is_err());
@@ -621,7 +634,7 @@ pub(crate) mod tests {
         v.write_zeroes(4096, 4096, false, false).unwrap();
         v.trim(1 << 20, 1 << 20, false).unwrap();
         let mut buf = vec![1u8; 2 << 20];
-        v.read(0, &mut buf, false).unwrap();
+        v.read(0, &mut buf, policy::ReadPattern::RANDOM).unwrap();
         assert!(buf[..4096].iter().all(|&b| b == 9));
         assert!(buf[4096..8192].iter().all(|&b| b == 0));
         assert!(buf[8192..1 << 20].iter().all(|&b| b == 9));

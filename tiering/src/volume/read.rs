@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use heatmap::AccessKind;
+use policy::ReadPattern;
 
 use super::{Allocation, Layer, Volume, BLOCK_SIZE};
 use crate::error::Result;
@@ -28,7 +29,7 @@ impl Volume {
         &self,
         offset: u64,
         buf: &mut [u8],
-        sequential: bool,
+        pattern: ReadPattern,
     ) -> Option<Result<()>> {
         if let Err(e) = self.check_range(offset, buf.len() as u64) {
             return Some(Err(e));
@@ -44,7 +45,12 @@ impl Volume {
             }
         }
         self.trace(policy::trace::Op::Read, offset, buf.len() as u64);
-        self.record(AccessKind::Read, offset, buf.len() as u64, sequential);
+        self.record(
+            AccessKind::Read,
+            offset,
+            buf.len() as u64,
+            pattern.sequential,
+        );
         Some(Ok(()))
     }
 
@@ -103,16 +109,16 @@ impl Volume {
         }
     }
 
-    /// Reads `buf.len()` bytes at `offset`. `sequential` says whether the read
-    /// continues an earlier read of the same client.
-    pub fn read(self: &Arc<Self>, offset: u64, buf: &mut [u8], sequential: bool) -> Result<()> {
+    /// Reads `buf.len()` bytes at `offset`. `pattern` is what the client's
+    /// read tracker made of it (sequential, and how far its stream has run).
+    pub fn read(self: &Arc<Self>, offset: u64, buf: &mut [u8], pattern: ReadPattern) -> Result<()> {
         self.check_range(offset, buf.len() as u64)?;
         let top = self.top();
         let mut pos = 0usize;
         for (e, start, n) in self.pieces(offset, buf.len() as u64) {
             let out = &mut buf[pos..pos + n as usize];
             pos += n as usize;
-            if let Some(back) = self.read_in(&top, e, start, out, sequential, true)? {
+            if let Some(back) = self.read_in(&top, e, start, out, pattern, true)? {
                 let r = if Arc::ptr_eq(&back.layer, &top) {
                     self.rehydrate_with(&top, e, back.generation, &back.data)
                 } else {
@@ -125,7 +131,12 @@ impl Volume {
             }
         }
         self.trace(policy::trace::Op::Read, offset, buf.len() as u64);
-        self.record(AccessKind::Read, offset, buf.len() as u64, sequential);
+        self.record(
+            AccessKind::Read,
+            offset,
+            buf.len() as u64,
+            pattern.sequential,
+        );
         Ok(())
     }
 
@@ -140,7 +151,7 @@ impl Volume {
         e: u64,
         start: u64,
         out: &mut [u8],
-        sequential: bool,
+        pattern: ReadPattern,
         whole: bool,
     ) -> Result<Option<BringBack>> {
         let _g = layer.stripe(e).lock.read();
@@ -162,7 +173,7 @@ impl Volume {
             Slot::Inherit => {
                 drop(map);
                 match &layer.parent {
-                    Some(p) => self.read_in(p, e, start, out, sequential, whole),
+                    Some(p) => self.read_in(p, e, start, out, pattern, whole),
                     None => {
                         out.fill(0);
                         Ok(None)
@@ -180,7 +191,7 @@ impl Volume {
                             .read_at(part, from)
                             .map_err(|err| self.layer_err(layer, "read", err))?;
                     } else if let Some(p) = &layer.parent {
-                        self.read_in(p, e, from, part, sequential, false)?;
+                        self.read_in(p, e, from, part, pattern, false)?;
                     } else {
                         part.fill(0);
                     }
@@ -190,7 +201,7 @@ impl Volume {
             Slot::Remote if map.blocks(e).is_some() => {
                 let blocks = map.blocks(e);
                 drop(map);
-                self.read_partial_remote(layer, e, start, out, blocks, sequential)?;
+                self.read_partial_remote(layer, e, start, out, blocks, pattern)?;
                 Ok(None)
             }
             Slot::Remote => {
@@ -206,11 +217,11 @@ impl Volume {
                         len: out.len() as u64,
                         extent_len: ext_len,
                         extent_count: layer.map.read().len(),
-                        sequential,
+                        pattern,
                         cached: self.engine.cached(&(layer.id, e, rec.generation)),
                     },
                     rec.frame_size as u64,
-                    self.engine.config().tiering.readahead_extents,
+                    self.engine.readahead(),
                 );
                 let data = self.read_remote(layer, e, &rec, start - ext_start, out, plan.fetch)?;
                 self.readahead(layer, plan.readahead);
@@ -238,7 +249,7 @@ impl Volume {
         start: u64,
         out: &mut [u8],
         blocks: Option<Arc<crate::blocks::Blocks>>,
-        sequential: bool,
+        pattern: ReadPattern,
     ) -> Result<()> {
         let rec = self.remote_record(layer, e)?;
         let (ext_start, _) = self.extent_range(e);
@@ -253,7 +264,7 @@ impl Volume {
                 };
                 self.read_remote(layer, e, &rec, within, part, fetch)?;
             } else if let Some(p) = &layer.parent {
-                self.read_in(p, e, from, part, sequential, false)?;
+                self.read_in(p, e, from, part, pattern, false)?;
             } else {
                 part.fill(0);
             }

@@ -632,7 +632,7 @@ pub(super) mod tests {
         let a = vols.get("a").unwrap();
         assert_eq!(a.size(), 32 << 20);
         let mut buf = [0u8; 4096];
-        a.read(4096, &mut buf, false).unwrap();
+        a.read(4096, &mut buf, policy::ReadPattern::RANDOM).unwrap();
         assert_eq!(buf, [5u8; 4096]);
     }
 

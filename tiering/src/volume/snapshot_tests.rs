@@ -26,7 +26,7 @@ fn create(vols: &Volumes, name: &str) -> Arc<Volume> {
 
 fn read(v: &Arc<Volume>, off: u64, len: usize) -> Vec<u8> {
     let mut b = vec![0u8; len];
-    v.read(off, &mut b, false).unwrap();
+    v.read(off, &mut b, policy::ReadPattern::RANDOM).unwrap();
     b
 }
 

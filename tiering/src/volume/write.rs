@@ -9,8 +9,10 @@
 //! a held block is always whole; every write bumps its stripe's sequence
 //! number under the stripe lock, so a migration that read the extent earlier
 //! cannot commit over it; a whole remote extent that is zeroed becomes a zero
-//! extent without a fetch; writes hold the write gate shared, so nothing
-//! writes while the top layer is frozen or replaced.
+//! extent without a fetch; a Backed extent (local, with the same bytes in the
+//! bucket) is durably plain local before a write changes it; writes hold the
+//! write gate shared, so nothing writes while the top layer is frozen or
+//! replaced.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -104,7 +106,7 @@ impl Volume {
             let len = BLOCK_SIZE.min(ext_start + ext_len - off);
             let mut buf = vec![0u8; len as usize];
             if let Some(p) = &top.parent {
-                self.read_in(p, e, off, &mut buf, false, false)?;
+                self.read_in(p, e, off, &mut buf, policy::ReadPattern::RANDOM, false)?;
             }
             top.tier
                 .write_at(&buf, off)
@@ -152,6 +154,15 @@ impl Volume {
                         _ => None,
                     };
                     self.make_writable(&top, e, data)?;
+                    continue;
+                }
+                // Its copy in the bucket is about to differ: the extent
+                // becomes plain local (durably) before the data changes.
+                (Slot::Local, _) if top.map.read().is_backed(e) => {
+                    let _g = stripe.lock.write();
+                    if top.map.read().is_backed(e) {
+                        top.map.read().make_local(e)?;
+                    }
                     continue;
                 }
                 (Slot::Local, _) => {
