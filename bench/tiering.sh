@@ -31,7 +31,6 @@ nbd_listen = "127.0.0.1:$NP"
 http_listen = "127.0.0.1:$HP"
 [tiering]
 scan_interval = "1h"
-readahead_extents = 8
 [backends.s3]
 kind = "s3"
 bucket = "tierd-bench"

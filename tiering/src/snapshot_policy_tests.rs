@@ -266,7 +266,10 @@ fn data_brought_up_from_a_snapshot_tiers_again_without_an_upload_until_written()
     // Extent 3 brought up and then written: the record is plain local
     // before the data changes, so the next tiering uploads the new bytes.
     read(&v, 3 * MIB, 4096);
-    assert!(matches!(v.extent_record(3), Ok(Some(ExtentRecord::Backed(_)))));
+    assert!(matches!(
+        v.extent_record(3),
+        Ok(Some(ExtentRecord::Backed(_)))
+    ));
     v.write(3 * MIB, &[9u8; 4096], true).expect("write");
     assert!(matches!(v.extent_record(3), Ok(Some(ExtentRecord::Local))));
     let mut want = base.clone();
@@ -277,7 +280,10 @@ fn data_brought_up_from_a_snapshot_tiers_again_without_an_upload_until_written()
     s.clock.advance_ms(3 * DAY);
     let r = pass(&s, &v);
     assert_eq!((r.tiered, r.failed), (4, 0), "{r:?}");
-    assert!(r.bytes_uploaded > MIB && r.bytes_uploaded < 3 * MIB, "{r:?}");
+    assert!(
+        r.bytes_uploaded > MIB && r.bytes_uploaded < 3 * MIB,
+        "{r:?}"
+    );
     assert_eq!(objects(&s), objects_before + 2);
     assert!(read(&v, 0, 4 * MIB as usize) == want);
     let snap = s.vols.export("v@s").expect("snapshot export");
