@@ -14,7 +14,7 @@
 //! event series.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// NBD commands as `tierd_nbd_requests_total` labels them.
@@ -50,6 +50,8 @@ pub struct TierMetrics {
     pub nbd_requests: IntCounterVec,
     /// NBD request latency by operation and tier (local, or remote when a cold extent was touched).
     pub nbd_duration: HistogramVec,
+    /// Bytes of write payloads and read replies NBD connections hold now.
+    pub nbd_buffered: IntGauge,
     /// Extent migrations by direction (tier, rehydrate) and result.
     pub migrations: IntCounterVec,
     /// Bytes moved by direction (tier: stored bytes uploaded; rehydrate: bytes written back).
@@ -78,6 +80,10 @@ impl TierMetrics {
                 HistogramOpts::new("tierd_nbd_request_duration_seconds", "NBD request latency")
                     .buckets(latency_buckets()),
                 &["op", "tier"],
+            )?,
+            nbd_buffered: IntGauge::new(
+                "tierd_nbd_buffered_bytes",
+                "Bytes of write payloads and read replies NBD connections hold",
             )?,
             migrations: counter_vec(
                 "tierd_migrations_total",
@@ -113,6 +119,7 @@ impl TierMetrics {
         let m = Self::unregistered()?;
         registry.register(Box::new(m.nbd_requests.clone()))?;
         registry.register(Box::new(m.nbd_duration.clone()))?;
+        registry.register(Box::new(m.nbd_buffered.clone()))?;
         registry.register(Box::new(m.migrations.clone()))?;
         registry.register(Box::new(m.migration_bytes.clone()))?;
         registry.register(Box::new(m.heat_flush_duration.clone()))?;

@@ -103,6 +103,12 @@ pub struct ServerConfig {
     pub nbd_listen: String,
     /// NBD over a unix socket, off unless set.
     pub nbd_socket: Option<PathBuf>,
+    /// Bytes of write payloads and read replies one NBD connection may hold
+    /// at once; beyond it the daemon stops reading that connection's
+    /// requests until replies have gone out. Default 32MiB.
+    pub nbd_connection_buffer: HumanSize,
+    /// The same, for all NBD connections together. Default 512MiB.
+    pub nbd_total_buffer: HumanSize,
     /// The admin HTTP API. Default `127.0.0.1:9464`.
     pub http_listen: String,
     /// A file holding the bearer token the admin API requires (all but
@@ -125,6 +131,8 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./tierd-data"),
             nbd_listen: "127.0.0.1:10809".into(),
             nbd_socket: None,
+            nbd_connection_buffer: HumanSize::from_bytes(32 << 20),
+            nbd_total_buffer: HumanSize::from_bytes(512 << 20),
             http_listen: "127.0.0.1:9464".into(),
             admin_token_file: None,
             allow_insecure_admin: false,
@@ -371,6 +379,19 @@ impl Config {
                     s.nbd_listen
                 )
             })?;
+        }
+        let (conn, total) = (s.nbd_connection_buffer.bytes(), s.nbd_total_buffer.bytes());
+        if !(1 << 20..=1 << 31).contains(&conn) || !(1 << 20..=1 << 31).contains(&total) {
+            return Err(format!(
+                "server.nbd_connection_buffer ({conn} bytes) and server.nbd_total_buffer \
+                 ({total} bytes) must each be from 1MiB to 2GiB"
+            ));
+        }
+        if conn > total {
+            return Err(format!(
+                "server.nbd_connection_buffer ({conn} bytes) is larger than \
+                 server.nbd_total_buffer ({total} bytes)"
+            ));
         }
         if s.nbd_listen.is_empty() && s.nbd_socket.is_none() {
             return Err(

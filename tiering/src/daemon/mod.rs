@@ -104,7 +104,12 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
     )?);
 
     let shutdown = tasks.token();
-    let nbd = NbdServer::new(volumes.clone(), shutdown.clone());
+    let budgets = crate::nbd::budget::Budgets::new(
+        config.server.nbd_connection_buffer.bytes(),
+        config.server.nbd_total_buffer.bytes(),
+        engine.metrics.nbd_buffered.clone(),
+    );
+    let nbd = NbdServer::new(volumes.clone(), shutdown.clone(), budgets);
     let mut listeners = Vec::new();
     if !config.server.nbd_listen.is_empty() {
         let addr = &config.server.nbd_listen;

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::budget::Budgets;
 use super::{handshake, transmission};
 use crate::volume::Volumes;
 
@@ -20,14 +21,17 @@ pub struct NbdServer {
     volumes: Arc<Volumes>,
     shutdown: CancellationToken,
     connections: TaskTracker,
+    budgets: Budgets,
 }
 
 impl NbdServer {
-    pub fn new(volumes: Arc<Volumes>, shutdown: CancellationToken) -> Self {
+    /// A server whose connections share `budgets`.
+    pub fn new(volumes: Arc<Volumes>, shutdown: CancellationToken, budgets: Budgets) -> Self {
         Self {
             volumes,
             shutdown,
             connections: TaskTracker::new(),
+            budgets,
         }
     }
 
@@ -51,7 +55,8 @@ impl NbdServer {
                 tracing::info!(peer, export = %session.export, structured = session.structured,
                     allocation = session.allocation, "NBD client attached");
                 let (r, w) = tokio::io::split(stream);
-                transmission::serve(r, w, session, peer, self.shutdown.clone()).await;
+                let budget = self.budgets.connection();
+                transmission::serve(r, w, session, peer, budget, self.shutdown.clone()).await;
             }
             Ok(None) => tracing::debug!(peer, "NBD client left during the handshake"),
             Err(e) => tracing::warn!(peer, error = %e, "NBD handshake failed; disconnecting"),

@@ -5,9 +5,13 @@
 //! through `block_in_place`; everything else goes to the blocking pool.
 //! Replies come back through a channel to one writer, in whatever order they
 //! finish (the protocol allows it). Invariants: every request whose payload
-//! was read gets exactly one reply; a request that breaks framing (bad magic,
-//! a payload too big to skip) ends this connection only, after in-flight
-//! replies are sent.
+//! was read gets exactly one reply while the client reads them; a request
+//! that breaks framing (bad magic, a payload too big to skip) ends this
+//! connection only, after in-flight replies are sent. A request's bytes are
+//! taken from the connection's budget (see `budget`) before its payload is
+//! read or its reply made, so a client that stops reading replies stops its
+//! own reader. Once the writer fails or the client hangs up, the connection
+//! is gone: its reader stops and no request not yet started runs.
 
 use std::io;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, B
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::budget::{ConnBudget, Held};
 use super::handshake::Session;
 use super::proto::*;
 use crate::error::TierError;
@@ -333,13 +338,38 @@ async fn write_reply<W: AsyncWrite + Unpin>(
     Ok(None)
 }
 
+/// Writes replies as they come until the reader and every request task
+/// are done; a reply's budget is given back once it has been written.
+async fn write_replies<W: AsyncWrite + Unpin>(
+    writer: W,
+    mut rx: mpsc::Receiver<(Reply, Held)>,
+    conn: &Conn,
+    structured: bool,
+) -> io::Result<()> {
+    let mut w = BufWriter::with_capacity(256 << 10, writer);
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some((reply, held)) = next.take() {
+            if let Some(buf) = write_reply(&mut w, reply, structured).await? {
+                conn.give_back(buf);
+            }
+            drop(held);
+            next = rx.try_recv().ok();
+        }
+        w.flush().await?;
+    }
+    w.shutdown().await
+}
+
 /// Serves one connection until the client disconnects, breaks framing, the
-/// volume is deleted, or `shutdown` is cancelled.
+/// volume is deleted, or `shutdown` is cancelled. `budget` bounds the bytes
+/// of payloads and replies it holds.
 pub async fn serve<R, W>(
     reader: R,
     writer: W,
     session: Session,
     peer: String,
+    budget: ConnBudget,
     shutdown: CancellationToken,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
@@ -348,21 +378,18 @@ pub async fn serve<R, W>(
     let structured = session.structured;
     let vol: Arc<Volume> = (*session.volume).clone();
     let conn_state = Arc::new(Conn::new(&vol, structured));
-    let (tx, mut rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT * 2);
+    let (tx, rx) = mpsc::channel::<(Reply, Held)>(MAX_IN_FLIGHT * 2);
+    // Cancelled when the client can no longer get replies: nothing more is
+    // read from it, and requests not yet started never run.
+    let gone = CancellationToken::new();
     let conn = conn_state.clone();
+    let writer_gone = gone.clone();
     let writer_task = tokio::spawn(async move {
-        let mut w = BufWriter::with_capacity(256 << 10, writer);
-        while let Some(first) = rx.recv().await {
-            let mut r = Some(first);
-            while let Some(reply) = r.take() {
-                if let Some(buf) = write_reply(&mut w, reply, structured).await? {
-                    conn.give_back(buf);
-                }
-                r = rx.try_recv().ok();
-            }
-            w.flush().await?;
+        let r = write_replies(writer, rx, &conn, structured).await;
+        if r.is_err() {
+            writer_gone.cancel();
         }
-        w.shutdown().await
+        r
     });
 
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -377,16 +404,25 @@ pub async fn serve<R, W>(
         if shutdown.is_cancelled() {
             break "server shutting down".into();
         }
+        // Requests already buffered are not run for a client that is gone.
+        if gone.is_cancelled() {
+            break "replies could not be sent".into();
+        }
         let read = tokio::select! {
             res = r.read_exact(&mut header) => res,
             _ = shutdown.cancelled() => break "server shutting down".into(),
+            _ = gone.cancelled() => break "replies could not be sent".into(),
         };
         match read {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                break "client hung up without NBD_CMD_DISC".into()
+                gone.cancel();
+                break "client hung up without NBD_CMD_DISC".into();
             }
-            Err(e) => break format!("read error: {e}"),
+            Err(e) => {
+                gone.cancel();
+                break format!("read error: {e}");
+            }
         }
         let req = match Request::parse(&header) {
             Ok(req) => req,
@@ -410,28 +446,44 @@ pub async fn serve<R, W>(
             .checked_add(req.length as u64)
             .is_some_and(|end| end <= size);
         let mut payload = Vec::new();
-        if req.command == CMD_WRITE {
-            if req.length > MAX_PAYLOAD {
-                // The payload cannot be skipped cheaply, so framing is lost: answer and hang up.
-                let _ = tx
-                    .send(reject(
+        if req.command == CMD_WRITE && req.length > MAX_PAYLOAD {
+            // The payload cannot be skipped cheaply, so framing is lost: answer and hang up.
+            let _ = tx
+                .send((
+                    reject(
                         EINVAL,
                         format!(
                             "write of {} bytes exceeds the {MAX_PAYLOAD}-byte maximum",
                             req.length
                         ),
-                    ))
-                    .await;
-                break "oversized write payload".into();
-            }
+                    ),
+                    Held::none(),
+                ))
+                .await;
+            break "oversized write payload".into();
+        }
+        // The bytes this request holds until its reply is written: its
+        // payload, or the data a read returns.
+        let cost = match req.command {
+            CMD_WRITE => req.length as u64,
+            CMD_READ if req.length <= MAX_PAYLOAD => req.length as u64,
+            _ => 0,
+        };
+        let held = tokio::select! {
+            held = budget.take(cost) => held,
+            _ = shutdown.cancelled() => break "server shutting down".into(),
+            _ = gone.cancelled() => break "replies could not be sent".into(),
+        };
+        if req.command == CMD_WRITE {
             payload = vec![0u8; req.length as usize];
             if let Err(e) = r.read_exact(&mut payload).await {
+                gone.cancel();
                 break format!("read error in write payload: {e}");
             }
         }
         if vol.is_closed() {
             let _ = tx
-                .send(reject(ESHUTDOWN, "volume was deleted".into()))
+                .send((reject(ESHUTDOWN, "volume was deleted".into()), held))
                 .await;
             break "volume deleted".into();
         }
@@ -473,7 +525,7 @@ pub async fn serve<R, W>(
             if let Reply::Error { errno, .. } = &reply {
                 conn_state.count(req.command, errno_name(*errno));
             }
-            if tx.send(reply).await.is_err() {
+            if tx.send((reply, held)).await.is_err() {
                 break "writer closed".into();
             }
             continue;
@@ -488,7 +540,7 @@ pub async fn serve<R, W>(
         if req.command == CMD_READ && req.length as u64 <= INLINE_READ && !cold {
             // Cached local data: a copy that cannot block, done right here.
             if let Some(reply) = read_cached(&vol, &conn_state, &req, pattern) {
-                if tx.send(reply).await.is_err() {
+                if tx.send((reply, held)).await.is_err() {
                     break "writer closed".into();
                 }
                 continue;
@@ -501,20 +553,30 @@ pub async fn serve<R, W>(
             let reply = tokio::task::block_in_place(|| {
                 execute(&vol, &conn_state, req, payload, pattern, cold)
             });
-            if tx.send(reply).await.is_err() {
+            if tx.send((reply, held)).await.is_err() {
                 break "writer closed".into();
             }
             continue;
         }
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            break "internal: request slots closed".into();
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break "internal: request slots closed".into(),
+            },
+            _ = gone.cancelled() => break "replies could not be sent".into(),
         };
         let tx = tx.clone();
         let vol = vol.clone();
         let conn = conn_state.clone();
+        let gone = gone.clone();
         tokio::task::spawn_blocking(move || {
-            let reply = execute(&vol, &conn, req, payload, pattern, cold);
-            let _ = tx.blocking_send(reply);
+            // Nobody would get the reply: do not start.
+            if !gone.is_cancelled() {
+                let reply = execute(&vol, &conn, req, payload, pattern, cold);
+                if tx.blocking_send((reply, held)).is_err() {
+                    gone.cancel();
+                }
+            }
             drop(permit);
         });
     };
