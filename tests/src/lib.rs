@@ -90,6 +90,8 @@ pub struct Daemon {
     child: Option<Child>,
     /// Extra environment for the next start (failpoints).
     pub env: Vec<(String, String)>,
+    /// RLIMIT_NOFILE (soft, hard) for the next start; inherited when None.
+    pub nofile: Option<(u64, u64)>,
     pub dir: tempfile::TempDir,
     pub nbd_port: u16,
     pub http_port: u16,
@@ -116,6 +118,7 @@ impl Daemon {
         let mut d = Daemon {
             child: None,
             env: Vec::new(),
+            nofile: None,
             dir,
             nbd_port,
             http_port,
@@ -140,15 +143,30 @@ impl Daemon {
             .append(true)
             .open(self.log_path())
             .expect("open log");
-        let child = Command::new(tierd_bin())
-            .args(["serve", "--config"])
+        let mut cmd = Command::new(tierd_bin());
+        cmd.args(["serve", "--config"])
             .arg(&self.config)
             .env("TIERD_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start tierd");
+            .stderr(log);
+        if let Some((soft, hard)) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: setrlimit is async-signal-safe; it only reads `lim`.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("start tierd");
         self.child = Some(child);
         self.wait_ready();
     }

@@ -71,9 +71,22 @@ impl RawNbd {
         len: u32,
         payload: &[u8],
     ) -> io::Result<()> {
+        self.send_flags(cmd, 0, handle, offset, len, payload)
+    }
+
+    /// [`RawNbd::send`] with request `flags`.
+    pub fn send_flags(
+        &mut self,
+        cmd: u16,
+        flags: u16,
+        handle: u64,
+        offset: u64,
+        len: u32,
+        payload: &[u8],
+    ) -> io::Result<()> {
         let mut b = Vec::with_capacity(28 + payload.len());
         b.extend_from_slice(&REQUEST_MAGIC.to_be_bytes());
-        b.extend_from_slice(&0u16.to_be_bytes());
+        b.extend_from_slice(&flags.to_be_bytes());
         b.extend_from_slice(&cmd.to_be_bytes());
         b.extend_from_slice(&handle.to_be_bytes());
         b.extend_from_slice(&offset.to_be_bytes());

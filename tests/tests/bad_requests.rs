@@ -33,6 +33,13 @@ fn out_of_range_and_oversize_requests_get_errors_while_others_work() {
     // Oversize read.
     bad.send(CMD_READ, 14, 0, 64 << 20, &[]).unwrap();
     assert_eq!(bad.reply(0).unwrap().error, EINVAL);
+    // Unknown request flags (FAST_ZERO, never advertised; an undefined
+    // bit): EINVAL, a write's payload still consumed.
+    bad.send_flags(CMD_READ, 1 << 4, 16, 0, 4096, &[]).unwrap();
+    assert_eq!(bad.reply(4096).unwrap().error, EINVAL);
+    bad.send_flags(CMD_WRITE, 1 << 9, 17, 0, 512, &[2u8; 512])
+        .unwrap();
+    assert_eq!(bad.reply(0).unwrap().error, EINVAL);
     // Still fine afterwards.
     bad.send(CMD_READ, 15, 0, 4096, &[]).unwrap();
     let r = bad.reply(4096).unwrap();

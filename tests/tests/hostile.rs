@@ -7,6 +7,7 @@ use std::io::Write;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use tierd_e2e::raw_nbd::RawNbd;
 use tierd_e2e::{random_bytes, Daemon};
 
@@ -143,4 +144,147 @@ fn a_client_gone_with_requests_queued_leaves_no_work_behind() {
         "{used} ticks of CPU ({hz}/s) in the 2 s after the client left\n{}",
         d.log()
     );
+}
+
+fn post_json(d: &Daemon, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}{path}", d.api()))
+        .json(&body)
+        .send()
+        .expect("POST");
+    (
+        r.status().as_u16(),
+        r.json().unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Files the daemon keeps for volumes (`*.img` under its data directory).
+fn volume_files(d: &Daemon) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![d.data_dir()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "img") {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_create_the_local_filesystem_cannot_hold_is_refused_and_leaves_nothing() {
+    let mut d = Daemon::start();
+    d.create_volume("a", "1MiB", None);
+    let files = volume_files(&d);
+    // 1 PiB passes the volume-size check but no ext4 file holds it: a 400
+    // that names the limit, twice, and nothing left behind.
+    for _ in 0..2 {
+        let (s, v) = post_json(&d, "/v1/volumes", json!({"name": "huge", "size": "1PiB"}));
+        assert_eq!(s, 400, "{v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("huge") && msg.contains("largest is"), "{msg}");
+        assert_eq!(volume_files(&d), files, "nothing left behind");
+    }
+    // The next create works (before: "File exists" for every later create).
+    let (s, v) = post_json(&d, "/v1/volumes", json!({"name": "b", "size": "1MiB"}));
+    assert_eq!(s, 201, "{v}");
+    // A per-process file size limit is named too, before the file is made.
+    let out = std::process::Command::new("prlimit")
+        .args(["--pid", &d.pid().to_string(), "--fsize=1073741824"])
+        .output()
+        .expect("prlimit");
+    assert!(out.status.success(), "{out:?}");
+    let (s, v) = post_json(&d, "/v1/volumes", json!({"name": "c", "size": "2GiB"}));
+    assert_eq!(s, 400, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("RLIMIT_FSIZE"), "{msg}");
+    let (s, v) = post_json(&d, "/v1/volumes", json!({"name": "c", "size": "512MiB"}));
+    assert_eq!(s, 201, "{v}");
+    // And the daemon restarts with what it has.
+    d.stop();
+    d.restart();
+    let list = d.get_json("/v1/volumes");
+    let names: Vec<&str> = list["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+}
+
+/// Creates volumes `names` through the API, 8 at a time; the statuses.
+fn create_many(d: &Daemon, names: &[String]) -> Vec<(u16, serde_json::Value)> {
+    let chunks: Vec<&[String]> = names.chunks(names.len().div_ceil(8).max(1)).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|n| post_json(d, "/v1/volumes", json!({"name": n, "size": "1MiB"})))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("create thread"))
+            .collect()
+    })
+}
+
+fn volume_count(d: &Daemon) -> usize {
+    d.get_json("/v1/volumes")["volumes"]
+        .as_array()
+        .map(|v| v.len())
+        .unwrap_or(0)
+}
+
+#[test]
+fn thousands_of_volumes_under_a_soft_open_file_limit_of_1024() {
+    let mut d = Daemon::start();
+    d.stop();
+    // Soft 1,024 (the usual default), hard 8,192: the daemon raises it.
+    d.nofile = Some((1024, 8192));
+    d.restart();
+    d.wait_log("raised the open-file limit");
+    let names: Vec<String> = (0..5000).map(|i| format!("v{i:04}")).collect();
+    for (s, v) in create_many(&d, &names) {
+        assert_eq!(s, 201, "{v}");
+    }
+    // It restarts with them all (one open file each), under the same limits.
+    d.stop();
+    d.restart();
+    assert_eq!(volume_count(&d), 5000);
+    let out = d.qemu_io("v4999", "write -P 0x42 0 4k");
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn a_create_past_the_open_file_limit_is_refused_and_the_daemon_restarts() {
+    let mut d = Daemon::start();
+    d.stop();
+    // Hard 1,024: 512 kept for RocksDB and connections, 512 layer files.
+    d.nofile = Some((1024, 1024));
+    d.restart();
+    let names: Vec<String> = (0..600).map(|i| format!("v{i:03}")).collect();
+    let results = create_many(&d, &names);
+    let created = results.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(created, 512, "created before the limit");
+    for (s, v) in results.iter().filter(|(s, _)| *s != 201) {
+        assert_eq!(*s, 507, "{v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("RLIMIT_NOFILE 1024"), "{msg}");
+    }
+    d.stop();
+    d.restart();
+    assert_eq!(volume_count(&d), 512);
+    assert!(d.log().contains("near the open-file limit"), "{}", d.log());
 }

@@ -242,6 +242,25 @@ fn the_admin_api_requires_the_bearer_token_when_one_is_set() {
             .as_u16(),
         200
     );
+    // The scheme is case-insensitive (RFC 7235); the token is not.
+    for scheme in ["bearer", "BEARER", "BeArEr"] {
+        assert_eq!(
+            get(Some(&format!("{scheme} {token}")), "/v1/volumes")
+                .status()
+                .as_u16(),
+            200,
+            "{scheme}"
+        );
+    }
+    assert_eq!(
+        get(
+            Some(&format!("Bearer {}", token.to_uppercase())),
+            "/v1/volumes"
+        )
+        .status()
+        .as_u16(),
+        401
+    );
 
     let refused = d.cli(&["volume", "list"]);
     assert!(!refused.status.success());
@@ -251,6 +270,42 @@ fn the_admin_api_requires_the_bearer_token_when_one_is_set() {
     assert!(d
         .cli_ok(&["volume", "list", "--token-file", f])
         .contains('v'));
+}
+
+#[test]
+fn nbd_refuses_non_loopback_addresses_unless_allowed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("t.toml");
+    let base = format!(
+        "[server]\ndata_dir = \"{}\"\nnbd_listen = \"0.0.0.0:10809\"\n",
+        dir.path().display()
+    );
+    std::fs::write(&cfg, &base).expect("write config");
+    for args in [vec!["check", "--config"], vec!["serve", "--config"]] {
+        let out = std::process::Command::new(tierd_bin())
+            .args(&args)
+            .arg(&cfg)
+            .output()
+            .expect("run tierd");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("server.nbd_listen") && err.contains("allow_insecure_nbd"),
+            "{err}"
+        );
+    }
+    // Explicitly allowed: valid (checked, never served beyond loopback).
+    std::fs::write(&cfg, format!("{base}allow_insecure_nbd = true\n")).expect("write config");
+    let out = std::process::Command::new(tierd_bin())
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run tierd");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

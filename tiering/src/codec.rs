@@ -103,6 +103,45 @@ pub fn decode(
     Ok(out)
 }
 
+/// [`decode`] of a whole object's frames, `stored` being exactly their
+/// bytes. Frames stored uncompressed are the extent itself: once every
+/// frame's length and checksum hold, `stored` is returned as it is, with no
+/// copy.
+pub fn decode_whole(
+    stored: Bytes,
+    frames: &[Frame],
+    frame_size: usize,
+    extent_len: usize,
+    compression: Compression,
+) -> Result<Bytes, String> {
+    if compression != Compression::None {
+        return decode(&stored, frames, 0, frame_size, extent_len, compression).map(Bytes::from);
+    }
+    let want: usize = frames.iter().map(|f| f.stored_len as usize).sum();
+    if stored.len() != want || want != extent_len {
+        return Err(format!(
+            "object returned {} bytes where {want} were expected for a {extent_len}-byte extent",
+            stored.len()
+        ));
+    }
+    let mut pos = 0;
+    for (i, f) in frames.iter().enumerate() {
+        let bytes = &stored[pos..pos + f.stored_len as usize];
+        pos += f.stored_len as usize;
+        if xxh3_64(bytes) != f.checksum {
+            return Err(format!("checksum mismatch in frame {i}"));
+        }
+        let expect = frame_size.min(extent_len.saturating_sub(i * frame_size));
+        if bytes.len() != expect {
+            return Err(format!(
+                "frame {i} holds {} bytes, expected {expect}",
+                bytes.len()
+            ));
+        }
+    }
+    Ok(stored)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +202,19 @@ mod tests {
             )
             .unwrap_err();
             assert!(err.contains("expected"), "{err}");
+            // The whole-object path checks the same, and serves no copy of
+            // an uncompressed object.
+            let bad = Bytes::from(bad);
+            let err = decode_whole(bad, &e.frames, 64 << 10, d.len(), comp).unwrap_err();
+            assert!(err.contains("checksum mismatch"), "{err}");
+            let short = e.body.slice(..e.body.len() - 1);
+            let err = decode_whole(short, &e.frames, 64 << 10, d.len(), comp).unwrap_err();
+            assert!(err.contains("expected"), "{err}");
+            let got = decode_whole(e.body.clone(), &e.frames, 64 << 10, d.len(), comp).unwrap();
+            assert!(got == d);
+            if comp == Compression::None {
+                assert_eq!(got.as_ptr(), e.body.as_ptr(), "no copy");
+            }
         }
     }
 }

@@ -26,11 +26,16 @@ pub const CF_EXTENTS: &str = "extents";
 pub const CF_LAYERS: &str = "layers";
 
 /// Opens (creating if needed) the database under `dir`.
+/// Table files RocksDB keeps open at most.
+pub const MAX_OPEN_FILES: i32 = 256;
+
 pub fn open(dir: &Path, heat: &HeatConfig) -> Result<Arc<DB>> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_keep_log_file_num(4);
+    // Bounded, so layer files can have the rest (see fd_limit).
+    opts.set_max_open_files(MAX_OPEN_FILES);
     let cfs = vec![
         ColumnFamilyDescriptor::new(CF_VOLUMES, Options::default()),
         ColumnFamilyDescriptor::new(CF_META, Options::default()),

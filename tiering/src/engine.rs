@@ -191,17 +191,16 @@ impl Engine {
             let stored = store.get(&rec.key).await;
             self.record_backend_result(&rec.backend, stored.as_ref().map(|_| ()));
             let stored = stored.map_err(|e| FetchFailure::Backend(Arc::new(e)))?;
-            let Some(body) = stored.get(rec.header_len as usize..) else {
+            if stored.len() < rec.header_len as usize {
                 return Err(FetchFailure::Integrity(format!(
                     "object is {} bytes, shorter than its {}-byte header",
                     stored.len(),
                     rec.header_len
                 )));
-            };
-            let data = codec::decode(
-                body,
+            }
+            let data = codec::decode_whole(
+                stored.slice(rec.header_len as usize..),
                 &rec.frames,
-                0,
                 rec.frame_size as usize,
                 extent_len,
                 rec.compression,
@@ -212,7 +211,7 @@ impl Engine {
                     "whole-extent checksum mismatch".into(),
                 ));
             }
-            Ok(Bytes::from(data))
+            Ok(data)
         }));
         let out = result.clone();
         if let Ok(b) = &out {

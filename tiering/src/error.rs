@@ -28,6 +28,15 @@ pub enum TierError {
     InvalidName { name: String, reason: String },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("volume {volume:?} would need {needed} more open file(s), but the daemon holds {open} layer files and its open-file limit (RLIMIT_NOFILE {limit}, {reserved} of it kept for RocksDB and connections) allows {allowed}; raise the limit (ulimit -n, systemd LimitNOFILE, the container's nofile) and restart")]
+    TooManyFiles {
+        volume: String,
+        needed: u64,
+        open: u64,
+        limit: u64,
+        reserved: u64,
+        allowed: u64,
+    },
     #[error("unknown storage class {class:?} (configured classes: {known})")]
     UnknownClass { class: String, known: String },
     #[error("volume {volume:?} has no snapshot {snapshot:?}{}", known_list(.known))]
@@ -257,6 +266,7 @@ impl TierError {
             | TierError::SnapshotExists { .. }
             | TierError::HasClones { .. } => ErrorKind::Conflict,
             TierError::ReadOnly { .. } | TierError::Fenced { .. } => ErrorKind::PermissionDenied,
+            TierError::TooManyFiles { .. } => ErrorKind::NoSpace,
             TierError::BackupNotFound { .. } => ErrorKind::NotFound,
             TierError::BadBackup { .. } => ErrorKind::Corrupt,
             TierError::InvalidName { .. }

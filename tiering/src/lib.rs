@@ -23,6 +23,7 @@ pub mod engine;
 pub mod error;
 pub mod extent_map;
 pub mod failpoint;
+pub mod fd_limit;
 pub mod gc;
 pub mod keys;
 pub mod metrics;

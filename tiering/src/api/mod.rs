@@ -403,6 +403,13 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token of an `Authorization: Bearer TOKEN` header value; the scheme
+/// is matched without regard to case, as RFC 7235 says.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
 /// Refuses requests without the bearer token, when one is configured. The
 /// probes and the page itself (static, no data) stay open.
 async fn require_token(
@@ -420,7 +427,7 @@ async fn require_token(
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     if given.is_some_and(|t| same_secret(t.trim().as_bytes(), want.as_bytes())) {
         return next.run(req).await;
     }

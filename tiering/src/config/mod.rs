@@ -116,6 +116,9 @@ pub struct ServerConfig {
     pub admin_token_file: Option<PathBuf>,
     /// Let the admin API listen beyond loopback without a token. Default false.
     pub allow_insecure_admin: bool,
+    /// Let NBD listen beyond loopback, where any host that reaches it reads
+    /// and writes every volume. Default false.
+    pub allow_insecure_nbd: bool,
     /// How fast the daemon's clock runs against real time. Every timer of
     /// the daemon runs on it: heat and cooling, the scan and GC intervals,
     /// GC grace, the circuit breaker, upload pacing and the backends'
@@ -136,6 +139,7 @@ impl Default for ServerConfig {
             http_listen: "127.0.0.1:9464".into(),
             admin_token_file: None,
             allow_insecure_admin: false,
+            allow_insecure_nbd: false,
             clock_speed: 1.0,
         }
     }
@@ -373,12 +377,21 @@ impl Config {
             ));
         }
         if !s.nbd_listen.is_empty() {
-            s.nbd_listen.parse::<SocketAddr>().map_err(|e| {
+            let nbd = s.nbd_listen.parse::<SocketAddr>().map_err(|e| {
                 format!(
                     "server.nbd_listen: {:?} is not an address such as 127.0.0.1:10809 ({e})",
                     s.nbd_listen
                 )
             })?;
+            if !nbd.ip().is_loopback() && !s.allow_insecure_nbd {
+                return Err(format!(
+                    "server.nbd_listen: {} is not a loopback address, and NBD has no \
+                     authentication: anyone who can reach it could read and overwrite every \
+                     volume. Listen on loopback (a sidecar's block server reaches it there) or \
+                     set allow_insecure_nbd = true on a network you trust",
+                    s.nbd_listen
+                ));
+            }
         }
         let (conn, total) = (s.nbd_connection_buffer.bytes(), s.nbd_total_buffer.bytes());
         if !(1 << 20..=1 << 31).contains(&conn) || !(1 << 20..=1 << 31).contains(&total) {

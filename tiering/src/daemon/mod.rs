@@ -58,6 +58,14 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
         context: format!("cannot create data directory {}", data_dir.display()),
         source,
     })?;
+    // Every layer keeps its file open: take all the descriptors allowed.
+    match crate::fd_limit::raise() {
+        Ok((before, now)) if now > before => {
+            tracing::info!(before, now, "raised the open-file limit (RLIMIT_NOFILE)")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit (RLIMIT_NOFILE)"),
+    }
     let heat_cfg = heat_config(&config);
     let db = crate::db::open(&data_dir.join("db"), &heat_cfg)?;
     if config.server.clock_speed != 1.0 {
@@ -102,6 +110,16 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
         clock.clone(),
         &data_dir,
     )?);
+    let open = volumes.open_layer_files() as u64;
+    let allowed = crate::fd_limit::layer_files_allowed();
+    if open * 10 >= allowed * 9 {
+        tracing::warn!(
+            layer_files = open,
+            allowed,
+            "the volumes' layer files are near the open-file limit: new volumes, snapshots \
+             and clones will be refused; raise RLIMIT_NOFILE"
+        );
+    }
 
     let shutdown = tasks.token();
     let budgets = crate::nbd::budget::Budgets::new(

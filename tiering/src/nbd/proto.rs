@@ -56,7 +56,12 @@ pub const CMD_BLOCK_STATUS: u16 = 7;
 
 pub const CMD_FLAG_FUA: u16 = 1 << 0;
 pub const CMD_FLAG_NO_HOLE: u16 = 1 << 1;
+pub const CMD_FLAG_DF: u16 = 1 << 2;
 pub const CMD_FLAG_REQ_ONE: u16 = 1 << 3;
+/// Request flags this server understands; a request with any other flag set
+/// (FAST_ZERO, which it does not advertise, or bits no version defines) is
+/// refused with EINVAL rather than silently ignored.
+pub const CMD_FLAGS_KNOWN: u16 = CMD_FLAG_FUA | CMD_FLAG_NO_HOLE | CMD_FLAG_DF | CMD_FLAG_REQ_ONE;
 
 pub const REPLY_FLAG_DONE: u16 = 1 << 0;
 pub const REPLY_TYPE_NONE: u16 = 0;

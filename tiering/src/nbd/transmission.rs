@@ -489,6 +489,13 @@ pub async fn serve<R, W>(
         }
         let early = match req.command {
             CMD_DISC => break "client disconnected".into(),
+            _ if req.flags & !CMD_FLAGS_KNOWN != 0 => Some(reject(
+                EINVAL,
+                format!(
+                    "unknown request flags {:#06x} (known: FUA, NO_HOLE, DF, REQ_ONE)",
+                    req.flags & !CMD_FLAGS_KNOWN
+                ),
+            )),
             CMD_READ if req.length > MAX_PAYLOAD => Some(reject(
                 EINVAL,
                 format!(

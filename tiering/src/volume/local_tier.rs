@@ -32,16 +32,72 @@ fn check(ret: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// The soft `RLIMIT_FSIZE`, if there is one.
+fn file_size_limit() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    let ret = unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut r) };
+    (ret == 0 && r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur)
+}
+
+/// The largest length below `over` that `file` can be set to (a binary
+/// search of sparse `set_len` calls, block-aligned), to name the limit.
+fn largest_len(file: &File, over: u64) -> u64 {
+    let (mut ok, mut bad) = (0u64, over);
+    while bad - ok > 4096 {
+        let mid = ok + (bad - ok) / 2;
+        if file.set_len(mid).is_ok() {
+            ok = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    ok / 4096 * 4096
+}
+
 impl LocalTier {
-    /// Creates the file with the given size, or fails if it exists.
+    /// Creates the file with the given size, or fails if it exists. A size
+    /// beyond what this process may write (`RLIMIT_FSIZE`) or the filesystem
+    /// holds in one file fails as `InvalidInput` naming the limit; on any
+    /// failure the file is removed again, so nothing is left behind.
     pub fn create(path: &Path, size: u64) -> io::Result<Self> {
+        // Growing a file past RLIMIT_FSIZE would raise SIGXFSZ, which ends
+        // the process: refuse first.
+        if let Some(limit) = file_size_limit().filter(|&l| size > l) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{size} bytes is more than this process may write to one file \
+                     (RLIMIT_FSIZE {limit} bytes)"
+                ),
+            ));
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(path)?;
-        file.set_len(size)?;
-        file.sync_all()?;
+        if let Err(e) = file.set_len(size).and_then(|_| file.sync_all()) {
+            let e = if e.raw_os_error() == Some(libc::EFBIG) {
+                let largest = largest_len(&file, size);
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{size} bytes is more than the filesystem holding {} allows in one file \
+                         (the largest is {largest} bytes)",
+                        path.parent().unwrap_or(path).display()
+                    ),
+                )
+            } else {
+                e
+            };
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
         Ok(Self {
             file,
             path: path.to_path_buf(),

@@ -326,6 +326,47 @@ impl Volumes {
         Ok(())
     }
 
+    /// Layer files open now (one per layer of every volume).
+    pub fn open_layer_files(&self) -> usize {
+        self.layers.read().len()
+    }
+
+    /// Refuses to go on when `needed` more layer files would pass what the
+    /// open-file limit allows (see `fd_limit`).
+    pub(super) fn check_file_room(&self, volume: &str, needed: u64) -> Result<()> {
+        let open = self.layers.read().len() as u64;
+        let allowed = crate::fd_limit::layer_files_allowed();
+        if open + needed > allowed {
+            return Err(TierError::TooManyFiles {
+                volume: volume.to_string(),
+                needed,
+                open,
+                limit: crate::fd_limit::soft(),
+                reserved: crate::fd_limit::RESERVED,
+                allowed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates the local tier file of layer `id`: a size the local
+    /// filesystem or the process cannot hold is bad input naming the limit.
+    pub(super) fn create_layer_file(&self, id: u64, size: u64, volume: &str) -> Result<LocalTier> {
+        let path = self.dir.join(file_name(id));
+        LocalTier::create(&path, size).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::InvalidInput {
+                TierError::InvalidArgument(format!("volume {volume:?}: {source}"))
+            } else {
+                TierError::Io {
+                    volume: volume.to_string(),
+                    op: "create layer file",
+                    path,
+                    source,
+                }
+            }
+        })
+    }
+
     pub(super) fn next_id(&self) -> Result<u64> {
         let cf = db::cf(&self.db, CF_META)?;
         let cur = self
@@ -360,7 +401,17 @@ impl Volumes {
         if self.map.read().contains_key(&req.name) {
             return Err(TierError::VolumeExists(req.name));
         }
+        self.check_file_room(&req.name, 1)?;
         let id = self.next_id()?;
+        // The id is taken before anything is made with it: a create that
+        // fails part way never hands the same id (and file name) out again.
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            db::cf(&self.db, CF_META)?,
+            NEXT_ID_KEY,
+            (id + 1).to_be_bytes(),
+        );
+        db::write_synced(&self.db, batch)?;
         let meta = VolumeMeta {
             id,
             name: req.name.clone(),
@@ -375,19 +426,9 @@ impl Volumes {
             fenced: false,
         };
         let path = self.dir.join(file_name(id));
-        let tier = LocalTier::create(&path, meta.size).map_err(|source| TierError::Io {
-            volume: meta.name.clone(),
-            op: "create local tier",
-            path: path.clone(),
-            source,
-        })?;
+        let tier = self.create_layer_file(id, meta.size, &meta.name)?;
         let mut batch = WriteBatch::default();
         self.put_meta(&mut batch, &meta)?;
-        batch.put_cf(
-            db::cf(&self.db, CF_META)?,
-            NEXT_ID_KEY,
-            (id + 1).to_be_bytes(),
-        );
         if let Err(e) = db::write_synced(&self.db, batch) {
             let _ = std::fs::remove_file(&path);
             return Err(e);

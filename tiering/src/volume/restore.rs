@@ -14,7 +14,7 @@ use std::sync::Arc;
 use rocksdb::WriteBatch;
 
 use super::registry::file_name;
-use super::{LayerMeta, LocalTier, Volume, VolumeMeta, Volumes};
+use super::{LayerMeta, Volume, VolumeMeta, Volumes};
 use crate::db::{self, CF_EXTENTS, CF_META};
 use crate::error::{Result, TierError};
 use crate::extent_map::{extent_key, ExtentRecord};
@@ -66,6 +66,7 @@ impl Volumes {
         if self.map.read().contains_key(&plan.name) {
             return Err(TierError::VolumeExists(plan.name));
         }
+        self.check_file_room(&plan.name, plan.layers.len() as u64 + 1)?;
         let now = self.clock.now_ms();
         let first = self.next_id()?;
         let top_id = first + plan.layers.len() as u64;
@@ -81,14 +82,9 @@ impl Volumes {
         for (i, l) in plan.layers.iter().enumerate() {
             let id = first + i as u64;
             let path = self.dir.join(file_name(id));
-            if let Err(source) = LocalTier::create(&path, l.size) {
+            if let Err(e) = self.create_layer_file(id, l.size, &plan.name) {
                 cleanup(&files);
-                return Err(TierError::Io {
-                    volume: plan.name.clone(),
-                    op: "create layer file",
-                    path,
-                    source,
-                });
+                return Err(e);
             }
             files.push(path);
             let lm = LayerMeta {
@@ -127,14 +123,9 @@ impl Volumes {
             fenced: false,
         };
         let top_path = self.dir.join(file_name(top_id));
-        if let Err(source) = LocalTier::create(&top_path, plan.size) {
+        if let Err(e) = self.create_layer_file(top_id, plan.size, &plan.name) {
             cleanup(&files);
-            return Err(TierError::Io {
-                volume: plan.name.clone(),
-                op: "create layer file",
-                path: top_path,
-                source,
-            });
+            return Err(e);
         }
         files.push(top_path);
         let top = match parent {

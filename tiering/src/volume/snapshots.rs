@@ -14,7 +14,7 @@ use rocksdb::WriteBatch;
 use serde::Serialize;
 
 use super::meta::{validate_name, VolumeMeta};
-use super::registry::{file_name, NEXT_ID_KEY};
+use super::registry::NEXT_ID_KEY;
 use super::{layer_name, HeldLayer, Layer, LayerMeta, LocalTier, Volume, Volumes};
 use crate::config::Config;
 use crate::db::{self, CF_LAYERS, CF_META};
@@ -256,13 +256,8 @@ impl Volumes {
 
     /// Creates an empty layer file for a new top layer.
     fn new_layer_file(&self, id: u64, size: u64, volume: &str) -> Result<LocalTier> {
-        let path = self.dir.join(file_name(id));
-        LocalTier::create(&path, size).map_err(|source| TierError::Io {
-            volume: volume.to_string(),
-            op: "create layer file",
-            path,
-            source,
-        })
+        self.check_file_room(volume, 1)?;
+        self.create_layer_file(id, size, volume)
     }
 
     fn open_layer(
