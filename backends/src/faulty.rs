@@ -258,6 +258,15 @@ impl ObjectStore for FaultyStore {
             .boxed()
     }
 
+    async fn reclaim_partial(&self, before_ms: u64) -> Result<u64> {
+        self.call(
+            Op::ReclaimPartial,
+            "",
+            self.inner.reclaim_partial(before_ms),
+        )
+        .await
+    }
+
     async fn create_container(&self) -> Result<()> {
         self.call(Op::CreateContainer, "", self.inner.create_container())
             .await

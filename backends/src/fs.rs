@@ -251,6 +251,35 @@ impl ObjectStore for FsStore {
             .boxed()
     }
 
+    async fn reclaim_partial(&self, before_ms: u64) -> Result<u64> {
+        let tmp = self.root.join(TMP_DIR);
+        self.blocking("reclaim_partial", "", move || {
+            let cutoff = std::time::UNIX_EPOCH + std::time::Duration::from_millis(before_ms);
+            let mut removed = 0;
+            let entries = match std::fs::read_dir(&tmp) {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff);
+                if old {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
     async fn create_container(&self) -> Result<()> {
         let root = self.root.join(TMP_DIR);
         self.blocking("create_container", "", move || {

@@ -113,6 +113,11 @@ impl ObjectStore for InstrumentedStore {
             .boxed()
     }
 
+    async fn reclaim_partial(&self, before_ms: u64) -> Result<u64> {
+        self.measure(Op::ReclaimPartial, self.inner.reclaim_partial(before_ms))
+            .await
+    }
+
     async fn create_container(&self) -> Result<()> {
         self.measure(Op::CreateContainer, self.inner.create_container())
             .await

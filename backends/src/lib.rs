@@ -105,11 +105,13 @@ pub enum Op {
     /// A put with `if_absent` (manifests, fencing claims): counted apart so
     /// that data uploads stay what `put` counts.
     PutIfAbsent,
+    /// Removing what unfinished uploads left (see `reclaim_partial`).
+    ReclaimPartial,
 }
 
 impl Op {
     /// Every operation, in a fixed order.
-    pub const ALL: [Op; 8] = [
+    pub const ALL: [Op; 9] = [
         Op::Put,
         Op::Get,
         Op::GetRange,
@@ -118,6 +120,7 @@ impl Op {
         Op::List,
         Op::CreateContainer,
         Op::PutIfAbsent,
+        Op::ReclaimPartial,
     ];
 
     /// The name used in error contexts and as the `op` metrics label.
@@ -131,6 +134,7 @@ impl Op {
             Op::List => "list",
             Op::CreateContainer => "create_container",
             Op::PutIfAbsent => "put_if_absent",
+            Op::ReclaimPartial => "reclaim_partial",
         }
     }
 
@@ -168,6 +172,14 @@ pub trait ObjectStore: Send + Sync + Debug {
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ObjectMeta>>;
     /// Creates the bucket or container if it is missing.
     async fn create_container(&self) -> Result<()>;
+    /// Removes what uploads started before `before_ms` (Unix time) and never
+    /// finished left behind (a process killed mid-upload): temporary files,
+    /// multipart uploads, uncommitted blocks. Returns how many it removed.
+    /// Completed objects are never touched.
+    async fn reclaim_partial(&self, before_ms: u64) -> Result<u64> {
+        let _ = before_ms;
+        Ok(0)
+    }
 }
 
 /// What the layers around every backend share in a process: where metrics

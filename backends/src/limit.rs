@@ -105,6 +105,15 @@ impl ObjectStore for LimitStore {
         self.inner.list(prefix)
     }
 
+    async fn reclaim_partial(&self, before_ms: u64) -> Result<u64> {
+        self.limit(
+            Op::ReclaimPartial,
+            "",
+            self.inner.reclaim_partial(before_ms),
+        )
+        .await
+    }
+
     async fn create_container(&self) -> Result<()> {
         self.limit(Op::CreateContainer, "", self.inner.create_container())
             .await

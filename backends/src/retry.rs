@@ -202,6 +202,13 @@ impl ObjectStore for RetryStore {
         self.inner.list(prefix)
     }
 
+    async fn reclaim_partial(&self, before_ms: u64) -> Result<u64> {
+        self.run(Op::ReclaimPartial, "", || {
+            self.inner.reclaim_partial(before_ms)
+        })
+        .await
+    }
+
     async fn create_container(&self) -> Result<()> {
         self.run(Op::CreateContainer, "", || self.inner.create_container())
             .await

@@ -390,6 +390,50 @@ impl ObjectStore for S3Store {
         .boxed()
     }
 
+    async fn reclaim_partial(&self, before_ms: u64) -> Result<u64> {
+        let mut removed = 0;
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let out = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&self.prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.err("list_multipart_uploads", "", e))?;
+            for u in out.uploads() {
+                let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
+                    continue;
+                };
+                let started = u
+                    .initiated()
+                    .map(|t| t.to_millis().unwrap_or(0).max(0) as u64);
+                if started.is_some_and(|t| t < before_ms) {
+                    self.client
+                        .abort_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .upload_id(id)
+                        .send()
+                        .await
+                        .map_err(|e| self.err("abort_multipart_upload", key, e))?;
+                    removed += 1;
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                return Ok(removed);
+            }
+            key_marker = out.next_key_marker().map(str::to_string);
+            id_marker = out.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() && id_marker.is_none() {
+                return Ok(removed);
+            }
+        }
+    }
+
     async fn create_container(&self) -> Result<()> {
         match self
             .client

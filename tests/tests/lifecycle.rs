@@ -273,6 +273,57 @@ fn the_admin_api_requires_the_bearer_token_when_one_is_set() {
 }
 
 #[test]
+fn check_refuses_a_backend_root_that_cannot_be_created() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").expect("write file");
+    let cfg = dir.path().join("t.toml");
+    let base = format!(
+        "[server]\ndata_dir = \"{}\"\n",
+        dir.path().join("data").display()
+    );
+    std::fs::write(
+        &cfg,
+        format!(
+            "{base}[backends.cold]\nkind = \"fs\"\nroot = \"{}\"\n",
+            file.join("objects").display()
+        ),
+    )
+    .expect("write config");
+    let out = std::process::Command::new(tierd_bin())
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run tierd");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("backends.cold.root") && err.contains("a-file is not a directory"),
+        "{err}"
+    );
+    // A root that does not exist yet but can be made passes.
+    std::fs::write(
+        &cfg,
+        format!(
+            "{base}[backends.cold]\nkind = \"fs\"\nroot = \"{}\"\n",
+            dir.path().join("new/objects").display()
+        ),
+    )
+    .expect("write config");
+    let out = std::process::Command::new(tierd_bin())
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run tierd");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("new").exists(), "check creates nothing");
+}
+
+#[test]
 fn nbd_refuses_non_loopback_addresses_unless_allowed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = dir.path().join("t.toml");

@@ -50,6 +50,25 @@ fn azure_outage_during_a_pass_loses_nothing_and_resumes() {
     ctl("azurite.sh", "stop");
     let (st, report) = d.post("/v1/volumes/v/tier?wait=true");
     let status = d.get_json("/v1/volumes/v");
+    // Once the pause is over, the CLI's pass fails again and is cut short
+    // by the breaker: its report says what it did and why it stopped, and
+    // it exits non-zero (Unavailable).
+    std::thread::sleep(Duration::from_millis(3500));
+    let out = d.cli(&["tier", "v", "--wait"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(6), "{text}{err}");
+    assert!(
+        text.contains("16 candidates, 0 tiered")
+            && !text.contains(" 0 failed")
+            && text.contains("stopped early")
+            && text.contains("of 16 candidates not tried"),
+        "{text}"
+    );
+    assert!(
+        err.contains("failed") && err.contains("stopped early"),
+        "{err}"
+    );
     ctl("azurite.sh", "start");
     assert_eq!(st, 200, "{report}");
     assert_eq!(report["tiered"], 0, "{report}");

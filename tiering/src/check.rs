@@ -69,6 +69,79 @@ pub fn describe(config: &Config, as_json: bool) -> String {
     s
 }
 
+/// Why the data directory or a local-directory backend's root could not be
+/// used, one line each (nothing is created to find out): a path that is not
+/// a directory, or a directory this process cannot write, or cannot create.
+pub fn local_problems(config: &Config) -> Vec<String> {
+    let data_dir = &config.server.data_dir;
+    let mut dirs = vec![("server.data_dir".to_string(), data_dir.clone())];
+    for (name, b) in &config.backends {
+        if let backends::BackendConfig::Fs(fs) = b {
+            let root = fs.root.clone().unwrap_or_else(|| data_dir.join("objects"));
+            dirs.push((format!("backends.{name}.root"), root));
+        }
+    }
+    dirs.into_iter()
+        .filter_map(|(what, dir)| {
+            usable_dir(&dir)
+                .err()
+                .map(|why| format!("{what}: {} cannot be used: {why}", dir.display()))
+        })
+        .collect()
+}
+
+/// Whether `dir` is, or could be made as, a directory this process writes.
+fn usable_dir(dir: &std::path::Path) -> Result<(), String> {
+    let mut at = dir.to_path_buf();
+    loop {
+        match std::fs::metadata(&at) {
+            Ok(m) if !m.is_dir() => {
+                return Err(if at == dir {
+                    "it is not a directory".into()
+                } else {
+                    format!("{} is not a directory", at.display())
+                });
+            }
+            Ok(_) => {
+                return writable(&at).map_err(|e| {
+                    if at == dir {
+                        format!("it is not writable ({e})")
+                    } else {
+                        format!(
+                            "it does not exist and {} is not writable ({e})",
+                            at.display()
+                        )
+                    }
+                })
+            }
+            // Missing, or a path through a file (ENOTDIR): look further up.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                match at.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => at = p.to_path_buf(),
+                    _ if at != std::path::Path::new(".") => at = std::path::PathBuf::from("."),
+                    _ => return Err("the working directory is gone".into()),
+                }
+            }
+            Err(e) => return Err(format!("{}: {e}", at.display())),
+        }
+    }
+}
+
+fn writable(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: access reads the NUL-terminated path it is given.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// The configured name of a small configuration enum.
 fn value<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)

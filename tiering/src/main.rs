@@ -35,6 +35,13 @@ fn main() -> ExitCode {
         }
         Command::Check { config, json } => match Config::load(&config) {
             Ok(c) => {
+                let problems = tiering::check::local_problems(&c);
+                if !problems.is_empty() {
+                    for p in problems {
+                        eprintln!("error: {}: {p}", config.display());
+                    }
+                    return ExitCode::from(ErrorKind::InvalidConfig.exit_code());
+                }
                 print!("{}", tiering::check::describe(&c, json));
                 ExitCode::SUCCESS
             }

@@ -61,6 +61,9 @@ pub struct PassReport {
     pub rehydrated: usize,
     pub bytes_uploaded: u64,
     pub held: Option<String>,
+    /// Why the pass stopped before it had tried every candidate (the
+    /// backend's circuit breaker opened, the daemon is stopping).
+    pub stopped: Option<String>,
     pub errors: Vec<String>,
     pub seconds: f64,
 }
@@ -629,6 +632,7 @@ pub fn run_pass(
     let next_free = parking_lot::Mutex::new(vol.engine.clock().now_ms());
     let queue = parking_lot::Mutex::new(chosen.into_iter());
     let results = parking_lot::Mutex::new(Vec::new());
+    let tried = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
@@ -641,6 +645,7 @@ pub fn run_pass(
                 let Some((layer, e)) = queue.lock().next() else {
                     return;
                 };
+                tried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let frozen = !Arc::ptr_eq(&layer, &top);
                 let r = vol.tier_layer_extent(&layer, e, &class, &backend, &store, frozen);
                 vol.advance_progress();
@@ -685,6 +690,19 @@ pub fn run_pass(
     }
     if let Some(reason) = vol.engine.breaker_open(&backend) {
         report.held = Some(reason);
+    }
+    let tried = tried.into_inner();
+    if tried < report.candidates {
+        let why = match &report.held {
+            Some(reason) => reason.clone(),
+            None if vol.is_closed() => "the volume was deleted".into(),
+            None => "the daemon is stopping".into(),
+        };
+        report.stopped = Some(format!(
+            "{why}; {} of {} candidates not tried",
+            report.candidates - tried,
+            report.candidates
+        ));
     }
     report.seconds = t0.elapsed().as_secs_f64();
     m.pass_duration.observe(report.seconds);

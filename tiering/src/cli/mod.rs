@@ -379,14 +379,18 @@ pub fn progress_bar(what: &str, done: u64, total: u64) -> String {
     )
 }
 
+/// Prints a pass report: what it did, and why it stopped early or did
+/// nothing when it did.
 fn print_report(v: &Value) {
     let kind = v["kind"].as_str().unwrap_or("pass");
     if let Some(held) = v["held"].as_str() {
-        println!(
-            "{kind} pass of {}: nothing done: {held}",
-            v["volume"].as_str().unwrap_or("?")
-        );
-        return;
+        if v["candidates"].as_u64().unwrap_or(0) == 0 {
+            println!(
+                "{kind} pass of {}: nothing done: {held}",
+                v["volume"].as_str().unwrap_or("?")
+            );
+            return;
+        }
     }
     println!(
         "{kind} pass of {}: {} candidates, {} tiered, {} zero, {} rehydrated, {} raced with writes, {} failed, {} uploaded in {:.1}s",
@@ -402,6 +406,28 @@ fn print_report(v: &Value) {
     );
     for e in v["errors"].as_array().cloned().unwrap_or_default() {
         println!("  error: {}", e.as_str().unwrap_or(""));
+    }
+    if let Some(why) = v["stopped"].as_str() {
+        println!("  stopped early: {why}");
+    }
+}
+
+/// A pass that failed for some extents, or stopped before trying them all,
+/// is an error for the CLI's exit code (after its report is printed).
+fn pass_outcome(v: &Value) -> Result<(), ClientError> {
+    let failed = v["failed"].as_u64().unwrap_or(0);
+    let volume = v["volume"].as_str().unwrap_or("?");
+    let kind = v["kind"].as_str().unwrap_or("pass");
+    match (failed, v["stopped"].as_str()) {
+        (0, None) => Ok(()),
+        (n, None) => Err(ClientError(
+            format!("{kind} pass of {volume}: {n} extent(s) failed"),
+            ErrorKind::Unavailable,
+        )),
+        (n, Some(why)) => Err(ClientError(
+            format!("{kind} pass of {volume}: {n} extent(s) failed, stopped early: {why}"),
+            ErrorKind::Unavailable,
+        )),
     }
 }
 
@@ -613,7 +639,7 @@ pub async fn run_client(command: Command) -> Result<(), ClientError> {
             } else {
                 print_report(&v);
             }
-            Ok(())
+            pass_outcome(&v)
         }
         Command::Gc { client } => {
             let v = Client::new(&client)?
