@@ -145,6 +145,81 @@ impl AzureStore {
         })
     }
 
+    /// Blobs under the prefix that have only uncommitted blocks, with their
+    /// last-modified time (Unix ms); None when the credentials cannot sign a
+    /// listing (a SAS token or anonymous access: Azure itself discards
+    /// uncommitted blocks after a week). The SDK cannot parse a listing that
+    /// includes uncommitted blobs (their properties lack Content-Type), so
+    /// this one goes out as a plain request on a short-lived signed URL.
+    async fn uncommitted_blobs(&self) -> Result<Option<Vec<(String, i128)>>> {
+        let fail = |m: String| BackendError::Transient(ctx(&self.name, "reclaim_partial", "", m));
+        let expiry = time::OffsetDateTime::now_utc() + time::Duration::minutes(10);
+        let perms = azure_storage::shared_access_signature::service_sas::BlobSasPermissions {
+            list: true,
+            ..Default::default()
+        };
+        let sas = match self.container.shared_access_signature(perms, expiry).await {
+            Ok(sas) => sas,
+            Err(e) if matches!(e.kind(), AzKind::Credential) => return Ok(None),
+            Err(e) => return Err(self.err("reclaim_partial", "", e)),
+        };
+        let base = self
+            .container
+            .generate_signed_container_url(&sas)
+            .map_err(|e| self.err("reclaim_partial", "", e))?;
+        let client = reqwest::Client::new();
+        let (mut all, mut committed) = (Vec::new(), std::collections::HashSet::new());
+        for include in [true, false] {
+            let mut marker = String::new();
+            loop {
+                let mut url = base.clone();
+                {
+                    let mut q = url.query_pairs_mut();
+                    q.append_pair("restype", "container")
+                        .append_pair("comp", "list")
+                        .append_pair("prefix", &self.prefix);
+                    if include {
+                        q.append_pair("include", "uncommittedblobs");
+                    }
+                    if !marker.is_empty() {
+                        q.append_pair("marker", &marker);
+                    }
+                }
+                let body = client
+                    .get(url.as_str())
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .map_err(|e| fail(format!("list: {e}")))?
+                    .text()
+                    .await
+                    .map_err(|e| fail(format!("list: {e}")))?;
+                for blob in body.split("<Blob>").skip(1) {
+                    let Some(name) = between(blob, "<Name>", "</Name>") else {
+                        continue;
+                    };
+                    if include {
+                        let ms = between(blob, "<Last-Modified>", "</Last-Modified>")
+                            .and_then(|t| azure_core::date::parse_rfc1123(t).ok())
+                            .map(|t| t.unix_timestamp_nanos() / 1_000_000)
+                            .unwrap_or(i128::MAX);
+                        all.push((name.to_string(), ms));
+                    } else {
+                        committed.insert(name.to_string());
+                    }
+                }
+                marker = between(&body, "<NextMarker>", "</NextMarker>")
+                    .unwrap_or_default()
+                    .to_string();
+                if marker.is_empty() {
+                    break;
+                }
+            }
+        }
+        all.retain(|(name, _)| !committed.contains(name));
+        Ok(Some(all))
+    }
+
     fn blob(&self, key: &str) -> BlobClient {
         self.container
             .blob_client(format!("{}{}", self.prefix, key))
@@ -269,6 +344,7 @@ impl AzureStore {
             .buffer_unordered(BLOCK_CONCURRENCY)
             .try_collect::<Vec<_>>()
             .await?;
+        crate::failpoint::hit("azure-blocks-before-commit");
         let list = BlockList {
             blocks: ids
                 .into_iter()
@@ -430,6 +506,29 @@ impl ObjectStore for AzureStore {
             .boxed()
     }
 
+    async fn reclaim_partial(&self, before_ms: u64) -> Result<u64> {
+        let Some(uncommitted) = self.uncommitted_blobs().await? else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for (name, modified_ms) in uncommitted {
+            if modified_ms >= before_ms as i128 {
+                continue;
+            }
+            // Committing an empty block list discards the uncommitted blocks;
+            // the empty blob it leaves is then deleted.
+            let blob = self.container.blob_client(&name);
+            blob.put_block_list(BlockList { blocks: Vec::new() })
+                .await
+                .map_err(|e| self.err("reclaim_partial", &name, e))?;
+            blob.delete()
+                .await
+                .map_err(|e| self.err("reclaim_partial", &name, e))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     async fn create_container(&self) -> Result<()> {
         match self.container.create().await {
             Ok(_) => Ok(()),
@@ -443,4 +542,11 @@ impl ObjectStore for AzureStore {
             }
         }
     }
+}
+
+/// The text between the first `open` and the `close` after it.
+fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let from = s.find(open)? + open.len();
+    let len = s[from..].find(close)?;
+    Some(&s[from..from + len])
 }

@@ -98,6 +98,7 @@ fn put_atomic(root: &Path, path: &Path, data: &[u8], if_absent: bool) -> std::io
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
+        crate::failpoint::hit("fs-put-before-rename");
         if if_absent {
             // link(2) fails with EEXIST instead of replacing: atomic and exclusive.
             std::fs::hard_link(&tmp, path)?;

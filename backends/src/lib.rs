@@ -25,6 +25,7 @@ mod config;
 #[cfg(feature = "testing")]
 pub mod conformance;
 mod error;
+pub mod failpoint;
 #[cfg(feature = "testing")]
 pub mod faulty;
 mod fs;

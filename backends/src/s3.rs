@@ -211,6 +211,7 @@ impl S3Store {
                 return Err(e);
             }
         };
+        crate::failpoint::hit("s3-multipart-before-complete");
         let out = self
             .client
             .complete_multipart_upload()

@@ -87,7 +87,7 @@ pub enum Tamper {
     Delete,
 }
 
-fn python(code: &str, args: &[&str]) {
+fn python(code: &str, args: &[&str]) -> String {
     let py = std::env::var("TIERD_EMU_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(py)
         .arg("-c")
@@ -100,6 +100,44 @@ fn python(code: &str, args: &[&str]) {
         "python failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const AZURE_CONTAINER: &str = "import sys, os\n\
+    from azure.storage.blob import BlobServiceClient\n\
+    conn = 'DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;BlobEndpoint=%s;' % (\n\
+        os.environ['TIERD_AZURITE_ACCOUNT'], os.environ['TIERD_AZURITE_KEY'], os.environ['TIERD_AZURITE_ENDPOINT'])\n\
+    c = BlobServiceClient.from_connection_string(conn).get_container_client(sys.argv[1])\n";
+
+/// Unfinished uploads in the backend, counted behind the daemon's back:
+/// temporary files (fs), multipart uploads (S3), blobs with only
+/// uncommitted blocks (Azure).
+pub fn partial_uploads(spec: &Spec, d: &Daemon) -> usize {
+    let out = match spec.kind {
+        Kind::Fs => {
+            let tmp = d.data_dir().join("objects").join(".tmp");
+            return std::fs::read_dir(tmp).map(|r| r.count()).unwrap_or(0);
+        }
+        Kind::S3 => python(
+            "import sys, os, boto3\n\
+             s3 = boto3.client('s3', endpoint_url=os.environ['TIERD_S3_ENDPOINT'], region_name='us-east-1',\n\
+                 aws_access_key_id='test', aws_secret_access_key='test')\n\
+             print(len(s3.list_multipart_uploads(Bucket=sys.argv[1]).get('Uploads', [])))\n",
+            &[&spec.bucket],
+        ),
+        Kind::Azure => python(
+            &format!(
+                "{AZURE_CONTAINER}\
+                 committed = set(b.name for b in c.list_blobs())\n\
+                 every = set(b.name for b in c.list_blobs(include=['uncommittedblobs']))\n\
+                 print(len(every - committed))\n"
+            ),
+            &[&spec.bucket],
+        ),
+    };
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("count: {out:?}"))
 }
 
 /// Changes the object `key` (as tierd names it) behind the daemon's back.
@@ -121,7 +159,7 @@ pub fn tamper(spec: &Spec, d: &Daemon, key: &str, what: Tamper) {
                 }
             }
         }
-        Kind::S3 => python(
+        Kind::S3 => drop(python(
             "import sys, os, boto3\n\
              s3 = boto3.client('s3', endpoint_url=os.environ['TIERD_S3_ENDPOINT'], region_name='us-east-1',\n\
                  aws_access_key_id='test', aws_secret_access_key='test')\n\
@@ -129,17 +167,15 @@ pub fn tamper(spec: &Spec, d: &Daemon, key: &str, what: Tamper) {
              if action == 'delete':\n    s3.delete_object(Bucket=bucket, Key=key)\n\
              else:\n    b = bytearray(s3.get_object(Bucket=bucket, Key=key)['Body'].read())\n    b[len(b)//2] ^= 0x5a\n    s3.put_object(Bucket=bucket, Key=key, Body=bytes(b))\n",
             &[&spec.bucket, key, action],
-        ),
-        Kind::Azure => python(
-            "import sys, os\n\
-             from azure.storage.blob import BlobServiceClient\n\
-             conn = 'DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;BlobEndpoint=%s;' % (\n\
-                 os.environ['TIERD_AZURITE_ACCOUNT'], os.environ['TIERD_AZURITE_KEY'], os.environ['TIERD_AZURITE_ENDPOINT'])\n\
-             c = BlobServiceClient.from_connection_string(conn).get_container_client(sys.argv[1])\n\
-             key, action = 'tierd/' + sys.argv[2], sys.argv[3]\n\
-             if action == 'delete':\n    c.delete_blob(key)\n\
-             else:\n    b = bytearray(c.download_blob(key).readall())\n    b[len(b)//2] ^= 0x5a\n    c.upload_blob(key, bytes(b), overwrite=True)\n",
+        )),
+        Kind::Azure => drop(python(
+            &format!(
+                "{AZURE_CONTAINER}\
+                 key, action = 'tierd/' + sys.argv[2], sys.argv[3]\n\
+                 if action == 'delete':\n    c.delete_blob(key)\n\
+                 else:\n    b = bytearray(c.download_blob(key).readall())\n    b[len(b)//2] ^= 0x5a\n    c.upload_blob(key, bytes(b), overwrite=True)\n"
+            ),
             &[&spec.bucket, key, action],
-        ),
+        )),
     }
 }

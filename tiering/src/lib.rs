@@ -8,7 +8,8 @@
 //! tasks, shutdown), `api` (HTTP routes, /ui, scrapes), `nbd` (the protocol
 //! server), `gc` and `migrate`, `volume`, `engine` (fetches, cache,
 //! breakers), `extent_map`/`codec`/`db`, and at the bottom `config`,
-//! `metrics`, `failpoint`, `error`.
+//! `metrics`, `fd_limit`, `error` (`failpoint` is the backends crate's,
+//! shared so one `TIERD_FAILPOINTS` arms points in both).
 
 pub mod api;
 pub mod backup;
@@ -22,7 +23,6 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod extent_map;
-pub mod failpoint;
 pub mod fd_limit;
 pub mod gc;
 pub mod keys;
@@ -36,4 +36,5 @@ pub mod tasks;
 pub mod volume;
 pub mod wire;
 
+pub use backends::failpoint;
 pub use error::{Result, TierError};

@@ -1,4 +1,6 @@
-//! Named points for the crash-safety tests (after TiKV's `fail_point!`):
+//! Named points for the crash-safety tests (after TiKV's `fail_point!`),
+//! here so that the backends (a kill mid-upload) and the daemon crate share
+//! one set:
 //! `TIERD_FAILPOINTS=name[:N][:pause=MS],...` makes the process abort, as a
 //! `kill -9` would, the N-th time (default the first) it reaches `name`; with
 //! `pause=MS` it sleeps there instead (a slow upload, for shutdown tests).
