@@ -345,17 +345,36 @@ fn nbd_refuses_non_loopback_addresses_unless_allowed() {
             "{err}"
         );
     }
-    // Explicitly allowed: valid (checked, never served beyond loopback).
-    std::fs::write(&cfg, format!("{base}allow_insecure_nbd = true\n")).expect("write config");
+    // Explicitly allowed, or with TLS: valid (checked, never served beyond
+    // loopback).
+    for extra in [
+        "allow_insecure_nbd = true\n",
+        "tls_cert_file = \"/etc/tierd/cert.pem\"\ntls_key_file = \"/etc/tierd/key.pem\"\n",
+    ] {
+        std::fs::write(&cfg, format!("{base}{extra}")).expect("write config");
+        let out = std::process::Command::new(tierd_bin())
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .output()
+            .expect("run tierd");
+        assert!(
+            out.status.success(),
+            "{extra}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A key without a certificate is an error naming both.
+    std::fs::write(&cfg, format!("{base}tls_key_file = \"/k.pem\"\n")).expect("write config");
     let out = std::process::Command::new(tierd_bin())
         .args(["check", "--config"])
         .arg(&cfg)
         .output()
         .expect("run tierd");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("tls_cert_file") && err.contains("tls_key_file"),
+        "{err}"
     );
 }
 

@@ -116,9 +116,17 @@ pub struct ServerConfig {
     pub admin_token_file: Option<PathBuf>,
     /// Let the admin API listen beyond loopback without a token. Default false.
     pub allow_insecure_admin: bool,
-    /// Let NBD listen beyond loopback, where any host that reaches it reads
-    /// and writes every volume. Default false.
+    /// Let NBD listen beyond loopback without TLS, where any host that
+    /// reaches it reads and writes every volume. Default false.
     pub allow_insecure_nbd: bool,
+    /// The server's X.509 certificate chain (PEM) for NBD over TLS. With it
+    /// (and `tls_key_file`), TCP clients must STARTTLS; the unix socket may.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM): when set, NBD clients must present a
+    /// certificate it signed.
+    pub tls_client_ca_file: Option<PathBuf>,
     /// How fast the daemon's clock runs against real time. Every timer of
     /// the daemon runs on it: heat and cooling, the scan and GC intervals,
     /// GC grace, the circuit breaker, upload pacing and the backends'
@@ -140,6 +148,9 @@ impl Default for ServerConfig {
             admin_token_file: None,
             allow_insecure_admin: false,
             allow_insecure_nbd: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
             clock_speed: 1.0,
         }
     }
@@ -383,15 +394,25 @@ impl Config {
                     s.nbd_listen
                 )
             })?;
-            if !nbd.ip().is_loopback() && !s.allow_insecure_nbd {
+            if !nbd.ip().is_loopback() && s.tls_cert_file.is_none() && !s.allow_insecure_nbd {
                 return Err(format!(
-                    "server.nbd_listen: {} is not a loopback address, and NBD has no \
-                     authentication: anyone who can reach it could read and overwrite every \
-                     volume. Listen on loopback (a sidecar's block server reaches it there) or \
-                     set allow_insecure_nbd = true on a network you trust",
+                    "server.nbd_listen: {} is not a loopback address, and NBD without TLS has \
+                     no protection: anyone who can reach it could read and overwrite every \
+                     volume. Listen on loopback (a sidecar's block server reaches it there), \
+                     set tls_cert_file and tls_key_file (and tls_client_ca_file to admit only \
+                     clients with certificates), or set allow_insecure_nbd = true on a \
+                     network you trust",
                     s.nbd_listen
                 ));
             }
+        }
+        if s.tls_cert_file.is_some() != s.tls_key_file.is_some() {
+            return Err("server.tls_cert_file and server.tls_key_file: set both or neither".into());
+        }
+        if s.tls_client_ca_file.is_some() && s.tls_cert_file.is_none() {
+            return Err(
+                "server.tls_client_ca_file: needs tls_cert_file and tls_key_file (TLS on)".into(),
+            );
         }
         let (conn, total) = (s.nbd_connection_buffer.bytes(), s.nbd_total_buffer.bytes());
         if !(1 << 20..=1 << 31).contains(&conn) || !(1 << 20..=1 << 31).contains(&total) {

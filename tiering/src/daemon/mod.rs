@@ -127,7 +127,14 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> R
         config.server.nbd_total_buffer.bytes(),
         engine.metrics.nbd_buffered.clone(),
     );
-    let nbd = NbdServer::new(volumes.clone(), shutdown.clone(), budgets);
+    let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            crate::nbd::tls::acceptor(cert, key, config.server.tls_client_ca_file.as_deref())
+                .map_err(|e| startup("cannot set up NBD over TLS", e))?,
+        ),
+        _ => None,
+    };
+    let nbd = NbdServer::new(volumes.clone(), shutdown.clone(), budgets, tls);
     let mut listeners = Vec::new();
     if !config.server.nbd_listen.is_empty() {
         let addr = &config.server.nbd_listen;

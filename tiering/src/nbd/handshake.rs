@@ -1,15 +1,18 @@
 //! The fixed newstyle handshake: option haggling up to the moment a client
-//! picks an export (EXPORT_NAME or GO), or gives up.
+//! picks an export (EXPORT_NAME or GO), upgrades to TLS (STARTTLS), or gives
+//! up.
 //!
 //! Invariant: every option gets exactly one final reply (ACK or an error), so a
 //! client is never left waiting; anything that breaks framing (a bad magic, an
-//! oversized option) ends the connection instead.
+//! oversized option) ends the connection instead. Where TLS is required,
+//! every option but STARTTLS and ABORT gets TLS_REQD until it is up.
 
 use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::proto::*;
+use super::tls::TlsMode;
 use crate::volume::{Attachment, Volumes};
 
 /// What the handshake agreed on.
@@ -126,8 +129,45 @@ async fn reply_err<S: AsyncWrite + Unpin>(
     s.flush().await
 }
 
-/// Runs the handshake. `Ok(None)` means the client aborted or hung up politely.
-pub async fn negotiate<S>(s: &mut S, volumes: &Volumes, peer: &str) -> io::Result<Option<Session>>
+/// How option haggling ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// An export was picked: transmission follows.
+    Session(Session),
+    /// The client aborted or hung up politely.
+    Gone,
+    /// STARTTLS was acknowledged: the TLS handshake follows on this stream,
+    /// then haggling starts over inside it.
+    StartTls,
+}
+
+/// Where a connection's TLS stands during haggling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// Not offered: STARTTLS is refused.
+    Off,
+    /// Offered, not yet used.
+    Optional,
+    /// Offered and required before anything else.
+    Required,
+    /// Up: this haggling runs inside TLS.
+    Active,
+}
+
+impl Tls {
+    /// Where a new connection starts on a listener with `mode`.
+    pub fn start(mode: &TlsMode) -> Self {
+        match mode {
+            TlsMode::Off => Tls::Off,
+            TlsMode::Optional(_) => Tls::Optional,
+            TlsMode::Required(_) => Tls::Required,
+        }
+    }
+}
+
+/// Sends the greeting and reads the client's flags; whether the client
+/// asked for no zero padding.
+pub async fn greet<S>(s: &mut S) -> io::Result<bool>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -142,7 +182,20 @@ where
     if client_flags & !(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES) != 0 {
         return Err(invalid(format!("unknown client flags {client_flags:#x}")));
     }
-    let no_zeroes = client_flags & FLAG_C_NO_ZEROES != 0;
+    Ok(client_flags & FLAG_C_NO_ZEROES != 0)
+}
+
+/// Runs option haggling (after [`greet`]) with TLS at `tls`.
+pub async fn negotiate<S>(
+    s: &mut S,
+    volumes: &Volumes,
+    peer: &str,
+    no_zeroes: bool,
+    tls: Tls,
+) -> io::Result<Outcome>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut structured = false;
     // The export for which base:allocation was selected, if any.
     let mut meta_export: Option<String> = None;
@@ -150,7 +203,7 @@ where
     loop {
         let magic = match s.read_u64().await {
             Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Outcome::Gone),
             Err(e) => return Err(e),
         };
         if magic != IHAVEOPT {
@@ -166,6 +219,24 @@ where
         let mut data = vec![0u8; len as usize];
         s.read_exact(&mut data).await?;
 
+        if tls == Tls::Required && !matches!(opt, OPT_STARTTLS | OPT_ABORT) {
+            if opt == OPT_EXPORT_NAME {
+                // No error reply exists for EXPORT_NAME: disconnect.
+                return Err(invalid(
+                    "client asked for an export without STARTTLS, which this server requires"
+                        .into(),
+                ));
+            }
+            reply_err(
+                s,
+                opt,
+                REP_ERR_TLS_REQD,
+                "this server requires TLS: negotiate NBD_OPT_STARTTLS first",
+                peer,
+            )
+            .await?;
+            continue;
+        }
         match opt {
             OPT_EXPORT_NAME => {
                 let name = String::from_utf8_lossy(&data).to_string();
@@ -185,7 +256,7 @@ where
                 s.write_all(&out).await?;
                 s.flush().await?;
                 let allocation = meta_export.as_deref() == Some(name.as_str());
-                return Ok(Some(Session {
+                return Ok(Outcome::Session(Session {
                     volume: vol.attach(),
                     export: name,
                     size,
@@ -196,7 +267,7 @@ where
             OPT_ABORT => {
                 let _ = reply(s, opt, REP_ACK, &[]).await;
                 let _ = s.flush().await;
-                return Ok(None);
+                return Ok(Outcome::Gone);
             }
             OPT_LIST => {
                 if !data.is_empty() {
@@ -281,7 +352,7 @@ where
                 s.flush().await?;
                 if opt == OPT_GO {
                     let allocation = meta_export.as_deref() == Some(req.name);
-                    return Ok(Some(Session {
+                    return Ok(Outcome::Session(Session {
                         volume: vol.attach(),
                         export: req.name.to_string(),
                         size,
@@ -336,16 +407,36 @@ where
                 reply(s, opt, REP_ACK, &[]).await?;
                 s.flush().await?;
             }
-            OPT_STARTTLS => {
-                reply_err(
-                    s,
-                    opt,
-                    REP_ERR_POLICY,
-                    "TLS is not offered; tierd serves loopback and unix sockets",
-                    peer,
-                )
-                .await?;
-            }
+            OPT_STARTTLS => match tls {
+                Tls::Off => {
+                    reply_err(
+                        s,
+                        opt,
+                        REP_ERR_POLICY,
+                        "TLS is not configured on this server (server.tls_cert_file)",
+                        peer,
+                    )
+                    .await?
+                }
+                Tls::Active => {
+                    reply_err(s, opt, REP_ERR_INVALID, "TLS is already up", peer).await?
+                }
+                Tls::Optional | Tls::Required if !data.is_empty() => {
+                    reply_err(
+                        s,
+                        opt,
+                        REP_ERR_INVALID,
+                        "NBD_OPT_STARTTLS takes no data",
+                        peer,
+                    )
+                    .await?
+                }
+                Tls::Optional | Tls::Required => {
+                    reply(s, opt, REP_ACK, &[]).await?;
+                    s.flush().await?;
+                    return Ok(Outcome::StartTls);
+                }
+            },
             _ => {
                 reply_err(
                     s,
