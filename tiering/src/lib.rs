@@ -24,6 +24,8 @@ pub mod engine;
 pub mod error;
 pub mod extent_map;
 pub mod fd_limit;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_targets;
 pub mod gc;
 pub mod keys;
 pub mod metrics;

@@ -84,10 +84,11 @@ fn main() -> ExitCode {
 
 /// Logs to stderr, as text or JSON lines; `TIERD_LOG` overrides the level.
 fn init_logging(log: &LogSettings) {
-    let filter = EnvFilter::try_from_env("TIERD_LOG").unwrap_or_else(|_| {
-        EnvFilter::try_new(log.level.as_deref().unwrap_or("info"))
-            .unwrap_or_else(|_| EnvFilter::new("info"))
-    });
+    let filter = std::env::var("TIERD_LOG")
+        .ok()
+        .and_then(|v| tiering::config::log_filter(&v))
+        .or_else(|| tiering::config::log_filter(log.level.as_deref().unwrap_or("info")))
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -450,7 +450,7 @@ impl Config {
             .log
             .level
             .as_deref()
-            .is_some_and(|l| tracing_subscriber::EnvFilter::try_new(l).is_err())
+            .is_some_and(|l| log_filter(l).is_none())
         {
             return Err(format!(
                 "log.level: {:?} is not a level or filter such as \"info\" or \"tiering=debug\"",
@@ -542,6 +542,16 @@ impl Config {
     pub fn class_names(&self) -> String {
         self.classes.keys().cloned().collect::<Vec<_>>().join(", ")
     }
+}
+
+/// The log filter a level or filter string (`log.level`, `TIERD_LOG`)
+/// means, or None when it means none. Only ASCII is parsed: the filter
+/// parser panics on some other strings (found by fuzzing the loader).
+pub fn log_filter(spec: &str) -> Option<tracing_subscriber::EnvFilter> {
+    if !spec.is_ascii() {
+        return None;
+    }
+    tracing_subscriber::EnvFilter::try_new(spec).ok()
 }
 
 #[cfg(test)]
