@@ -36,6 +36,9 @@ pub struct HeatRecord {
     pub random_reads: u64,
     pub last_read_ms: u64,
     pub last_write_ms: u64,
+    /// The last write or read that was not part of a sequential scan: the
+    /// last use when scans do not warm.
+    pub last_warm_ms: u64,
     /// The time at which the three decayed scores below are valid.
     pub temp_at_ms: u64,
     pub temperature: f64,
@@ -43,9 +46,12 @@ pub struct HeatRecord {
     pub random_score: f64,
 }
 
-const VERSION: u8 = 1;
-/// Encoded size: a version byte, nine u64 and three f64.
-pub const ENCODED_LEN: usize = 1 + 9 * 8 + 3 * 8;
+/// Version 1 had no `last_warm_ms`.
+const VERSION_1: u8 = 1;
+const VERSION: u8 = 2;
+const V1_LEN: usize = 1 + 9 * 8 + 3 * 8;
+/// Encoded size: a version byte, ten u64 and three f64.
+pub const ENCODED_LEN: usize = 1 + 10 * 8 + 3 * 8;
 
 /// `2^(-dt / half_life)`: the weight an access keeps after `dt` ms.
 pub fn decay_factor(dt_ms: u64, half_life_ms: f64) -> f64 {
@@ -74,12 +80,14 @@ impl HeatRecord {
                 } else {
                     r.random_reads = 1;
                     r.random_score = 1.0;
+                    r.last_warm_ms = now_ms;
                 }
             }
             AccessKind::Write => {
                 r.writes = 1;
                 r.write_bytes = access.bytes;
                 r.last_write_ms = now_ms;
+                r.last_warm_ms = now_ms;
             }
         }
         r
@@ -106,6 +114,7 @@ impl HeatRecord {
         self.random_reads += other.random_reads;
         self.last_read_ms = self.last_read_ms.max(other.last_read_ms);
         self.last_write_ms = self.last_write_ms.max(other.last_write_ms);
+        self.last_warm_ms = self.last_warm_ms.max(other.last_warm_ms);
     }
 
     /// The three scores decayed to `now_ms` (never grown: a time before
@@ -132,6 +141,7 @@ impl HeatRecord {
             self.last_read_ms,
             self.last_write_ms,
             self.temp_at_ms,
+            self.last_warm_ms,
         ];
         let mut pos = 1;
         for v in ints {
@@ -145,23 +155,31 @@ impl HeatRecord {
         out
     }
 
+    /// Reads this version and version 1 (whose every access counts as warm).
     pub fn decode(buf: &[u8]) -> Result<Self, String> {
-        if buf.len() != ENCODED_LEN {
-            return Err(format!(
-                "record is {} bytes, expected {ENCODED_LEN}",
-                buf.len()
-            ));
+        let (ints, want) = match buf.first() {
+            Some(&VERSION) => (10, ENCODED_LEN),
+            Some(&VERSION_1) => (9, V1_LEN),
+            Some(v) => return Err(format!("unknown record version {v}")),
+            None => return Err("empty record".into()),
+        };
+        if buf.len() != want {
+            return Err(format!("record is {} bytes, expected {want}", buf.len()));
         }
-        if buf[0] != VERSION {
-            return Err(format!("unknown record version {}", buf[0]));
-        }
-        let mut words = [0u64; 12];
-        for (i, w) in words.iter_mut().enumerate() {
+        let mut words = [0u64; 13];
+        for (i, w) in words.iter_mut().enumerate().take(ints + 3) {
             let start = 1 + i * 8;
             let mut b = [0u8; 8];
             b.copy_from_slice(&buf[start..start + 8]);
             *w = u64::from_le_bytes(b);
         }
+        let last_warm_ms = if ints == 10 {
+            words[9]
+        } else {
+            words[6].max(words[7])
+        };
+        // The three scores follow the integers.
+        let f = |i: usize| f64::from_bits(words[ints + i]);
         Ok(HeatRecord {
             reads: words[0],
             writes: words[1],
@@ -172,9 +190,10 @@ impl HeatRecord {
             last_read_ms: words[6],
             last_write_ms: words[7],
             temp_at_ms: words[8],
-            temperature: f64::from_bits(words[9]),
-            sequential_score: f64::from_bits(words[10]),
-            random_score: f64::from_bits(words[11]),
+            last_warm_ms,
+            temperature: f(0),
+            sequential_score: f(1),
+            random_score: f(2),
         })
     }
 }
@@ -193,6 +212,10 @@ pub struct ExtentHeat {
     pub last_read_ms: u64,
     pub last_write_ms: u64,
     pub temperature: f64,
+    /// The last use that was not part of a sequential scan.
+    pub last_warm_ms: u64,
+    /// The temperature without sequential-scan reads.
+    pub warm_temperature: f64,
     /// Share of recent (decay-weighted) reads that were sequential, 0 to 1;
     /// `None` when the extent has never been read.
     pub sequential_ratio: Option<f64>,
@@ -221,6 +244,8 @@ impl ExtentHeat {
             last_read_ms: r.last_read_ms,
             last_write_ms: r.last_write_ms,
             temperature,
+            last_warm_ms: r.last_warm_ms,
+            warm_temperature: (temperature - seq).max(0.0),
             sequential_ratio,
         }
     }
@@ -332,6 +357,47 @@ mod tests {
         let mut bad = enc;
         bad[0] = 9;
         assert!(HeatRecord::decode(&bad).unwrap_err().contains("version"));
+    }
+
+    #[test]
+    fn version_1_records_still_decode_as_warm() {
+        let mut r = read(true, 42);
+        r.combine(&read(false, 99), H);
+        let v2 = r.encode();
+        // Version 1: the same without last_warm_ms (the tenth integer).
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&v2[1..1 + 9 * 8]);
+        v1.extend_from_slice(&v2[1 + 10 * 8..]);
+        let back = HeatRecord::decode(&v1).unwrap();
+        assert_eq!(
+            back.last_warm_ms, 99,
+            "the later of its last read and write"
+        );
+        assert_eq!(back.temperature, r.temperature);
+        assert_eq!(back.random_score, r.random_score);
+        assert!(HeatRecord::decode(&v1[..v1.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn scans_do_not_warm() {
+        let mut r = read(false, 10);
+        r.combine(&read(true, 500), H);
+        r.combine(&read(true, 900), H);
+        assert_eq!((r.last_read_ms, r.last_warm_ms), (900, 10));
+        let h = ExtentHeat::from_record(0, &r, 900, H);
+        let random_only = decay_factor(890, H);
+        assert!((h.warm_temperature - random_only).abs() < 1e-12, "{h:?}");
+        assert!(h.temperature > h.warm_temperature + 1.0);
+        let w = HeatRecord::from_access(
+            Access {
+                kind: AccessKind::Write,
+                bytes: 1,
+                sequential: false,
+            },
+            1000,
+        );
+        r.combine(&w, H);
+        assert_eq!(r.last_warm_ms, 1000);
     }
 
     #[test]

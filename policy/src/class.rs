@@ -10,12 +10,61 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::units::{HumanDuration, HumanSize};
+use crate::units::{format_duration, parse_duration, HumanDuration, HumanSize};
 
 /// FabricPool's default cooling for `auto`.
 pub const AUTO_DEFAULT_COOLING: Duration = Duration::from_secs(31 * 86_400);
 /// FabricPool's default cooling for `snapshot-only`.
 pub const SNAPSHOT_ONLY_DEFAULT_COOLING: Duration = Duration::from_secs(2 * 86_400);
+
+/// Default bounds of an adaptive cooling period.
+pub const DEFAULT_MIN_COOLING: Duration = Duration::from_secs(3_600);
+pub const DEFAULT_MAX_COOLING: Duration = Duration::from_secs(183 * 86_400);
+/// An extent back within this long of being tiered came back too soon.
+pub const DEFAULT_THRASH_WINDOW: Duration = Duration::from_secs(86_400);
+
+/// How long an extent idles before it counts as cold: a fixed period, or
+/// `auto` (derived per volume from prices and observed re-access, see
+/// [`crate::cooling`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoolingPeriod {
+    Fixed(Duration),
+    Auto,
+}
+
+impl<'de> Deserialize<'de> for CoolingPeriod {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for CoolingPeriod {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl std::str::FromStr for CoolingPeriod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim() == "auto" {
+            return Ok(CoolingPeriod::Auto);
+        }
+        parse_duration(s)
+            .map(CoolingPeriod::Fixed)
+            .map_err(|e| format!("{e} (or \"auto\": derived from prices and re-access)"))
+    }
+}
+
+impl fmt::Display for CoolingPeriod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CoolingPeriod::Fixed(d) => f.write_str(&format_duration(*d)),
+            CoolingPeriod::Auto => f.write_str("auto"),
+        }
+    }
+}
 
 /// When a class moves extents off the local tier.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -113,8 +162,24 @@ impl Compression {
 #[serde(deny_unknown_fields, default)]
 pub struct ClassConfig {
     pub tiering_policy: TieringPolicy,
-    /// Idle time before an extent counts as cold. Defaults: 31d for auto, 2d for snapshot-only.
-    pub cooling_period: Option<HumanDuration>,
+    /// Idle time before an extent counts as cold, or "auto" (derived per
+    /// volume from the prices and observed re-access). Defaults: 31d for
+    /// auto, 2d for snapshot-only.
+    pub cooling_period: Option<CoolingPeriod>,
+    /// Bounds of an "auto" cooling period. Defaults 1h and 183d.
+    pub min_cooling: Option<HumanDuration>,
+    pub max_cooling: Option<HumanDuration>,
+    /// Under an "auto" cooling period, an extent brought back within this
+    /// long of being tiered cools twice as long next time (up to
+    /// max_cooling). Default 1d.
+    pub thrash_window: Option<HumanDuration>,
+    /// Bytes a volume may bring back from the object store per day; past
+    /// it, cold reads are served without bringing extents back. Default none.
+    pub max_rehydrate_per_day: Option<HumanSize>,
+    /// Under an "auto" cooling period: when more than this fraction of a
+    /// volume's reads in the last hour touched cold data, its cooling period
+    /// doubles (and halves again once under half of it). Default none.
+    pub max_cold_read_fraction: Option<f64>,
     pub retrieval_policy: RetrievalPolicy,
     /// The backend tiered extents go to. Default: the only backend, if there is one.
     pub backend: Option<String>,
@@ -161,7 +226,7 @@ impl ClassConfig {
     ) -> Self {
         let mut c = ClassConfig {
             tiering_policy,
-            cooling_period: cooling_period.map(HumanDuration),
+            cooling_period: cooling_period.map(CoolingPeriod::Fixed),
             retrieval_policy,
             ..Default::default()
         };
@@ -172,12 +237,48 @@ impl ClassConfig {
     /// Gives the class its policy's default cooling period if it names none.
     pub fn fill_defaults(&mut self) {
         if self.cooling_period.is_none() {
-            self.cooling_period = self.tiering_policy.default_cooling().map(HumanDuration);
+            self.cooling_period = self
+                .tiering_policy
+                .default_cooling()
+                .map(CoolingPeriod::Fixed);
         }
     }
 
     /// Checks what types alone cannot; the message names the key under `classes.NAME`.
     pub fn validate(&self) -> Result<(), String> {
+        if self.cooling_is_auto()
+            && !matches!(
+                self.tiering_policy,
+                TieringPolicy::Auto | TieringPolicy::SnapshotOnly
+            )
+        {
+            return Err(format!(
+                "cooling_period: \"auto\" needs tiering_policy auto or snapshot-only, not {}",
+                self.tiering_policy
+            ));
+        }
+        if self.min_cooling() > self.max_cooling() {
+            return Err(format!(
+                "min_cooling ({}) is longer than max_cooling ({})",
+                HumanDuration(self.min_cooling()),
+                HumanDuration(self.max_cooling())
+            ));
+        }
+        if self.min_cooling() < Duration::from_secs(1) {
+            return Err("min_cooling: at least 1s".into());
+        }
+        if let Some(f) = self.max_cold_read_fraction {
+            if !(f > 0.0 && f <= 1.0) {
+                return Err(format!(
+                    "max_cold_read_fraction: {f} is not a fraction above 0 and at most 1"
+                ));
+            }
+        }
+        if self.rehydrate_budget() == Some(0) {
+            return Err(
+                "max_rehydrate_per_day: more than 0 bytes (leave it out for no limit)".into(),
+            );
+        }
         if self.local_fullness_threshold > 100 {
             return Err("local_fullness_threshold: a percentage from 0 to 100".into());
         }
@@ -207,8 +308,45 @@ impl ClassConfig {
         Ok(())
     }
 
+    /// The fixed cooling period; for `auto`, the shortest it may become
+    /// (each volume's current value comes from its [`crate::cooling::Tuner`]).
     pub fn cooling(&self) -> Duration {
-        self.cooling_period.map(|d| d.0).unwrap_or(Duration::ZERO)
+        match self.cooling_period {
+            Some(CoolingPeriod::Fixed(d)) => d,
+            Some(CoolingPeriod::Auto) => self.min_cooling(),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// `cooling_period = "auto"`.
+    pub fn cooling_is_auto(&self) -> bool {
+        self.cooling_period == Some(CoolingPeriod::Auto)
+    }
+
+    pub fn min_cooling(&self) -> Duration {
+        self.min_cooling.map(|d| d.0).unwrap_or(DEFAULT_MIN_COOLING)
+    }
+
+    pub fn max_cooling(&self) -> Duration {
+        self.max_cooling.map(|d| d.0).unwrap_or(DEFAULT_MAX_COOLING)
+    }
+
+    pub fn thrash_window(&self) -> Duration {
+        self.thrash_window
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_THRASH_WINDOW)
+    }
+
+    /// Bytes a volume may bring back per day, if limited.
+    pub fn rehydrate_budget(&self) -> Option<u64> {
+        self.max_rehydrate_per_day.as_ref().map(HumanSize::bytes)
+    }
+
+    /// Whether reads detected as sequential scans warm an extent (reset its
+    /// idle time, raise its temperature): `[heat] scans_warm` when set, else
+    /// not under an auto cooling period and yes otherwise.
+    pub fn scans_warm(&self, setting: Option<bool>) -> bool {
+        setting.unwrap_or(!self.cooling_is_auto())
     }
 
     /// Scheduled backups to keep per volume.
@@ -234,7 +372,10 @@ impl ClassConfig {
             self.tiering_policy,
             TieringPolicy::Auto | TieringPolicy::SnapshotOnly
         ) {
-            s += &format!(" {}", HumanDuration(self.cooling()));
+            match self.cooling_period {
+                Some(CoolingPeriod::Auto) => s += " auto",
+                _ => s += &format!(" {}", HumanDuration(self.cooling())),
+            }
         }
         s + &format!(", {} retrieval", self.retrieval_policy)
     }

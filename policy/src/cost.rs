@@ -265,6 +265,21 @@ impl Default for Pricing {
     }
 }
 
+/// The price list objects of a class pay, from the kind of its backend
+/// (`s3`, `azure`, `fs`) and its upload tier.
+pub fn price_tier(backend_kind: &str, upload_tier: Option<&str>) -> String {
+    let tier = upload_tier.unwrap_or_default().to_ascii_lowercase();
+    match (backend_kind, tier.as_str()) {
+        ("azure", "cool") => "azure-cool",
+        ("azure", "cold") => "azure-cold",
+        ("azure", _) => "azure-hot",
+        (_, "standard_ia") => "s3-standard-ia",
+        (_, "glacier_ir") => "s3-glacier-ir",
+        _ => "s3-standard",
+    }
+    .to_string()
+}
+
 fn check_usage(u: &Usage) -> Result<f64, CostError> {
     if u.duration_ms == 0 {
         return Err(CostError::InvalidUsage(

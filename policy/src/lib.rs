@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod class;
+pub mod cooling;
 pub mod cost;
 pub mod extent;
 pub mod select;
@@ -20,7 +21,10 @@ pub mod units;
 pub use access::{
     plan_cold_read, ColdRead, ColdReadPlan, Fetch, ReadPattern, ReadTracker, Readahead,
 };
-pub use class::{brings_back, ClassConfig, Compression, RetrievalPolicy, TieringPolicy};
+pub use class::{
+    brings_back, ClassConfig, Compression, CoolingPeriod, RetrievalPolicy, TieringPolicy,
+};
+pub use cooling::{Economics, Limits, Tuner};
 pub use extent::ExtentState;
 pub use select::{inactive, select, ExtentView, Fullness, Hold};
 pub use snapshots::{select_held, HeldView};

@@ -3,8 +3,6 @@
 //! which extents should leave the local tier, coldest first. It takes its
 //! clock and data as inputs so the daemon and the simulator run the same code.
 
-use std::time::Duration;
-
 use heatmap::ExtentHeat;
 
 use crate::class::{ClassConfig, TieringPolicy};
@@ -77,10 +75,75 @@ impl std::fmt::Display for Hold {
     }
 }
 
-/// When an extent counts as last used: its last access, or (never accessed
-/// since tracking began) the volume's creation.
-fn last_use(v: &ExtentView, created_ms: u64) -> u64 {
-    v.heat.map(|h| h.last_access_ms).unwrap_or(created_ms)
+/// How long each extent must idle before it is cold, and what counts as a
+/// use: the class's fixed period, or a volume's tuned one with personal
+/// back-offs (see [`crate::cooling::Tuner`]).
+#[derive(Clone, Copy)]
+pub struct Cooling<'a> {
+    /// The volume's cooling period, in ms.
+    pub base_ms: u64,
+    /// The shortest period any extent has (`per_extent` never goes below it).
+    pub floor_ms: u64,
+    /// Reads of sequential scans count as use (`[heat] scans_warm`).
+    pub scans_warm: bool,
+    /// An extent's own period, when some extents have one.
+    pub per_extent: Option<&'a dyn Fn(u64) -> u64>,
+}
+
+impl std::fmt::Debug for Cooling<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cooling")
+            .field("base_ms", &self.base_ms)
+            .field("floor_ms", &self.floor_ms)
+            .field("scans_warm", &self.scans_warm)
+            .field("per_extent", &self.per_extent.is_some())
+            .finish()
+    }
+}
+
+impl Cooling<'static> {
+    /// The class's own period for every extent (none under `all`).
+    pub fn of_class(class: &ClassConfig, scans_warm: bool) -> Self {
+        let base_ms = match class.tiering_policy {
+            TieringPolicy::All => 0,
+            _ => class.cooling().as_millis() as u64,
+        };
+        Cooling {
+            base_ms,
+            floor_ms: base_ms,
+            scans_warm,
+            per_extent: None,
+        }
+    }
+}
+
+impl Cooling<'_> {
+    /// The cooling period of extent `e`, in ms.
+    pub fn of(&self, e: u64) -> u64 {
+        match self.per_extent {
+            Some(f) => f(e),
+            None => self.base_ms,
+        }
+    }
+
+    /// When an extent counts as last used: its last access (or last warm
+    /// access, when scans do not warm), or (never accessed since tracking
+    /// began) the volume's creation.
+    pub fn last_use(&self, heat: Option<&ExtentHeat>, created_ms: u64) -> u64 {
+        match heat {
+            Some(h) if self.scans_warm => h.last_access_ms,
+            Some(h) => h.last_warm_ms.max(created_ms.min(h.last_access_ms)),
+            None => created_ms,
+        }
+    }
+
+    fn temperature(&self, heat: Option<&ExtentHeat>) -> f64 {
+        match heat {
+            Some(h) if self.scans_warm => h.temperature,
+            Some(h) => h.warm_temperature,
+            None => 0.0,
+        }
+    }
 }
 
 /// Whether the class tiers anything at all, and if not why.
@@ -92,26 +155,38 @@ pub fn tiers(class: &ClassConfig) -> Result<(), Hold> {
     }
 }
 
-/// Extents last used at or before this time are cold at `now_ms`.
-pub fn cold_cutoff(class: &ClassConfig, now_ms: u64) -> u64 {
-    let cooling = if class.tiering_policy == TieringPolicy::All {
-        Duration::ZERO
-    } else {
-        class.cooling()
-    };
-    now_ms.saturating_sub(cooling.as_millis() as u64)
+/// Extents last used at or before this time are cold at `now_ms` (for an
+/// extent with the volume's own period).
+pub fn cold_cutoff(class: &ClassConfig, cooling: &Cooling, now_ms: u64) -> u64 {
+    if class.tiering_policy == TieringPolicy::All {
+        return now_ms;
+    }
+    now_ms.saturating_sub(cooling.base_ms)
 }
 
 /// Whether a pass at `now_ms` could tier anything, knowing only that no local
-/// extent was last used before `earliest_local_use_ms`: lets a caller with
-/// many volumes skip building the views. `select` decides the same way.
-pub fn may_tier(class: &ClassConfig, earliest_local_use_ms: Option<u64>, now_ms: u64) -> bool {
-    tiers(class).is_ok() && earliest_local_use_ms.is_some_and(|t| t <= cold_cutoff(class, now_ms))
+/// extent was last used (as `cooling` counts use) before
+/// `earliest_local_use_ms`: lets a caller with many volumes skip building the
+/// views. `select` decides the same way (no extent's period is shorter
+/// than `cooling.floor_ms`).
+pub fn may_tier(
+    class: &ClassConfig,
+    cooling: &Cooling,
+    earliest_local_use_ms: Option<u64>,
+    now_ms: u64,
+) -> bool {
+    let cutoff = if class.tiering_policy == TieringPolicy::All {
+        now_ms
+    } else {
+        now_ms.saturating_sub(cooling.floor_ms)
+    };
+    tiers(class).is_ok() && earliest_local_use_ms.is_some_and(|t| t <= cutoff)
 }
 
 /// Extents to tier now, coldest first, or why none.
 pub fn select(
     class: &ClassConfig,
+    cooling: &Cooling,
     extents: &[ExtentView],
     now_ms: u64,
     created_ms: u64,
@@ -125,49 +200,55 @@ pub fn select(
             threshold: class.local_fullness_threshold,
         });
     }
-    let cutoff = cold_cutoff(class, now_ms);
-    let mut chosen: Vec<&ExtentView> = extents
+    let all = class.tiering_policy == TieringPolicy::All;
+    let mut chosen: Vec<(&ExtentView, u64)> = extents
         .iter()
         .filter(|v| v.state == ExtentState::Local && v.allocated)
-        .filter(|v| class.tiering_policy == TieringPolicy::All || last_use(v, created_ms) <= cutoff)
+        .map(|v| (v, cooling.last_use(v.heat, created_ms)))
+        .filter(|&(v, used)| all || used <= now_ms.saturating_sub(cooling.of(v.extent)))
         .collect();
-    chosen.sort_by(|a, b| {
-        let ta = a.heat.map(|h| h.temperature).unwrap_or(0.0);
-        let tb = b.heat.map(|h| h.temperature).unwrap_or(0.0);
+    chosen.sort_by(|(a, ua), (b, ub)| {
+        let ta = cooling.temperature(a.heat);
+        let tb = cooling.temperature(b.heat);
         ta.total_cmp(&tb)
-            .then(last_use(a, created_ms).cmp(&last_use(b, created_ms)))
+            .then(ua.cmp(ub))
             .then(a.extent.cmp(&b.extent))
     });
-    Ok(chosen.into_iter().map(|v| v.extent).collect())
+    Ok(chosen.into_iter().map(|(v, _)| v.extent).collect())
 }
 
 /// Local extents idle past the cooling period that are still local: FabricPool's
 /// "inactive data". Counted in extents.
 pub fn inactive(
     class: &ClassConfig,
+    cooling: &Cooling,
     extents: &[ExtentView],
     now_ms: u64,
     created_ms: u64,
 ) -> usize {
     // Classes without a cooling period (none, all) report against
     // FabricPool's default of 31 days, as its inactive data reporting does.
-    let cooling = class
-        .cooling_period
-        .map(|d| d.0)
-        .unwrap_or(crate::class::AUTO_DEFAULT_COOLING);
-    let cutoff = now_ms.saturating_sub(cooling.as_millis() as u64);
+    let period = match class.cooling_period {
+        Some(_) => cooling.base_ms,
+        None => crate::class::AUTO_DEFAULT_COOLING.as_millis() as u64,
+    };
+    let cutoff = now_ms.saturating_sub(period);
     extents
         .iter()
         .filter(|v| {
-            v.state == ExtentState::Local && v.allocated && last_use(v, created_ms) <= cutoff
+            v.state == ExtentState::Local
+                && v.allocated
+                && cooling.last_use(v.heat, created_ms) <= cutoff
         })
         .count()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use crate::units::HumanDuration;
+    use crate::class::CoolingPeriod;
 
     fn heat(extent: u64, last: u64, temp: f64) -> ExtentHeat {
         ExtentHeat {
@@ -182,8 +263,28 @@ mod tests {
             last_read_ms: last,
             last_write_ms: 0,
             temperature: temp,
+            last_warm_ms: last,
+            warm_temperature: temp,
             sequential_ratio: Some(0.0),
         }
+    }
+
+    fn sel(
+        c: &ClassConfig,
+        v: &[ExtentView],
+        now: u64,
+        created: u64,
+        f: Fullness,
+    ) -> Result<Vec<u64>, Hold> {
+        select(c, &Cooling::of_class(c, true), v, now, created, f)
+    }
+
+    fn inact(c: &ClassConfig, v: &[ExtentView], now: u64, created: u64) -> usize {
+        inactive(c, &Cooling::of_class(c, true), v, now, created)
+    }
+
+    fn may(c: &ClassConfig, earliest: Option<u64>, now: u64) -> bool {
+        may_tier(c, &Cooling::of_class(c, true), earliest, now)
     }
 
     fn pct(used: u64) -> Fullness {
@@ -196,7 +297,7 @@ mod tests {
     fn class(p: TieringPolicy, cooling_s: u64) -> ClassConfig {
         ClassConfig {
             tiering_policy: p,
-            cooling_period: Some(HumanDuration(Duration::from_secs(cooling_s))),
+            cooling_period: Some(CoolingPeriod::Fixed(Duration::from_secs(cooling_s))),
             ..Default::default()
         }
     }
@@ -247,40 +348,40 @@ mod tests {
             },
         ];
         // Cooling 60 s at t = 100 s: extents 0, 2 and the never-accessed 5 (created at 0) are cold.
-        let got = select(&class(TieringPolicy::Auto, 60), &views, 100_000, 0, pct(50)).unwrap();
+        let got = sel(&class(TieringPolicy::Auto, 60), &views, 100_000, 0, pct(50)).unwrap();
         assert_eq!(got, vec![5, 2, 0]);
-        let all = select(&class(TieringPolicy::All, 60), &views, 100_000, 0, pct(50)).unwrap();
+        let all = sel(&class(TieringPolicy::All, 60), &views, 100_000, 0, pct(50)).unwrap();
         assert_eq!(all, vec![5, 2, 0, 1]);
         assert_eq!(
-            inactive(&class(TieringPolicy::Auto, 60), &views, 100_000, 0),
+            inact(&class(TieringPolicy::Auto, 60), &views, 100_000, 0),
             3
         );
         // Without a cooling period (none, all), inactive means idle 31 days.
         let none = ClassConfig::default();
-        assert_eq!(inactive(&none, &views, 100_000, 50_000), 0);
-        assert_eq!(inactive(&none, &views, 32 * 86_400_000, 50_000), 4);
+        assert_eq!(inact(&none, &views, 100_000, 50_000), 0);
+        assert_eq!(inact(&none, &views, 32 * 86_400_000, 50_000), 4);
     }
 
     #[test]
     fn holds_say_why() {
         assert_eq!(
-            select(&class(TieringPolicy::None, 1), &[], 0, 0, pct(99)),
+            sel(&class(TieringPolicy::None, 1), &[], 0, 0, pct(99)),
             Err(Hold::PolicyNone)
         );
         assert_eq!(
-            select(&class(TieringPolicy::SnapshotOnly, 1), &[], 0, 0, pct(99)),
+            sel(&class(TieringPolicy::SnapshotOnly, 1), &[], 0, 0, pct(99)),
             Err(Hold::NoSnapshots)
         );
         let mut c = class(TieringPolicy::All, 1);
         c.local_fullness_threshold = 80;
         assert_eq!(
-            select(&c, &[], 0, 0, pct(42)),
+            sel(&c, &[], 0, 0, pct(42)),
             Err(Hold::BelowFullness {
                 used_pct: 42,
                 threshold: 80
             })
         );
-        assert!(select(&c, &[], 0, 0, pct(81)).is_ok());
+        assert!(sel(&c, &[], 0, 0, pct(81)).is_ok());
         assert_eq!(
             Fullness {
                 used_bytes: 805,
@@ -296,14 +397,61 @@ mod tests {
     #[test]
     fn may_tier_agrees_with_the_cutoff() {
         let c = class(TieringPolicy::Auto, 60);
-        assert!(!may_tier(&c, None, 100_000));
-        assert!(may_tier(&c, Some(40_000), 100_000));
-        assert!(!may_tier(&c, Some(40_001), 100_000));
-        assert!(!may_tier(&class(TieringPolicy::None, 60), Some(0), 100_000));
-        assert!(may_tier(
-            &class(TieringPolicy::All, 60),
-            Some(100_000),
-            100_000
-        ));
+        assert!(!may(&c, None, 100_000));
+        assert!(may(&c, Some(40_000), 100_000));
+        assert!(!may(&c, Some(40_001), 100_000));
+        assert!(!may(&class(TieringPolicy::None, 60), Some(0), 100_000));
+        assert!(may(&class(TieringPolicy::All, 60), Some(100_000), 100_000));
+    }
+
+    #[test]
+    fn scans_that_do_not_warm_leave_extents_cold_and_backoffs_hold_them() {
+        // Extent 0 was scanned at 90 s but last written at 1 s; extent 1 was
+        // written at 2 s and has a personal period of 4 minutes.
+        let mut scanned = heat(0, 90_000, 2.0);
+        scanned.last_warm_ms = 1_000;
+        scanned.warm_temperature = 0.1;
+        let written = heat(1, 2_000, 0.5);
+        let views = [
+            ExtentView {
+                extent: 0,
+                state: ExtentState::Local,
+                allocated: true,
+                heat: Some(&scanned),
+            },
+            ExtentView {
+                extent: 1,
+                state: ExtentState::Local,
+                allocated: true,
+                heat: Some(&written),
+            },
+        ];
+        let c = class(TieringPolicy::Auto, 60);
+        let warm = Cooling::of_class(&c, true);
+        assert_eq!(
+            select(&c, &warm, &views, 100_000, 0, pct(0)).unwrap(),
+            vec![1]
+        );
+        let cold = Cooling::of_class(&c, false);
+        assert_eq!(
+            select(&c, &cold, &views, 100_000, 0, pct(0)).unwrap(),
+            vec![0, 1],
+            "coldest first by the temperature without scans"
+        );
+        let personal = |e: u64| if e == 1 { 240_000 } else { 60_000 };
+        let backed_off = Cooling {
+            per_extent: Some(&personal),
+            ..cold
+        };
+        assert_eq!(
+            select(&c, &backed_off, &views, 100_000, 0, pct(0)).unwrap(),
+            vec![0]
+        );
+        assert_eq!(
+            select(&c, &backed_off, &views, 242_000, 0, pct(0)).unwrap(),
+            vec![0, 1]
+        );
+        assert_eq!(inactive(&c, &cold, &views, 100_000, 0), 2);
+        assert_eq!(inactive(&c, &warm, &views, 100_000, 0), 1);
     }
 }

@@ -17,7 +17,7 @@
 use heatmap::ExtentHeat;
 
 use crate::class::{ClassConfig, TieringPolicy};
-use crate::select::cold_cutoff;
+use crate::select::{cold_cutoff, Cooling};
 
 /// One extent of one frozen layer, as the policy sees it.
 #[derive(Debug, Clone)]
@@ -34,9 +34,9 @@ pub struct HeldView<'a> {
 
 impl HeldView<'_> {
     /// Since when the unit has gone untouched, for the cooling period.
-    fn idle_since(&self) -> u64 {
+    fn idle_since(&self, cooling: &Cooling) -> u64 {
         let touched = match (self.live, self.heat) {
-            (true, Some(h)) => h.last_access_ms,
+            (true, Some(h)) => cooling.last_use(Some(h), 0),
             (false, Some(h)) => h.last_write_ms,
             (_, None) => 0,
         };
@@ -46,23 +46,28 @@ impl HeldView<'_> {
 
 /// The units to tier now (indices into `units`), snapshot-only ones first,
 /// then the longest idle.
-pub fn select_held(class: &ClassConfig, units: &[HeldView], now_ms: u64) -> Vec<usize> {
-    let cutoff = cold_cutoff(class, now_ms);
+pub fn select_held(
+    class: &ClassConfig,
+    cooling: &Cooling,
+    units: &[HeldView],
+    now_ms: u64,
+) -> Vec<usize> {
+    let cutoff = cold_cutoff(class, cooling, now_ms);
     let mut chosen: Vec<usize> = (0..units.len())
         .filter(|&i| {
             let u = &units[i];
             match class.tiering_policy {
                 TieringPolicy::None => false,
                 TieringPolicy::All => true,
-                TieringPolicy::SnapshotOnly => !u.live && u.idle_since() <= cutoff,
-                TieringPolicy::Auto => !u.live || u.idle_since() <= cutoff,
+                TieringPolicy::SnapshotOnly => !u.live && u.idle_since(cooling) <= cutoff,
+                TieringPolicy::Auto => !u.live || u.idle_since(cooling) <= cutoff,
             }
         })
         .collect();
     chosen.sort_by_key(|&i| {
         (
             units[i].live,
-            units[i].idle_since(),
+            units[i].idle_since(cooling),
             units[i].layer,
             units[i].extent,
         )
@@ -75,7 +80,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::units::HumanDuration;
 
     const DAY: u64 = 86_400_000;
 
@@ -92,6 +96,8 @@ mod tests {
             last_read_ms: last_access,
             last_write_ms: last_write,
             temperature: 0.0,
+            last_warm_ms: last_access,
+            warm_temperature: 0.0,
             sequential_ratio: None,
         }
     }
@@ -99,7 +105,9 @@ mod tests {
     fn class(p: TieringPolicy, days: u64) -> ClassConfig {
         ClassConfig {
             tiering_policy: p,
-            cooling_period: Some(HumanDuration(Duration::from_millis(days * DAY))),
+            cooling_period: Some(crate::class::CoolingPeriod::Fixed(Duration::from_millis(
+                days * DAY,
+            ))),
             ..Default::default()
         }
     }
@@ -126,10 +134,13 @@ mod tests {
             .collect();
         let now = 10 * DAY;
         let pick = |p, days| -> Vec<u64> {
-            select_held(&class(p, days), &units, now)
-                .into_iter()
-                .map(|i| units[i].extent)
-                .collect()
+            {
+                let c = class(p, days);
+                select_held(&c, &Cooling::of_class(&c, true), &units, now)
+            }
+            .into_iter()
+            .map(|i| units[i].extent)
+            .collect()
         };
         // snapshot-only, 2-day cooling: only what has been snapshot-only for 2 days.
         assert_eq!(pick(TieringPolicy::SnapshotOnly, 2), vec![0]);
@@ -145,6 +156,10 @@ mod tests {
             frozen_ms: 9 * DAY,
             heat: None,
         }];
-        assert!(select_held(&class(TieringPolicy::SnapshotOnly, 2), &fresh, now).is_empty());
+        assert!({
+            let c = class(TieringPolicy::SnapshotOnly, 2);
+            select_held(&c, &Cooling::of_class(&c, true), &fresh, now)
+        }
+        .is_empty());
     }
 }

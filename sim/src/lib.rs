@@ -24,8 +24,7 @@ use std::collections::BTreeMap;
 
 use oracle::Oracle;
 use policy::cost::{self, monthly_cost, Cost, Pricing, Usage};
-use policy::units::parse_duration;
-use policy::{ClassConfig, Fullness, RetrievalPolicy, TieringPolicy};
+use policy::{ClassConfig, CoolingPeriod, Fullness, RetrievalPolicy, TieringPolicy};
 use timeline::Timeline;
 use trace::{Event, TraceError};
 use volume::{Counters, SimVolume, VolumeParams};
@@ -90,6 +89,17 @@ pub struct PolicyReport {
     pub bytes_fetched: u64,
     pub cold_reads: u64,
     pub cold_cache_hits: u64,
+    /// Read requests, and those that touched a remote extent.
+    pub read_requests: u64,
+    pub cold_read_requests: u64,
+    /// Extents back within the class's own thrash window (`thrash_window`,
+    /// what the thrash guard reacts to) under `cooling_period = "auto"`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub guard_thrash: u64,
+    /// Each device's cooling period at the end, in ms (under
+    /// `cooling_period = "auto"`, where it adapts).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cooling_ms: Vec<u64>,
     /// Mean estimated wait of a cold read on the object store, in ms.
     pub cold_read_ms: Option<f64>,
     pub passes: u64,
@@ -129,6 +139,7 @@ const EPOCH_MS: u64 = 30 * 365 * 86_400_000;
 
 struct Run<'a> {
     policy: &'a Policy,
+    econ: Option<policy::Economics>,
     snapshots: bool,
     volumes: Vec<SimVolume>,
     counters: Counters,
@@ -144,7 +155,7 @@ impl Run<'_> {
     fn volume(&mut self, device: u32, p: &VolumeParams) -> &mut SimVolume {
         let d = device as usize;
         while self.volumes.len() <= d {
-            let mut v = SimVolume::new(p);
+            let mut v = SimVolume::new(p, self.econ);
             if self.snapshots {
                 v.enable_snapshots();
             }
@@ -235,24 +246,11 @@ impl Run<'_> {
     }
 }
 
-/// The price list objects of a class pay, from the kind of its backend
-/// (`s3`, `azure`, `fs`) and its upload tier.
-pub fn price_tier(backend_kind: &str, upload_tier: Option<&str>) -> String {
-    let tier = upload_tier.unwrap_or_default().to_ascii_lowercase();
-    match (backend_kind, tier.as_str()) {
-        ("azure", "cool") => "azure-cool",
-        ("azure", "cold") => "azure-cold",
-        ("azure", _) => "azure-hot",
-        (_, "standard_ia") => "s3-standard-ia",
-        (_, "glacier_ir") => "s3-glacier-ir",
-        _ => "s3-standard",
-    }
-    .to_string()
-}
+pub use policy::cost::price_tier;
 
 /// A policy named on the command line: one of the configured classes
 /// (`known`, by name), or an ad-hoc one written `POLICY[:COOLING][/RETRIEVAL]`,
-/// such as `auto:7d/on-read` or `all`, priced as S3 Standard.
+/// such as `auto:7d/on-read`, `auto:auto` or `all`, priced as S3 Standard.
 pub fn policy_from_arg(known: &BTreeMap<String, Policy>, arg: &str) -> Result<Policy> {
     if let Some(p) = known.get(arg) {
         return Ok(p.clone());
@@ -280,8 +278,15 @@ pub fn policy_from_arg(known: &BTreeMap<String, Policy>, arg: &str) -> Result<Po
                 "{retrieval:?} is not a retrieval policy (default, on-read, never, promote)"
             ))
         })?;
-    let cooling = cooling.map(parse_duration).transpose().map_err(bad)?;
-    let class = ClassConfig::with_policies(tiering_policy, cooling, retrieval_policy);
+    let cooling = cooling
+        .map(str::parse::<CoolingPeriod>)
+        .transpose()
+        .map_err(bad)?;
+    let mut class = ClassConfig::with_policies(tiering_policy, None, retrieval_policy);
+    if cooling.is_some() {
+        class.cooling_period = cooling;
+    }
+    class.validate().map_err(bad)?;
     Ok(Policy {
         name: arg.to_string(),
         price_tier: price_tier("s3", None),
@@ -333,6 +338,10 @@ fn finish_report(
         bytes_fetched: c.bytes_fetched,
         cold_reads: c.cold_reads,
         cold_cache_hits: c.cold_cache_hits,
+        read_requests: c.read_requests,
+        cold_read_requests: c.cold_read_requests,
+        guard_thrash: 0,
+        cooling_ms: Vec::new(),
         cold_read_ms: (c.cold_reads > 0).then(|| c.cold_wait_ms / c.cold_reads as f64),
         passes: c.passes,
         snapshots: c.snapshots,
@@ -373,12 +382,14 @@ where
             o.volume.extent_size,
             o.pricing.local_gb_month,
             price,
+            o.volume.thrash_window_ms,
         ));
     }
     let mut runs: Vec<Run> = policies
         .iter()
         .map(|p| Run {
             policy: p,
+            econ: policy::Economics::of(&o.pricing, &p.price_tier, o.volume.extent_size),
             volumes: Vec::new(),
             counters: Counters::default(),
             local: Timeline::new(o.bucket_ms),
@@ -428,6 +439,14 @@ where
             &o.pricing,
         )?;
         rep.remote_extents = r.volumes.iter().map(|v| v.tiered_extents()).collect();
+        if r.policy.class.cooling_is_auto() {
+            rep.cooling_ms = r
+                .volumes
+                .iter()
+                .map(|v| v.cooling_ms(&r.policy.class))
+                .collect();
+            rep.guard_thrash = r.volumes.iter().map(SimVolume::tuner_thrash).sum();
+        }
         reports.push(rep);
     }
     let mut optimum = Vec::new();

@@ -33,6 +33,8 @@ struct Path {
     puts: u32,
     gets: u32,
     rehydrations: u32,
+    /// Returns within the thrash window of the tiering.
+    thrash: u32,
     fetched: u64,
     local_ms: u64,
     remote_ms: u64,
@@ -53,6 +55,7 @@ pub struct Oracle {
     extent_size: u64,
     local_gb_month: f64,
     price: Price,
+    thrash_window_ms: u64,
     extents: HashMap<(u32, u64), Extent>,
     pub counters: Counters,
     pub local_byte_ms: f64,
@@ -60,8 +63,9 @@ pub struct Oracle {
 }
 
 impl Oracle {
-    pub fn new(extent_size: u64, local_gb_month: f64, price: Price) -> Self {
+    pub fn new(extent_size: u64, local_gb_month: f64, price: Price, thrash_window_ms: u64) -> Self {
         Self {
+            thrash_window_ms,
             shift: extent_size.trailing_zeros(),
             extent_size,
             local_gb_month,
@@ -136,6 +140,9 @@ impl Oracle {
             r.fetched += self.extent_size;
         }
         r.rehydrations += 1;
+        if now.saturating_sub(r.tiered_at) <= self.thrash_window_ms {
+            r.thrash += 1;
+        }
         r
     }
 
@@ -220,6 +227,7 @@ impl Oracle {
         c.gets += p.gets as u64;
         c.bytes_fetched += p.fetched;
         c.rehydrations += p.rehydrations as u64;
+        c.thrash += p.thrash as u64;
         self.local_byte_ms += p.local_ms as f64 * self.extent_size as f64;
         self.remote_byte_ms += p.remote_ms as f64 * self.extent_size as f64;
         // As deleted objects, so the cost model charges what is owed: whole

@@ -151,6 +151,7 @@ impl SnapshotData {
         &mut self,
         now: u64,
         class: &ClassConfig,
+        cooling: &policy::select::Cooling,
         heat: &[Option<HeatRecord>],
         half_life_ms: f64,
     ) -> Vec<u64> {
@@ -191,7 +192,7 @@ impl SnapshotData {
             })
             .collect();
         let mut uploaded = Vec::new();
-        for i in policy::select_held(class, &views, now) {
+        for i in policy::select_held(class, cooling, &views, now) {
             let Some(u) = self.units.get_mut(&keys[i]) else {
                 continue;
             };
@@ -244,9 +245,26 @@ mod tests {
         assert!(s.snapshot(10, 24, 0).is_empty());
         s.write(0, 0, 256); // extent 0 of layer 0: snapshot-only
         s.write(1, 0, 1); // extent 1 of layer 0: still mostly live
-        assert!(s.pass(20, &none, &[], 1.0).is_empty());
+        assert!(s
+            .pass(
+                20,
+                &none,
+                &policy::select::Cooling::of_class(&none, true),
+                &[],
+                1.0
+            )
+            .is_empty());
         assert_eq!(s.remote_bytes, 0);
-        assert_eq!(s.pass(20, &auto, &[], 1.0), vec![MIB]);
+        assert_eq!(
+            s.pass(
+                20,
+                &auto,
+                &policy::select::Cooling::of_class(&auto, true),
+                &[],
+                1.0
+            ),
+            vec![MIB]
+        );
         assert_eq!(s.remote_bytes, MIB);
         assert_eq!(
             s.local_bytes, BLOCK,

@@ -23,6 +23,7 @@ fn options() -> Options {
                 first_byte_ms: 30.0,
                 bytes_per_ms: 100.0 * MIB as f64 / 1000.0,
             },
+            scans_warm: None,
         },
         scan_interval_ms: HOUR,
         bucket_ms: HOUR,

@@ -13,11 +13,12 @@ use std::num::NonZeroUsize;
 
 use heatmap::{Access, AccessKind, ExtentHeat, HeatRecord};
 
-use policy::select::may_tier;
+use policy::cooling::heat_at_use;
+use policy::select::{may_tier, Cooling};
 use policy::trace::{Event, Op};
 use policy::{
-    plan_cold_read, ClassConfig, ColdRead, ExtentState, ExtentView, Fetch, Fullness, ReadTracker,
-    Readahead,
+    plan_cold_read, ClassConfig, ColdRead, Economics, ExtentState, ExtentView, Fetch, Fullness,
+    Limits, ReadTracker, Readahead, Tuner,
 };
 
 /// What a simulated policy did, summed over its volumes.
@@ -34,6 +35,9 @@ pub struct Counters {
     /// Reads that touched a remote extent, and those served by the cache.
     pub cold_reads: u64,
     pub cold_cache_hits: u64,
+    /// Read requests, and those that touched a remote extent.
+    pub read_requests: u64,
+    pub cold_read_requests: u64,
     /// Estimated time cold reads waited on the object store, summed.
     pub cold_wait_ms: f64,
     /// Objects made garbage, by age at deletion.
@@ -106,6 +110,8 @@ pub struct VolumeParams {
     pub thrash_window_ms: u64,
     pub gc_grace_ms: u64,
     pub latency: Latency,
+    /// `[heat] scans_warm` (unset: per class, see `ClassConfig::scans_warm`).
+    pub scans_warm: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -125,12 +131,16 @@ pub struct SimVolume {
     earliest_local_use: u64,
     /// What snapshots alone hold, with a snapshot schedule.
     snaps: Option<crate::snapshots::SnapshotData>,
+    /// The cooling period's state, as the daemon keeps one per volume.
+    tuner: Tuner,
+    /// What one extent costs where (for `cooling_period = "auto"`).
+    econ: Option<Economics>,
     pub local_bytes: u64,
     pub remote_bytes: u64,
 }
 
 impl SimVolume {
-    pub fn new(p: &VolumeParams) -> Self {
+    pub fn new(p: &VolumeParams, econ: Option<Economics>) -> Self {
         Self {
             shift: p.extent_size.trailing_zeros(),
             ext: p.extent_size,
@@ -146,6 +156,8 @@ impl SimVolume {
             reads: ReadTracker::new(),
             earliest_local_use: u64::MAX,
             snaps: None,
+            tuner: Tuner::new(0),
+            econ,
             local_bytes: 0,
             remote_bytes: 0,
         }
@@ -248,13 +260,22 @@ impl SimVolume {
         }
         c.gets += 1;
         c.bytes_fetched += self.ext;
+        self.tuner.on_fetch(self.ext);
         self.cache.put(key, ());
         false
     }
 
     /// Brings remote extent `e` back with data already fetched.
-    fn rehydrate(&mut self, e: u64, now: u64, p: &VolumeParams, c: &mut Counters) {
+    fn rehydrate(
+        &mut self,
+        e: u64,
+        now: u64,
+        class: &ClassConfig,
+        p: &VolumeParams,
+        c: &mut Counters,
+    ) {
         let i = e as usize;
+        self.tuner.on_returned(e, now, &Limits::of(class));
         self.drop_object(e, now, p, c);
         self.states[i] = ExtentState::Local;
         self.allocated[i] = true;
@@ -294,12 +315,13 @@ impl SimVolume {
                     match self.states[i] {
                         ExtentState::Remote if n == self.ext => {
                             // A full overwrite needs no fetch; the object becomes garbage.
+                            self.tuner.on_returned(e, now, &Limits::of(class));
                             self.drop_object(e, now, p, c);
                             self.states[i] = ExtentState::Local;
                         }
                         ExtentState::Remote => {
                             self.fetch_whole(e, c);
-                            self.rehydrate(e, now, p, c);
+                            self.rehydrate(e, now, class, p, c);
                         }
                         ExtentState::Zero => self.states[i] = ExtentState::Local,
                         ExtentState::Local => {}
@@ -314,12 +336,13 @@ impl SimVolume {
                     let whole = n == self.ext;
                     match self.states[i] {
                         ExtentState::Remote if whole => {
+                            self.tuner.forget(e);
                             self.drop_object(e, now, p, c);
                             self.states[i] = ExtentState::Zero;
                         }
                         ExtentState::Remote => {
                             self.fetch_whole(e, c);
-                            self.rehydrate(e, now, p, c);
+                            self.rehydrate(e, now, class, p, c);
                         }
                         ExtentState::Local if whole && self.allocated[i] => {
                             self.allocated[i] = false;
@@ -345,9 +368,12 @@ impl SimVolume {
         let pattern = self.reads.observe(offset, len);
         let sequential = pattern.sequential;
         let count = self.states.len() as u64;
+        let limits = Limits::of(class);
+        let mut cold = false;
         for (e, n) in self.pieces(offset, len) {
             let i = e as usize;
             if self.states[i] == ExtentState::Remote {
+                cold = true;
                 c.cold_reads += 1;
                 let start = e << self.shift;
                 let plan = plan_cold_read(
@@ -377,6 +403,7 @@ impl SimVolume {
                         c.gets += 1;
                         c.bytes_fetched += bytes;
                         c.cold_wait_ms += p.latency.get(bytes);
+                        self.tuner.on_fetch(bytes);
                     }
                 }
                 for r in plan.readahead {
@@ -384,12 +411,26 @@ impl SimVolume {
                         self.fetch_whole(r, c);
                     }
                 }
-                if plan.bring_back {
-                    self.rehydrate(e, now, p, c);
+                if plan.bring_back && self.tuner.allow_bring_back(self.ext, now, &limits) {
+                    self.rehydrate(e, now, class, p, c);
                 }
             }
             self.touch(e, AccessKind::Read, n, sequential, now, p.half_life_ms);
         }
+        self.tuner.on_read(now, cold);
+        c.read_requests += 1;
+        c.cold_read_requests += u64::from(cold);
+    }
+
+    /// The volume's cooling period now, in ms.
+    pub fn cooling_ms(&self, class: &ClassConfig) -> u64 {
+        self.tuner
+            .cooling_ms(&Limits::of(class), self.econ.as_ref())
+    }
+
+    /// Extents that came back within the class's thrash window (the tuner's count).
+    pub fn tuner_thrash(&self) -> u64 {
+        self.tuner.thrash
     }
 
     /// One policy pass at `now`, as the daemon's: the same selection, then
@@ -402,36 +443,99 @@ impl SimVolume {
         p: &VolumeParams,
         c: &mut Counters,
     ) {
+        let limits = Limits::of(class);
+        let scans_warm = class.scans_warm(p.scans_warm);
+        let fixed = Cooling::of_class(class, scans_warm);
+        let hl = p.half_life_ms;
+        let heat_at = |h: &ExtentHeat, used: u64| {
+            let t = if scans_warm {
+                h.temperature
+            } else {
+                h.warm_temperature
+            };
+            heat_at_use(t, used, now, hl)
+        };
+        // What the tuner sees: every extent's last use and heat then, as the
+        // daemon's pass reads them from the heat.
+        let heats: Vec<Option<ExtentHeat>> = if limits.adaptive || self.snaps.is_some() {
+            self.heat
+                .iter()
+                .enumerate()
+                .map(|(e, r)| {
+                    r.as_ref()
+                        .map(|r| ExtentHeat::from_record(e as u64, r, now, hl))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let uses = heats.iter().flatten().map(|h| {
+            let used = fixed.last_use(Some(h), 0);
+            (h.extent, used, heat_at(h, used))
+        });
+        let th = if limits.adaptive {
+            self.tuner.on_pass(now, uses, &limits, self.econ.as_ref())
+        } else {
+            self.tuner
+                .on_pass(now, std::iter::empty(), &limits, self.econ.as_ref())
+        };
+        let tuner = &self.tuner;
+        let personal = |e: u64| {
+            let band = match heats.get(e as usize).and_then(Option::as_ref) {
+                Some(h) => th.for_heat(heat_at(h, fixed.last_use(Some(h), 0))),
+                None => th.volume_ms,
+            };
+            tuner.cooling_of(e, band, &limits)
+        };
+        let all = class.tiering_policy == policy::TieringPolicy::All;
+        let cooling = Cooling {
+            base_ms: if all { 0 } else { th.volume_ms },
+            floor_ms: if all { 0 } else { th.floor_ms() },
+            scans_warm,
+            per_extent: Some(&personal),
+        };
         let mut uploaded = Vec::new();
-        self.with_snaps(|s, heat| uploaded = s.pass(now, class, heat, p.half_life_ms));
+        let half_life_ms = p.half_life_ms;
+        if let Some(s) = self.snaps.as_mut() {
+            let (l, r) = (s.local_bytes, s.remote_bytes);
+            uploaded = s.pass(now, class, &cooling, &self.heat, half_life_ms);
+            self.local_bytes = self.local_bytes + s.local_bytes - l;
+            self.remote_bytes = self.remote_bytes + s.remote_bytes - r;
+        }
         for bytes in uploaded {
             c.puts += 1;
             c.bytes_uploaded += bytes;
             c.extents_tiered += 1;
         }
         let earliest = (self.earliest_local_use != u64::MAX).then_some(self.earliest_local_use);
-        if !may_tier(class, earliest, now) {
+        if !may_tier(class, &cooling, earliest, now) {
             return;
         }
         c.passes += 1;
-        let heats: Vec<Option<ExtentHeat>> = self
-            .heat
-            .iter()
-            .enumerate()
-            .map(|(e, r)| {
-                r.as_ref()
-                    .map(|r| ExtentHeat::from_record(e as u64, r, now, p.half_life_ms))
-            })
-            .collect();
+        let computed: Vec<Option<ExtentHeat>>;
+        let view_heats = if heats.is_empty() {
+            computed = self
+                .heat
+                .iter()
+                .enumerate()
+                .map(|(e, r)| {
+                    r.as_ref()
+                        .map(|r| ExtentHeat::from_record(e as u64, r, now, hl))
+                })
+                .collect();
+            &computed
+        } else {
+            &heats
+        };
         let views: Vec<ExtentView> = (0..self.states.len())
             .map(|i| ExtentView {
                 extent: i as u64,
                 state: self.states[i],
                 allocated: self.allocated[i],
-                heat: heats[i].as_ref(),
+                heat: view_heats[i].as_ref(),
             })
             .collect();
-        let Ok(chosen) = policy::select(class, &views, now, 0, fullness) else {
+        let Ok(chosen) = policy::select(class, &cooling, &views, now, 0, fullness) else {
             return;
         };
         for e in chosen {
@@ -443,18 +547,14 @@ impl SimVolume {
             self.tiered_at[i] = now;
             self.generation[i] = self.next_generation;
             self.next_generation += 1;
+            self.tuner.on_tiered(e, now, &limits);
             c.puts += 1;
             c.extents_tiered += 1;
             c.bytes_uploaded += self.ext;
         }
         self.earliest_local_use = (0..self.states.len())
             .filter(|&i| self.states[i] == ExtentState::Local && self.allocated[i])
-            .map(|i| {
-                self.heat[i]
-                    .as_ref()
-                    .map(|h| h.last_access_ms())
-                    .unwrap_or(0)
-            })
+            .map(|i| fixed.last_use(view_heats[i].as_ref(), 0))
             .min()
             .unwrap_or(u64::MAX);
     }

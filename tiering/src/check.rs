@@ -19,6 +19,7 @@ pub fn describe(config: &Config, as_json: bool) -> String {
                         "tiering_policy": value(&c.tiering_policy),
                         "cooling_period": c.cooling_period.map(|d| d.to_string()),
                         "cooling_seconds": c.cooling().as_secs(),
+                        "scans_warm": c.scans_warm(config.heat.scans_warm),
                         "retrieval_policy": value(&c.retrieval_policy),
                         "backend": c.backend,
                         "compression": value(&c.compression),

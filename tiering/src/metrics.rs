@@ -58,6 +58,10 @@ pub struct TierMetrics {
     pub migration_bytes: IntCounterVec,
     pub heat_flush_duration: Histogram,
     pub pass_duration: Histogram,
+    /// Extents back within their class's thrash window of being tiered, by volume.
+    pub cooling_thrash: IntCounterVec,
+    /// Bring-backs a class's max_rehydrate_per_day refused, by volume.
+    pub rehydrations_refused: IntCounterVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -109,6 +113,16 @@ impl TierMetrics {
                 )
                 .buckets(prometheus::exponential_buckets(0.001, 2.0, 20).unwrap_or_default()),
             )?,
+            cooling_thrash: counter_vec(
+                "tierd_cooling_thrash_total",
+                "Extents brought back within the thrash window of being tiered",
+                &["volume"],
+            )?,
+            rehydrations_refused: counter_vec(
+                "tierd_rehydrations_refused_total",
+                "Cold reads served without bringing the extent back because the daily rehydration budget was spent",
+                &["volume"],
+            )?,
         };
         m.zero_known_series();
         Ok(m)
@@ -124,6 +138,8 @@ impl TierMetrics {
         registry.register(Box::new(m.migration_bytes.clone()))?;
         registry.register(Box::new(m.heat_flush_duration.clone()))?;
         registry.register(Box::new(m.pass_duration.clone()))?;
+        registry.register(Box::new(m.cooling_thrash.clone()))?;
+        registry.register(Box::new(m.rehydrations_refused.clone()))?;
         let info = IntGaugeVec::new(Opts::new("tierd_build_info", "tierd version"), &["version"])?;
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         registry.register(Box::new(info))?;
@@ -145,6 +161,8 @@ impl TierMetrics {
         for op in NBD_OPS {
             self.nbd_requests.with_label_values(&[volume, op, "ok"]);
         }
+        self.cooling_thrash.with_label_values(&[volume]);
+        self.rehydrations_refused.with_label_values(&[volume]);
     }
 
     /// Removes every series of a deleted volume.
@@ -155,6 +173,8 @@ impl TierMetrics {
                 let _ = self.nbd_requests.remove_label_values(&[volume, op, r]);
             }
         }
+        let _ = self.cooling_thrash.remove_label_values(&[volume]);
+        let _ = self.rehydrations_refused.remove_label_values(&[volume]);
     }
 }
 

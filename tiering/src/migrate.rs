@@ -410,8 +410,11 @@ impl Volume {
         let states = self.placements()?;
         let views = views(heat, &states);
         let now = self.heat().clock().now_ms();
+        let pc = self.current_cooling(&class);
+        let per_extent = |e: u64| pc.of(e);
+        let cooling = pc.view(&class, &per_extent);
         Ok(
-            policy::inactive(&class, &views, now, self.meta().created_ms) as u64
+            policy::inactive(&class, &cooling, &views, now, self.meta().created_ms) as u64
                 * self.extent_size(),
         )
     }
@@ -422,6 +425,7 @@ impl Volume {
 fn select_held(
     vol: &Volume,
     class: &ClassConfig,
+    cooling: &policy::select::Cooling,
     held: &[HeldLayer],
     heat: &[heatmap::ExtentHeat],
     now: u64,
@@ -446,7 +450,7 @@ fn select_held(
             targets.push((h.layer.clone(), e));
         }
     }
-    let picked = policy::select_held(class, &units, now);
+    let picked = policy::select_held(class, cooling, &units, now);
     tracing::debug!(volume = %vol.name(), units = units.len(), picked = picked.len(), "snapshot data considered");
     picked.into_iter().map(|i| targets[i].clone()).collect()
 }
@@ -564,7 +568,12 @@ pub fn tier_pass(
         }
     }
     let held = volumes.held_layers(vol);
-    run_pass(vol, data_dir, &held)
+    let report = run_pass(vol, data_dir, &held);
+    // What the pass taught the tuner survives a restart.
+    if let Err(e) = volumes.save_tuner(vol) {
+        tracing::warn!(volume = %vol.name(), error = %e, "could not save the cooling state");
+    }
+    report
 }
 
 /// One policy pass over a volume: choose, then tier, coldest first: extents
@@ -590,10 +599,17 @@ pub fn run_pass(
     let Some(backend) = class.backend.clone() else {
         // Only a class that tiers nothing may lack a backend (validation).
         report.held = Some(
-            policy::select(&class, &[], 0, 0, Fullness::unknown())
-                .err()
-                .map(|h| h.to_string())
-                .unwrap_or_else(|| format!("class {:?} names no backend", meta.class)),
+            policy::select(
+                &class,
+                &policy::select::Cooling::of_class(&class, true),
+                &[],
+                0,
+                0,
+                Fullness::unknown(),
+            )
+            .err()
+            .map(|h| h.to_string())
+            .unwrap_or_else(|| format!("class {:?} names no backend", meta.class)),
         );
         *vol.last_pass.write() = serde_json::to_value(&report).ok();
         return Ok(report);
@@ -608,18 +624,27 @@ pub fn run_pass(
     let views = views(&heat, &states);
     let now = vol.heat().clock().now_ms();
     let top = vol.top();
-    let mut chosen: Vec<(Arc<Layer>, u64)> =
-        match policy::select(&class, &views, now, meta.created_ms, fullness(data_dir)) {
-            Ok(c) => c.into_iter().map(|e| (top.clone(), e)).collect(),
-            // Snapshot-only never tiers the volume's own layer; its snapshots' data is below.
-            Err(Hold::NoSnapshots) if !held.is_empty() => Vec::new(),
-            Err(hold) => {
-                report.held = Some(hold.to_string());
-                *vol.last_pass.write() = serde_json::to_value(&report).ok();
-                return Ok(report);
-            }
-        };
-    chosen.extend(select_held(vol, &class, held, &heat, now));
+    let pc = vol.tune(&class, &heat);
+    let per_extent = |e: u64| pc.of(e);
+    let cooling = pc.view(&class, &per_extent);
+    let mut chosen: Vec<(Arc<Layer>, u64)> = match policy::select(
+        &class,
+        &cooling,
+        &views,
+        now,
+        meta.created_ms,
+        fullness(data_dir),
+    ) {
+        Ok(c) => c.into_iter().map(|e| (top.clone(), e)).collect(),
+        // Snapshot-only never tiers the volume's own layer; its snapshots' data is below.
+        Err(Hold::NoSnapshots) if !held.is_empty() => Vec::new(),
+        Err(hold) => {
+            report.held = Some(hold.to_string());
+            *vol.last_pass.write() = serde_json::to_value(&report).ok();
+            return Ok(report);
+        }
+    };
+    chosen.extend(select_held(vol, &class, &cooling, held, &heat, now));
     report.candidates = chosen.len();
     vol.set_progress(Some(crate::volume::PassProgress {
         kind: "tier".into(),
@@ -648,6 +673,13 @@ pub fn run_pass(
                 tried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let frozen = !Arc::ptr_eq(&layer, &top);
                 let r = vol.tier_layer_extent(&layer, e, &class, &backend, &store, frozen);
+                if let Ok(Outcome::Tiered { .. }) = &r {
+                    if frozen {
+                        vol.tuner.lock().on_put();
+                    } else {
+                        vol.note_tiered(e, &pc.limits);
+                    }
+                }
                 vol.advance_progress();
                 if let (Ok(Outcome::Tiered { stored }), Some(rate)) = (&r, rate) {
                     let mut nf = next_free.lock();

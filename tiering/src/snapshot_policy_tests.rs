@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use backends::{MemoryStore, ObjectStore};
 use heatmap::{Clock, HeatConfig, HeatMap, ManualClock};
-use policy::{ClassConfig, HumanDuration, RetrievalPolicy, TieringPolicy};
+use policy::{ClassConfig, RetrievalPolicy, TieringPolicy};
 
 use crate::config::Config;
 use crate::extent_map::Slot;
@@ -32,7 +32,9 @@ fn setup(policy: TieringPolicy) -> Setup {
         "c".into(),
         ClassConfig {
             backend: Some("local".into()),
-            cooling_period: Some(HumanDuration(std::time::Duration::from_millis(2 * DAY))),
+            cooling_period: Some(policy::CoolingPeriod::Fixed(
+                std::time::Duration::from_millis(2 * DAY),
+            )),
             ..ClassConfig::with_policies(policy, None, RetrievalPolicy::Default)
         },
     );

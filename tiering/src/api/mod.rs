@@ -169,6 +169,8 @@ async fn show_volume(
         let vol = st.volumes.get(&name)?;
         let mut info = vol.info();
         info.bytes_inactive = vol.inactive_bytes().ok();
+        info.cooling = vol.cooling_status();
+        info.cost = vol.cost_now(info.bytes_local, info.bytes_remote);
         info.space = Some(st.volumes.space(&vol));
         Ok(info)
     })

@@ -65,9 +65,34 @@ fn state(volumes: &Volumes, engine: &Engine, heat: &HeatMap) -> prometheus::Resu
         ),
         &["volume"],
     )?;
+    let cooling = prometheus::GaugeVec::new(
+        Opts::new(
+            "tierd_volume_cooling_seconds",
+            "The cooling period a volume works with now (adapted under cooling_period = \"auto\")",
+        ),
+        &["volume"],
+    )?;
+    let cost = prometheus::GaugeVec::new(
+        Opts::new(
+            "tierd_class_monthly_cost_dollars",
+            "Estimated monthly cost of a class's volumes at the current rate (basis now), and kept all local (basis all_local), in US dollars",
+        ),
+        &["class", "basis"],
+    )?;
     let now = volumes.clock().now_ms();
     for v in volumes.list() {
         let info = v.info();
+        if let Some(st) = v.cooling_status() {
+            cooling
+                .with_label_values(&[info.name.as_str()])
+                .set(st.cooling_ms as f64 / 1000.0);
+        }
+        if let Some(c) = v.cost_now(info.bytes_local, info.bytes_remote) {
+            cost.with_label_values(&[info.class.as_str(), "now"])
+                .add(c.now);
+            cost.with_label_values(&[info.class.as_str(), "all_local"])
+                .add(c.all_local);
+        }
         fenced
             .with_label_values(&[info.name.as_str()])
             .set(i64::from(info.fenced));
@@ -121,6 +146,8 @@ fn state(volumes: &Volumes, engine: &Engine, heat: &HeatMap) -> prometheus::Resu
         }
     }
     r.register(Box::new(bytes))?;
+    r.register(Box::new(cooling))?;
+    r.register(Box::new(cost))?;
     r.register(Box::new(fenced))?;
     r.register(Box::new(backup_age))?;
     r.register(Box::new(inactive))?;

@@ -257,11 +257,14 @@ fn backup_snapshot(
     // Hot: touched within the class's cooling period (what the policy
     // would keep local), hottest first.
     let mut heat = vol.heat().volume_extents(vol.id())?;
-    let cooling = volumes.engine().class(&meta.class)?.cooling().as_millis() as u64;
+    let class = volumes.engine().class(&meta.class)?;
+    let cooling = vol.current_cooling(&class);
+    let use_of = policy::select::Cooling::of_class(&class, cooling.scans_warm);
     let now = volumes.clock().now_ms();
     heat.retain(|h| {
         (h.reads > 0 || h.writes > 0)
-            && (cooling == 0 || now.saturating_sub(h.last_access_ms) < cooling)
+            && (cooling.base_ms == 0
+                || now.saturating_sub(use_of.last_use(Some(h), 0)) < cooling.of(h.extent))
     });
     heat.sort_by(|a, b| b.temperature.total_cmp(&a.temperature));
     let manifest = Manifest {

@@ -174,6 +174,7 @@ pub fn simulate(a: &SimulateArgs) -> Result<String> {
                 first_byte_ms: first_byte.as_secs_f64() * 1000.0,
                 bytes_per_ms: bandwidth as f64 / 1000.0,
             },
+            scans_warm: config.heat.scans_warm,
         },
         scan_interval_ms: scan.as_millis() as u64,
         bucket_ms: 3_600_000,

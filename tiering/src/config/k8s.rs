@@ -18,7 +18,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use policy::units::parse_duration;
-use policy::{ClassConfig, Compression, HumanDuration, RetrievalPolicy, TieringPolicy};
+use policy::{
+    ClassConfig, Compression, CoolingPeriod, HumanDuration, HumanSize, RetrievalPolicy,
+    TieringPolicy,
+};
 
 /// Provisioners whose classes tierd takes by default.
 pub const DEFAULT_PROVISIONERS: [&str; 2] = ["tierd.io/block", "csi.trident.netapp.io"];
@@ -67,6 +70,11 @@ fn class_from(
     for (k, v) in params {
         let val = text(v).ok_or_else(|| format!("{at}: parameter {k}: expected a string"))?;
         let bad = |what: &str| format!("{at}: parameter {k}: {val:?} is not {what}");
+        let duration = |v: &str| {
+            parse_duration(v)
+                .map(HumanDuration)
+                .map_err(|e| format!("{at}: parameter {k}: {e}"))
+        };
         match k.as_str() {
             "tieringPolicy" => {
                 c.tiering_policy = enum_value::<TieringPolicy>(&val)
@@ -74,10 +82,19 @@ fn class_from(
             }
             "tieringMinimumCoolingDays" => {
                 let days: u64 = val.parse().map_err(|_| bad("a whole number of days"))?;
-                c.cooling_period = Some(HumanDuration(Duration::from_secs(days * 86_400)));
+                c.cooling_period = Some(CoolingPeriod::Fixed(Duration::from_secs(days * 86_400)));
             }
             "tierd.io/coolingPeriod" => {
-                c.cooling_period = Some(HumanDuration(parse_duration(&val).map_err(|e| format!("{at}: parameter {k}: {e}"))?))
+                c.cooling_period = Some(val.parse::<CoolingPeriod>().map_err(|e| format!("{at}: parameter {k}: {e}"))?)
+            }
+            "tierd.io/minCooling" => c.min_cooling = Some(duration(&val)?),
+            "tierd.io/maxCooling" => c.max_cooling = Some(duration(&val)?),
+            "tierd.io/thrashWindow" => c.thrash_window = Some(duration(&val)?),
+            "tierd.io/maxRehydratePerDay" => {
+                c.max_rehydrate_per_day = Some(val.parse::<HumanSize>().map_err(|e| format!("{at}: parameter {k}: {e}"))?)
+            }
+            "tierd.io/maxColdReadFraction" => {
+                c.max_cold_read_fraction = Some(val.parse::<f64>().map_err(|_| bad("a fraction such as 0.01"))?)
             }
             "tierd.io/retrievalPolicy" => {
                 c.retrieval_policy = enum_value::<RetrievalPolicy>(&val)
@@ -107,7 +124,7 @@ fn class_from(
             }
             other if other.starts_with("tierd.io/") => {
                 return Err(format!(
-                    "{at}: unknown parameter {other} (tierd.io/ parameters: coolingPeriod, retrievalPolicy, backend, compression, uploadTier, snapshotSchedule, snapshotRetention, backupInterval, backupKeep)"
+                    "{at}: unknown parameter {other} (tierd.io/ parameters: coolingPeriod, minCooling, maxCooling, thrashWindow, maxRehydratePerDay, maxColdReadFraction, retrievalPolicy, backend, compression, uploadTier, snapshotSchedule, snapshotRetention, backupInterval, backupKeep)"
                 ))
             }
             // Parameters of the storage server itself (fsType, backendType, …).
@@ -243,10 +260,7 @@ provisioner: ebs.csi.aws.com
         let s = &l.classes["standard"];
         assert_eq!(s.tiering_policy, TieringPolicy::Auto);
         assert_eq!(s.snapshot_schedule, None);
-        assert_eq!(
-            s.cooling_period.unwrap().0,
-            Duration::from_secs(31 * 86_400)
-        );
+        assert_eq!(s.cooling(), Duration::from_secs(31 * 86_400));
         assert_eq!(s.backend.as_deref(), Some("s3"));
         assert_eq!(s.compression, Compression::Zstd);
         assert_eq!(
@@ -299,8 +313,8 @@ mod shipped {
         let std = &l.classes["standard"];
         assert_eq!(std.tiering_policy, TieringPolicy::Auto);
         assert_eq!(
-            std.cooling_period.map(|d| d.0),
-            Some(Duration::from_secs(31 * 86_400))
+            std.cooling_period,
+            Some(CoolingPeriod::Fixed(Duration::from_secs(31 * 86_400)))
         );
         assert_eq!(std.backend.as_deref(), Some("s3"));
         assert_eq!(std.compression, Compression::Zstd);

@@ -166,6 +166,10 @@ pub struct HeatSettings {
     pub flush_interval: HumanDuration,
     /// Heat tracking on or off (off only to measure its cost). Default on.
     pub enabled: bool,
+    /// Whether reads detected as sequential scans warm an extent (reset its
+    /// idle time, raise its temperature); they are counted either way.
+    /// Default: false for classes with cooling_period = "auto", true for the rest.
+    pub scans_warm: Option<bool>,
 }
 
 impl Default for HeatSettings {
@@ -174,6 +178,7 @@ impl Default for HeatSettings {
             half_life: HumanDuration(Duration::from_secs(86_400)),
             flush_interval: HumanDuration(Duration::from_secs(5)),
             enabled: true,
+            scans_warm: None,
         }
     }
 }
@@ -526,8 +531,9 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         for (name, class) in &self.classes {
-            if let Some(c) = class.cooling_period {
-                let days = c.0.as_secs_f64() / 86_400.0;
+            if let Some(policy::CoolingPeriod::Fixed(d)) = class.cooling_period {
+                let c = HumanDuration(d);
+                let days = d.as_secs_f64() / 86_400.0;
                 if !(2.0..=183.0).contains(&days) {
                     w.push(format!(
                         "classes.{name}.cooling_period = {c} is outside FabricPool's 2 to 183 days; fine for tests, unusual in production"
@@ -604,10 +610,7 @@ mod tests {
         assert_eq!(c.heat.half_life.0, Duration::from_secs(12 * 3600));
         let std = &c.classes["standard"];
         assert_eq!(std.tiering_policy, TieringPolicy::Auto);
-        assert_eq!(
-            std.cooling_period.unwrap().0,
-            Duration::from_secs(31 * 86_400)
-        );
+        assert_eq!(std.cooling(), Duration::from_secs(31 * 86_400));
         assert_eq!(std.backend.as_deref(), Some("cold"));
     }
 

@@ -100,8 +100,9 @@ fn agree_on(t: TieringPolicy, extents: u64, reads: &[(u64, u64)]) -> u64 {
             first_byte_ms: 1.0,
             bytes_per_ms: 1.0,
         },
+        scans_warm: config.heat.scans_warm,
     };
-    let mut simv = SimVolume::new(&params);
+    let mut simv = SimVolume::new(&params, None);
     let mut counters = Counters::default();
     let write_all = Event {
         t_ms: 1,

@@ -64,6 +64,7 @@ impl Volume {
             self.stats
                 .bytes_fetched
                 .fetch_add(rec.stored_size(), Ordering::Relaxed);
+            self.note_fetch(rec.stored_size());
         }
         Ok(data)
     }
@@ -123,11 +124,12 @@ impl Volume {
             .engine
             .fetch_frames(rec, first, last, ext_len as usize)
             .map_err(|f| self.fetch_failed(e, &rec.key, f))?;
+        let stored = rec.frame_offset(last) - rec.frame_offset(first);
         self.stats.fetches.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes_fetched.fetch_add(
-            rec.frame_offset(last) - rec.frame_offset(first),
-            Ordering::Relaxed,
-        );
+        self.stats
+            .bytes_fetched
+            .fetch_add(stored, Ordering::Relaxed);
+        self.note_fetch(stored);
         let skip = (within - first as u64 * fs) as usize;
         buf.copy_from_slice(&data[skip..skip + buf.len()]);
         Ok(None)
@@ -160,6 +162,7 @@ impl Volume {
         stripe.seq.fetch_add(1, Ordering::SeqCst);
         self.engine.forget(&(layer.id, e, generation));
         self.brought_back(e, data.len());
+        self.note_returned(e);
         Ok(true)
     }
 

@@ -26,6 +26,7 @@
 #[cfg(test)]
 mod agreement_tests;
 mod cold;
+mod cooling;
 mod fence;
 mod layer;
 mod local_tier;
@@ -47,6 +48,7 @@ use heatmap::{Access, AccessKind, HeatMap};
 use parking_lot::RwLock;
 use serde::Serialize;
 
+pub use cooling::CostNow;
 pub use fence::{claim, claimed_generations, Owned};
 pub use layer::{layer_name, reads_from, HeldLayer, Layer, LayerMeta};
 pub use local_tier::{Allocation, LocalTier};
@@ -100,6 +102,8 @@ pub struct Volume {
     connections: AtomicUsize,
     closed: AtomicBool,
     pub(crate) trace_log: trace_log::TraceLog,
+    /// The cooling period's state (see `cooling`).
+    pub(crate) tuner: parking_lot::Mutex<policy::Tuner>,
 }
 
 /// What the API reports about a volume.
@@ -128,6 +132,14 @@ pub struct VolumeInfo {
     /// Local bytes idle longer than the class's cooling period, not yet tiered
     /// (FabricPool's inactive data reporting). Filled in by `tierd volume show`.
     pub bytes_inactive: Option<u64>,
+    /// The cooling period now and how it was chosen, the thrash guard and
+    /// the rehydration budget: filled in by `tierd volume show`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooling: Option<policy::cooling::TunerStatus>,
+    /// Estimated monthly cost now against keeping it all local: filled in
+    /// by `tierd volume show`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostNow>,
     /// Who holds the volume's data, with its snapshots: filled in by
     /// `tierd volume show`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -179,6 +191,7 @@ impl Volume {
     ) -> Self {
         // Its request series exist, at 0, from the start (and go with it).
         engine.metrics.add_volume(&meta.name);
+        let now = engine.clock().now_ms();
         Self {
             size: AtomicU64::new(meta.size),
             extent_shift: meta.extent_size.trailing_zeros(),
@@ -195,6 +208,7 @@ impl Volume {
             connections: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             trace_log: Default::default(),
+            tuner: parking_lot::Mutex::new(policy::Tuner::new(now)),
         }
     }
 
@@ -396,6 +410,8 @@ impl Volume {
             bytes_local: top.tier.allocated_bytes().unwrap_or(0),
             bytes_remote: remote_bytes,
             bytes_inactive: None,
+            cooling: None,
+            cost: None,
             space: None,
             bytes_fetched: self.stats.bytes_fetched.load(Ordering::Relaxed),
             rehydrations: self.stats.rehydrations.load(Ordering::Relaxed),

@@ -9,6 +9,7 @@
 //! its held blocks from its layer and the rest from below, never zeros for a
 //! block a layer below holds.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use heatmap::AccessKind;
@@ -17,6 +18,22 @@ use policy::ReadPattern;
 use super::{Allocation, Layer, Volume, BLOCK_SIZE};
 use crate::error::Result;
 use crate::extent_map::Slot;
+
+/// How a request reads, passed down the layers: the client's pattern, and
+/// whether any piece needed the object store (a cold read, for the tuner).
+pub(super) struct Reading {
+    pattern: ReadPattern,
+    cold: Cell<bool>,
+}
+
+impl Reading {
+    pub(super) fn new(pattern: ReadPattern) -> Self {
+        Reading {
+            pattern,
+            cold: Cell::new(false),
+        }
+    }
+}
 
 impl Volume {
     /// Reads `buf.len()` bytes at `offset` if that needs no waiting at all:
@@ -51,6 +68,7 @@ impl Volume {
             buf.len() as u64,
             pattern.sequential,
         );
+        self.note_read(false);
         Some(Ok(()))
     }
 
@@ -115,10 +133,11 @@ impl Volume {
         self.check_range(offset, buf.len() as u64)?;
         let top = self.top();
         let mut pos = 0usize;
+        let how = Reading::new(pattern);
         for (e, start, n) in self.pieces(offset, buf.len() as u64) {
             let out = &mut buf[pos..pos + n as usize];
             pos += n as usize;
-            if let Some(back) = self.read_in(&top, e, start, out, pattern, true)? {
+            if let Some(back) = self.read_in(&top, e, start, out, &how, true)? {
                 let r = if Arc::ptr_eq(&back.layer, &top) {
                     self.rehydrate_with(&top, e, back.generation, &back.data)
                 } else {
@@ -137,6 +156,7 @@ impl Volume {
             buf.len() as u64,
             pattern.sequential,
         );
+        self.note_read(how.cold.get());
         Ok(())
     }
 
@@ -151,9 +171,10 @@ impl Volume {
         e: u64,
         start: u64,
         out: &mut [u8],
-        pattern: ReadPattern,
+        how: &Reading,
         whole: bool,
     ) -> Result<Option<BringBack>> {
+        let pattern = how.pattern;
         let _g = layer.stripe(e).lock.read();
         let map = layer.map.read();
         if e >= map.len() {
@@ -173,7 +194,7 @@ impl Volume {
             Slot::Inherit => {
                 drop(map);
                 match &layer.parent {
-                    Some(p) => self.read_in(p, e, start, out, pattern, whole),
+                    Some(p) => self.read_in(p, e, start, out, how, whole),
                     None => {
                         out.fill(0);
                         Ok(None)
@@ -191,7 +212,7 @@ impl Volume {
                             .read_at(part, from)
                             .map_err(|err| self.layer_err(layer, "read", err))?;
                     } else if let Some(p) = &layer.parent {
-                        self.read_in(p, e, from, part, pattern, false)?;
+                        self.read_in(p, e, from, part, how, false)?;
                     } else {
                         part.fill(0);
                     }
@@ -201,11 +222,12 @@ impl Volume {
             Slot::Remote if map.blocks(e).is_some() => {
                 let blocks = map.blocks(e);
                 drop(map);
-                self.read_partial_remote(layer, e, start, out, blocks, pattern)?;
+                self.read_partial_remote(layer, e, start, out, blocks, how)?;
                 Ok(None)
             }
             Slot::Remote => {
                 drop(map);
+                how.cold.set(true);
                 let rec = self.remote_record(layer, e)?;
                 let (ext_start, ext_len) = self.extent_range(e);
                 let class = self.engine.class(&self.meta.read().class).ok();
@@ -228,7 +250,9 @@ impl Volume {
                 // A snapshot's reads leave its data where it is (FabricPool's
                 // `default` retrieval does not bring snapshot data back).
                 Ok(data
-                    .filter(|_| plan.bring_back && whole && !self.read_only)
+                    .filter(|_| {
+                        plan.bring_back && whole && !self.read_only && self.may_bring_back(ext_len)
+                    })
                     .map(|data| BringBack {
                         layer: layer.clone(),
                         generation: rec.generation,
@@ -249,8 +273,9 @@ impl Volume {
         start: u64,
         out: &mut [u8],
         blocks: Option<Arc<crate::blocks::Blocks>>,
-        pattern: ReadPattern,
+        how: &Reading,
     ) -> Result<()> {
+        how.cold.set(true);
         let rec = self.remote_record(layer, e)?;
         let (ext_start, _) = self.extent_range(e);
         let fs = (rec.frame_size as u64).max(1);
@@ -264,7 +289,7 @@ impl Volume {
                 };
                 self.read_remote(layer, e, &rec, within, part, fetch)?;
             } else if let Some(p) = &layer.parent {
-                self.read_in(p, e, from, part, pattern, false)?;
+                self.read_in(p, e, from, part, how, false)?;
             } else {
                 part.fill(0);
             }

@@ -219,6 +219,7 @@ impl Volumes {
                     })?;
             }
             let vol = Volume::new(meta, top, this.heat.clone(), this.engine.clone(), false);
+            this.load_tuner(&vol)?;
             vol.refresh_trace();
             let repaired = vol.repair_local_copies()?;
             if repaired > 0 {
@@ -550,6 +551,7 @@ impl Volumes {
         // in one batch; layers no one reads through any more follow.
         let mut batch = WriteBatch::default();
         batch.delete_cf(db::cf(&self.db, CF_VOLUMES)?, name.as_bytes());
+        self.delete_tuner(&mut batch, vol.id())?;
         self.put_tombstone(&mut batch, &vol.meta())?;
         self.drop_layer_records(&mut batch, top.id)?;
         for lm in &snapshots {

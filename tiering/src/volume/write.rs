@@ -60,6 +60,7 @@ impl Volume {
                     self.write_extent_durably(top, e, data, "write")?;
                     top.map.read().make_local(e)?;
                     stripe.seq.fetch_add(1, Ordering::SeqCst);
+                    self.note_returned(e);
                     Ok(())
                 }
                 None => self.rehydrate(e).map(|_| ()),
@@ -106,7 +107,14 @@ impl Volume {
             let len = BLOCK_SIZE.min(ext_start + ext_len - off);
             let mut buf = vec![0u8; len as usize];
             if let Some(p) = &top.parent {
-                self.read_in(p, e, off, &mut buf, policy::ReadPattern::RANDOM, false)?;
+                self.read_in(
+                    p,
+                    e,
+                    off,
+                    &mut buf,
+                    &super::read::Reading::new(policy::ReadPattern::RANDOM),
+                    false,
+                )?;
             }
             top.tier
                 .write_at(&buf, off)
