@@ -342,60 +342,8 @@ fn the_simulator_agrees_with_the_daemon() {
     t.push((5.0, Op::Trim, 2 * MIB, MIB)); // a zero extent, no object
     t.push((8.5, Op::Read, 15 * MIB + 4096, 4096));
 
-    let payloads: Vec<Vec<u8>> = t
-        .iter()
-        .enumerate()
-        .map(|(i, (_, op, off, len))| match op {
-            Op::Write => random_bytes(*len as usize, off ^ (i as u64 + 1)),
-            _ => Vec::new(),
-        })
-        .collect();
-    let mut c = RawNbd::connect(d.nbd_port, "v").expect("NBD connect");
-    let start = Instant::now();
-    for (i, (day, op, off, len)) in t.iter().enumerate() {
-        let at = Duration::from_secs_f64(day * 2.0);
-        let now = start.elapsed();
-        // Events at the same moment go as one batch, one after another; only
-        // a batch's first event must start on time (the next batch's check
-        // catches a batch that overran).
-        let batch_start = i == 0 || t[i - 1].0 != *day;
-        assert!(
-            !batch_start || now < at + Duration::from_millis(400),
-            "replay fell behind at event {i} (day {day}): {now:?} against {at:?}"
-        );
-        std::thread::sleep(at.saturating_sub(now));
-        request(&mut c, i as u64 + 1, *op, *off, *len, &payloads[i]);
-    }
-    // Up to the simulation's end: one pass interval after the last event.
-    std::thread::sleep(Duration::from_secs_f64(9.5 * 2.0).saturating_sub(start.elapsed()));
-    let remote: Vec<u64> = d.get_json("/v1/volumes/v/extents")["extents"]
-        .as_array()
-        .expect("extents")
-        .iter()
-        .filter(|e| e["state"] == "remote")
-        .filter_map(|e| e["extent"].as_u64())
-        .collect();
-    let (puts, gets) = (
-        backend_requests(&d, &["put"]),
-        backend_requests(&d, &["get", "get_range"]),
-    );
-
-    // The same trace through the simulator, with the daemon's configuration.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let trace = dir.path().join("agree.blktrace.txt");
-    write_blkparse(&trace, &t);
-    let r = simulate(&[
-        "--trace",
-        trace.to_str().unwrap_or_default(),
-        "--config",
-        d.config.to_str().unwrap_or_default(),
-        "--class",
-        "c",
-        "--extent-size",
-        "1MiB",
-        "--scan-interval",
-        "1d",
-    ]);
+    let (remote, puts, gets) = replay(&d, "v", &t, 9.5);
+    let r = simulate_as_daemon(&d, &t);
     let p = &r["policies"][0];
     let sim_remote: Vec<u64> = p["remote_extents"][0]
         .as_array()
@@ -411,6 +359,129 @@ fn the_simulator_agrees_with_the_daemon() {
     // of 10 and 11, and the last read.
     assert_eq!(remote, vec![0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
     assert_eq!((puts, gets), (19, 7));
+}
+
+/// Replays `t` (one simulated day every two real seconds) over NBD into
+/// volume `vol` of `d`, then waits until day `end` (the simulation's end: one
+/// pass interval after the last event). Returns the extents remote then and
+/// the PUTs and GETs the backend answered.
+fn replay(d: &Daemon, vol: &str, t: &Trace, end: f64) -> (Vec<u64>, u64, u64) {
+    let payloads: Vec<Vec<u8>> = t
+        .iter()
+        .enumerate()
+        .map(|(i, (_, op, off, len))| match op {
+            Op::Write => random_bytes(*len as usize, off ^ (i as u64 + 1)),
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut c = RawNbd::connect(d.nbd_port, vol).expect("NBD connect");
+    let start = Instant::now();
+    for (i, (day, op, off, len)) in t.iter().enumerate() {
+        let at = Duration::from_secs_f64(day * 2.0);
+        let now = start.elapsed();
+        // Events at the same moment go as one batch, one after another; only
+        // a batch's first event must start on time (the next batch's check
+        // catches a batch that overran).
+        let batch_start = i == 0 || t[i - 1].0 != *day;
+        assert!(
+            !batch_start || now < at + Duration::from_millis(400),
+            "replay fell behind at event {i} (day {day}): {now:?} against {at:?}"
+        );
+        std::thread::sleep(at.saturating_sub(now));
+        request(&mut c, i as u64 + 1, *op, *off, *len, &payloads[i]);
+    }
+    std::thread::sleep(Duration::from_secs_f64(end * 2.0).saturating_sub(start.elapsed()));
+    let remote: Vec<u64> = d.get_json(&format!("/v1/volumes/{vol}/extents"))["extents"]
+        .as_array()
+        .expect("extents")
+        .iter()
+        .filter(|e| e["state"] == "remote")
+        .filter_map(|e| e["extent"].as_u64())
+        .collect();
+    (
+        remote,
+        backend_requests(d, &["put"]),
+        backend_requests(d, &["get", "get_range"]),
+    )
+}
+
+/// The same trace through the simulator, with the daemon's configuration
+/// and its class `c`.
+fn simulate_as_daemon(d: &Daemon, t: &Trace) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let trace = dir.path().join("agree.blktrace.txt");
+    write_blkparse(&trace, t);
+    simulate(&[
+        "--trace",
+        trace.to_str().unwrap_or_default(),
+        "--config",
+        d.config.to_str().unwrap_or_default(),
+        "--class",
+        "c",
+        "--extent-size",
+        "1MiB",
+        "--scan-interval",
+        "1d",
+    ])
+}
+
+#[test]
+fn an_auto_cooling_period_agrees_with_the_daemon() {
+    let Some(s3) = spec(Kind::S3) else { return };
+    // As above, one simulated day is two real seconds. The class derives its
+    // cooling period: 1 MiB extents at the default S3 Standard prices break
+    // even after 2.7 days; the gaps and idle periods seen decide per heat band.
+    let d = Daemon::start_with(&format!(
+        "clock_speed = 43200\n[tiering]\nscan_interval = \"1d\"\ngc_interval = \"30d\"\nreadahead_max_extents = 2\n{}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"auto\"\ncooling_period = \"auto\"\nmin_cooling = \"1h\"\n",
+        scaled_limits(&s3.toml)
+    ));
+    d.create_volume_in("v", "16MiB", Some("1MiB"), "c");
+    // Extents 0-7 are hot: twenty small writes each, every 1.5 days. Extents
+    // 8-15 are written once. Events sit away from day boundaries, and the
+    // daemon's passes may run up to 0.4 day before the simulation's without
+    // changing a decision (its clock starts before the replay).
+    let mut t: Trace = (0..16).map(|i| (0.1, Op::Write, i * MIB, MIB)).collect();
+    for day in [0.2, 1.45, 2.95, 4.45, 5.95, 7.45] {
+        for e in 0..8u64 {
+            for k in 0..20u64 {
+                t.push((day, Op::Write, e * MIB + k * 40_960, 4096));
+            }
+        }
+    }
+    t.push((5.3, Op::Read, 12 * MIB + 8192, 4096)); // random: brought back
+    t.extend((8..12).map(|e| (6.5, Op::Read, e * MIB, MIB))); // a scan: stays remote, warms nothing
+    t.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (remote, puts, gets) = replay(&d, "v", &t, 8.5);
+    let r = simulate_as_daemon(&d, &t);
+    let p = &r["policies"][0];
+    let sim_remote: Vec<u64> = p["remote_extents"][0]
+        .as_array()
+        .expect("remote extents")
+        .iter()
+        .filter_map(|e| e.as_u64())
+        .collect();
+    assert_eq!(sim_remote, remote, "tiered extents differ\n{}", d.log());
+    assert_eq!(p["puts"], puts, "PUTs differ");
+    assert_eq!(p["gets"], gets, "GETs differ");
+    // By hand: a 1 MiB extent pays for its PUT only after 2.7 idle days, so
+    // nothing young is tiered. The hot extents come back after 1.25-1.5
+    // days, below that, so their band cools past their gaps and they stay
+    // local (never tiered, no thrash); the written-once extents tier once
+    // their idle periods say so (their band goes to the 1 h minimum), and
+    // extent 12, read back at random, goes again.
+    assert_eq!(remote, (8..16).collect::<Vec<u64>>());
+    let show = d.get_json("/v1/volumes/v");
+    let cooling = &show["cooling"];
+    assert_eq!(cooling["mode"], "auto", "{show}");
+    assert_eq!(cooling["thrash"], 0, "{show}");
+    assert_eq!(cooling["break_even_ms"], 234_182_257, "2.71 days: {show}");
+    let hot_band = cooling["band_cooling_ms"][4].as_u64().unwrap_or(0);
+    assert!(hot_band > 129_600_000, "past 1.5 days: {show}");
+    assert_eq!(cooling["band_cooling_ms"][0], 3_600_000, "{show}");
+    assert_eq!(show["rehydrations"], 1, "{show}");
+    let sim_cooling = p["cooling_ms"][0].as_u64().unwrap_or(0);
+    assert!(sim_cooling > 129_600_000, "{p}");
+    assert!(show["cost"]["now"].as_f64().unwrap_or(0.0) > 0.0, "{show}");
 }
 
 /// `--snapshot-every` prices the data snapshots hold: with hourly snapshots
