@@ -23,6 +23,50 @@ pub const DEFAULT_MAX_COOLING: Duration = Duration::from_secs(183 * 86_400);
 /// An extent back within this long of being tiered came back too soon.
 pub const DEFAULT_THRASH_WINDOW: Duration = Duration::from_secs(86_400);
 
+/// `max_thrash_fraction`: a share, or "off".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ThrashFraction {
+    Share(f64),
+    Off,
+}
+
+impl<'de> Deserialize<'de> for ThrashFraction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(f) => Ok(ThrashFraction::Share(f)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for ThrashFraction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ThrashFraction::Share(f) => s.serialize_f64(*f),
+            ThrashFraction::Off => s.serialize_str("off"),
+        }
+    }
+}
+
+impl std::str::FromStr for ThrashFraction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "off" => Ok(ThrashFraction::Off),
+            t => t
+                .parse::<f64>()
+                .map(ThrashFraction::Share)
+                .map_err(|_| format!("{t:?} is not a fraction such as 0.05, or \"off\"")),
+        }
+    }
+}
+
 /// How long an extent idles before it counts as cold: a fixed period, or
 /// `auto` (derived per volume from prices and observed re-access, see
 /// [`crate::cooling`]).
@@ -173,6 +217,11 @@ pub struct ClassConfig {
     /// long of being tiered cools twice as long next time (up to
     /// max_cooling). Default 1d.
     pub thrash_window: Option<HumanDuration>,
+    /// Under an "auto" cooling period: the share of the extents a cooling
+    /// period tiers that may come back within thrash_window (by the gaps the
+    /// volume showed); a cooling period that would bring more back is not
+    /// chosen, whatever it saves (say 0.05). Default "off": cost alone.
+    pub max_thrash_fraction: Option<ThrashFraction>,
     /// Bytes a volume may bring back from the object store per day; past
     /// it, cold reads are served without bringing extents back. Default none.
     pub max_rehydrate_per_day: Option<HumanSize>,
@@ -267,6 +316,13 @@ impl ClassConfig {
         if self.min_cooling() < Duration::from_secs(1) {
             return Err("min_cooling: at least 1s".into());
         }
+        if let Some(ThrashFraction::Share(f)) = self.max_thrash_fraction {
+            if !(f > 0.0 && f <= 1.0) {
+                return Err(format!(
+                    "max_thrash_fraction: {f} is not a fraction above 0 and at most 1 (or \"off\")"
+                ));
+            }
+        }
         if let Some(f) = self.max_cold_read_fraction {
             if !(f > 0.0 && f <= 1.0) {
                 return Err(format!(
@@ -335,6 +391,14 @@ impl ClassConfig {
         self.thrash_window
             .map(|d| d.0)
             .unwrap_or(DEFAULT_THRASH_WINDOW)
+    }
+
+    /// The thrash share a cooling period may have, if bounded.
+    pub fn thrash_fraction(&self) -> Option<f64> {
+        match self.max_thrash_fraction {
+            None | Some(ThrashFraction::Off) => None,
+            Some(ThrashFraction::Share(f)) => Some(f),
+        }
     }
 
     /// Bytes a volume may bring back per day, if limited.

@@ -149,6 +149,9 @@ pub struct Limits {
     pub thrash_window_ms: u64,
     pub max_cold_read_fraction: Option<f64>,
     pub max_rehydrate_per_day: Option<u64>,
+    /// At most this share of the extents a threshold tiers may come back
+    /// within the thrash window (by the gaps seen).
+    pub max_thrash_fraction: Option<f64>,
     /// The cooling period adapts (`cooling_period = "auto"`); when false the
     /// tuner keeps the fixed value and only the rehydration budget applies.
     pub adaptive: bool,
@@ -164,6 +167,7 @@ impl Limits {
             thrash_window_ms: class.thrash_window().as_millis() as u64,
             max_cold_read_fraction: class.max_cold_read_fraction,
             max_rehydrate_per_day: class.rehydrate_budget(),
+            max_thrash_fraction: class.thrash_fraction(),
             adaptive: class.cooling_is_auto(),
             fixed_ms: class.cooling().as_millis() as u64,
         }
@@ -223,14 +227,21 @@ impl GapHistogram {
     /// thresholds that cost the same (every gap held falls on one side of
     /// them all) the shortest, which tiers extents that never come back
     /// soonest. Candidates are the bucket bounds, the bounds and `fallback_ms`.
+    ///
+    /// With `thrash = Some((window_ms, fraction))`, only thresholds under
+    /// which at most that fraction of the extents tiered would have come back
+    /// within the window qualify (the longest if none does): latency bought
+    /// with money, where the extents show that tiering them soon brings them
+    /// straight back.
     pub fn best_threshold(
         &self,
         idle: &GapHistogram,
         e: &Economics,
-        min_ms: u64,
-        max_ms: u64,
+        limits: (u64, u64),
         fallback_ms: u64,
+        thrash: Option<(u64, f64)>,
     ) -> u64 {
+        let (min_ms, max_ms) = limits;
         let mut candidates: Vec<u64> = (0..BUCKETS)
             .map(|i| bucket_start(i) as u64)
             .filter(|&t| t > min_ms && t < max_ms)
@@ -248,6 +259,22 @@ impl GapHistogram {
         let mut best = (f64::INFINITY, max_ms);
         for t in candidates {
             let tf = t as f64;
+            if let Some((window, fraction)) = thrash {
+                let tiered: f64 = gaps
+                    .iter()
+                    .chain(&ages)
+                    .filter(|&&(_, g)| g > tf)
+                    .map(|&(w, _)| w)
+                    .sum();
+                let back: f64 = gaps
+                    .iter()
+                    .filter(|&&(_, g)| g > tf && g <= tf + window as f64)
+                    .map(|&(w, _)| w)
+                    .sum();
+                if tiered > 0.0 && back > fraction * tiered && t < max_ms {
+                    continue;
+                }
+            }
             let cost: f64 = gaps
                 .iter()
                 .map(|&(w, g)| w * e.gap_cost(tf, g))
@@ -554,9 +581,12 @@ impl Tuner {
             self.seen[i] = (u, heat as f32);
         }
         let start = start_ms(limits, econ);
+        let thrash = limits
+            .max_thrash_fraction
+            .map(|f| (limits.thrash_window_ms, f));
         let best = |h: &GapHistogram, idle: &GapHistogram, fallback: u64| match econ {
             Some(e) if h.total() + idle.total() >= MIN_EVIDENCE => {
-                h.best_threshold(idle, e, limits.min_ms, limits.max_ms, start)
+                h.best_threshold(idle, e, (limits.min_ms, limits.max_ms), start, thrash)
             }
             _ => fallback,
         };

@@ -22,7 +22,8 @@ pub use access::{
     plan_cold_read, ColdRead, ColdReadPlan, Fetch, ReadPattern, ReadTracker, Readahead,
 };
 pub use class::{
-    brings_back, ClassConfig, Compression, CoolingPeriod, RetrievalPolicy, TieringPolicy,
+    brings_back, ClassConfig, Compression, CoolingPeriod, RetrievalPolicy, ThrashFraction,
+    TieringPolicy,
 };
 pub use cooling::{Economics, Limits, Tuner};
 pub use extent::ExtentState;

@@ -27,6 +27,7 @@ fn limits() -> Limits {
         thrash_window_ms: DAY,
         max_cold_read_fraction: None,
         max_rehydrate_per_day: None,
+        max_thrash_fraction: None,
         adaptive: true,
         fixed_ms: HOUR,
     }

@@ -93,6 +93,9 @@ fn class_from(
             "tierd.io/maxRehydratePerDay" => {
                 c.max_rehydrate_per_day = Some(val.parse::<HumanSize>().map_err(|e| format!("{at}: parameter {k}: {e}"))?)
             }
+            "tierd.io/maxThrashFraction" => {
+                c.max_thrash_fraction = Some(val.parse::<policy::ThrashFraction>().map_err(|e| format!("{at}: parameter {k}: {e}"))?)
+            }
             "tierd.io/maxColdReadFraction" => {
                 c.max_cold_read_fraction = Some(val.parse::<f64>().map_err(|_| bad("a fraction such as 0.01"))?)
             }
@@ -124,7 +127,7 @@ fn class_from(
             }
             other if other.starts_with("tierd.io/") => {
                 return Err(format!(
-                    "{at}: unknown parameter {other} (tierd.io/ parameters: coolingPeriod, minCooling, maxCooling, thrashWindow, maxRehydratePerDay, maxColdReadFraction, retrievalPolicy, backend, compression, uploadTier, snapshotSchedule, snapshotRetention, backupInterval, backupKeep)"
+                    "{at}: unknown parameter {other} (tierd.io/ parameters: coolingPeriod, minCooling, maxCooling, thrashWindow, maxRehydratePerDay, maxThrashFraction, maxColdReadFraction, retrievalPolicy, backend, compression, uploadTier, snapshotSchedule, snapshotRetention, backupInterval, backupKeep)"
                 ))
             }
             // Parameters of the storage server itself (fsType, backendType, …).
