@@ -212,9 +212,38 @@ pub fn format_duration(d: Duration) -> String {
     format!("{s}s")
 }
 
+/// Formats a duration to the minute in its two largest units, for people
+/// ("16h 15m", "2d 3h", "45m", "12s" below a minute).
+pub fn format_duration_approx(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        return format_duration(d);
+    }
+    let m = s / 60;
+    let (days, hours, mins) = (m / 1440, m / 60 % 24, m % 60);
+    match (days, hours, mins) {
+        (0, 0, m) => format!("{m}m"),
+        (0, h, 0) => format!("{h}h"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, 0, _) => format!("{d}d"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn approximate_durations_for_people() {
+        let f = |s: u64| format_duration_approx(Duration::from_secs(s));
+        assert_eq!(f(58_545), "16h 15m");
+        assert_eq!(f(3_600), "1h");
+        assert_eq!(f(2 * 86_400 + 3 * 3_600 + 59), "2d 3h");
+        assert_eq!(f(183 * 86_400), "183d");
+        assert_eq!(f(45 * 60 + 30), "45m");
+        assert_eq!(f(12), "12s");
+    }
 
     #[test]
     fn sizes() {

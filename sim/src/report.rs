@@ -150,6 +150,30 @@ pub fn table(r: &Report, trace: &str) -> String {
             w = widths[0]
         );
     }
+    let adaptive: Vec<&PolicyReport> = r
+        .policies
+        .iter()
+        .filter(|p| !p.cooling_ms.is_empty())
+        .collect();
+    if !adaptive.is_empty() {
+        out += "\ncooling period at the end (cooling_period = \"auto\"), per device:\n";
+        for p in adaptive {
+            let each: Vec<String> = p
+                .cooling_ms
+                .iter()
+                .map(|&ms| {
+                    policy::units::format_duration_approx(std::time::Duration::from_millis(ms))
+                })
+                .collect();
+            out += &format!(
+                "  {:<w$}  {}  ({} back within their class's thrash window)\n",
+                p.name,
+                each.join(", "),
+                count(p.guard_thrash),
+                w = widths[0]
+            );
+        }
+    }
     if let Some(p) = r.policies.iter().find(|p| p.snapshots > 0) {
         out += &format!(
             "\nwith {} scheduled snapshots: LOCAL and the costs include what the snapshots alone hold; \

@@ -361,8 +361,64 @@ pub(crate) fn print_volume(v: &Value) {
             );
         }
     }
+    print_cooling(&v["cooling"]);
+    if let Some(c) = v["cost"].as_object() {
+        let usd = |k: &str| c.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        println!(
+            "cost/month        ${:.4} now, ${:.4} all local ({} prices)",
+            usd("now"),
+            usd("all_local"),
+            c.get("price_tier").and_then(Value::as_str).unwrap_or("?")
+        );
+    }
     for s in v["status"].as_array().cloned().unwrap_or_default() {
         println!("status            {}", s.as_str().unwrap_or(""));
+    }
+}
+
+/// The cooling lines of `volume show`: the period now and what it rests on.
+fn print_cooling(c: &Value) {
+    if c.is_null() {
+        return;
+    }
+    let dur = |v: &Value| {
+        v.as_u64()
+            .map(|ms| policy::units::format_duration_approx(std::time::Duration::from_millis(ms)))
+            .unwrap_or_else(|| "-".into())
+    };
+    let bands: Vec<String> = c["band_cooling_ms"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(dur)
+        .collect();
+    println!(
+        "cooling           {} ({}; break-even {}; {} gaps seen)",
+        dur(&c["cooling_ms"]),
+        c["mode"].as_str().unwrap_or("?"),
+        dur(&c["break_even_ms"]),
+        c["gaps_observed"]
+    );
+    if c["mode"] == "auto" {
+        println!("  by heat band    {}", bands.join(" / "));
+        println!(
+            "  thrash          {} back within the window, {} extents backed off",
+            c["thrash"], c["extents_backed_off"]
+        );
+        if c["latency_factor"].as_u64().unwrap_or(1) > 1 {
+            println!("  latency guard   x{}", c["latency_factor"]);
+        }
+    }
+    if let Some(f) = c["cold_read_fraction"].as_f64() {
+        println!("  cold reads      {:.1}% in the last hour", f * 100.0);
+    }
+    if !c["rehydrate_budget_left"].is_null() {
+        println!(
+            "  rehydration     {} left today, {} refused",
+            size_of(&c["rehydrate_budget_left"]),
+            c["rehydrations_refused"]
+        );
     }
 }
 
