@@ -178,6 +178,30 @@ impl Volume {
         store: &Arc<dyn ObjectStore>,
         partial: bool,
     ) -> Result<Outcome> {
+        let outcome = self.move_layer_extent(layer, e, class, backend, store, partial)?;
+        if let Outcome::Tiered { stored } = outcome {
+            // The tuner times returns of the volume's own extents; a frozen
+            // layer's upload is only a request to count.
+            if partial {
+                if stored > 0 {
+                    self.tuner.lock().on_put();
+                }
+            } else {
+                self.note_tiered(e, &policy::Limits::of(class));
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn move_layer_extent(
+        &self,
+        layer: &Layer,
+        e: u64,
+        class: &ClassConfig,
+        backend: &str,
+        store: &Arc<dyn ObjectStore>,
+        partial: bool,
+    ) -> Result<Outcome> {
         let stripe = layer.stripe(e);
         let (start, len) = self.extent_range(e);
         if let Some(outcome) = self.tier_backed(layer, e, partial)? {
@@ -673,13 +697,6 @@ pub fn run_pass(
                 tried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let frozen = !Arc::ptr_eq(&layer, &top);
                 let r = vol.tier_layer_extent(&layer, e, &class, &backend, &store, frozen);
-                if let Ok(Outcome::Tiered { .. }) = &r {
-                    if frozen {
-                        vol.tuner.lock().on_put();
-                    } else {
-                        vol.note_tiered(e, &pc.limits);
-                    }
-                }
                 vol.advance_progress();
                 if let (Ok(Outcome::Tiered { stored }), Some(rate)) = (&r, rate) {
                     let mut nf = next_free.lock();

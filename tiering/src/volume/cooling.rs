@@ -235,7 +235,7 @@ impl Volume {
 
     /// The monthly cost of the volume at the current rate: its local and
     /// remote bytes now, and the requests it made since its tuner started
-    /// scaled to a month.
+    /// (averaged over at least a day) scaled to a month.
     pub fn cost_now(&self, local_bytes: u64, remote_bytes: u64) -> Option<CostNow> {
         let class = self.class_now()?;
         let config = self.engine.config();
@@ -248,7 +248,9 @@ impl Volume {
         let tier = price_tier(kind, class.upload_tier.as_deref());
         let now = self.engine.clock().now_ms();
         let r = self.tuner.lock().requests;
-        let duration_ms = now.saturating_sub(r.since_ms).max(1);
+        // Requests are averaged over at least a day: a few PUTs in the
+        // first minutes say nothing about a month.
+        let duration_ms = now.saturating_sub(r.since_ms).max(86_400_000);
         let usage = Usage {
             duration_ms,
             local_byte_ms: local_bytes as f64 * duration_ms as f64,

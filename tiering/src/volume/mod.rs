@@ -27,6 +27,8 @@
 mod agreement_tests;
 mod cold;
 mod cooling;
+#[cfg(test)]
+mod cooling_tests;
 mod fence;
 mod layer;
 mod local_tier;
