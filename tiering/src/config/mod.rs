@@ -551,10 +551,14 @@ impl Config {
 }
 
 /// The log filter a level or filter string (`log.level`, `TIERD_LOG`)
-/// means, or None when it means none. Only ASCII is parsed: the filter
-/// parser panics on some other strings (found by fuzzing the loader).
+/// means, or None when it means none. Only levels and `target=level` lists
+/// are parsed (letters, digits, `_ : , = . -`), at most 1 KiB: the filter
+/// parser panics on some non-ASCII strings, and span and field filters
+/// (`[span{field=value}]`) compile regular expressions that a 400-byte
+/// string can keep busy for seconds (both found by fuzzing the loader).
 pub fn log_filter(spec: &str) -> Option<tracing_subscriber::EnvFilter> {
-    if !spec.is_ascii() {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_:,=.- ".contains(c);
+    if spec.len() > 1024 || !spec.chars().all(plain) {
         return None;
     }
     tracing_subscriber::EnvFilter::try_new(spec).ok()
@@ -563,6 +567,23 @@ pub fn log_filter(spec: &str) -> Option<tracing_subscriber::EnvFilter> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_filters_are_levels_and_targets_only() {
+        assert!(log_filter("info").is_some());
+        assert!(log_filter("info,tiering=debug,tiering::migrate=trace").is_some());
+        assert!(log_filter("caf\u{e9}=debug").is_none());
+        // Span and field filters compile regexes; the fuzzer's input kept
+        // one busy for over 10 s (its input is in the corpus, replayed).
+        let slow = format!(
+            "In!!![!!{}{{{}}}",
+            "!".repeat(20),
+            ".".repeat(100) + &"?".repeat(40)
+        );
+        assert!(log_filter(&slow).is_none());
+        assert!(log_filter("tiering[pass{volume=pg}]=debug").is_none());
+        assert!(log_filter(&"a".repeat(2000)).is_none());
+    }
 
     #[test]
     fn embedded_defaults() {
