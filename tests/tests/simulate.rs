@@ -345,15 +345,7 @@ fn the_simulator_agrees_with_the_daemon() {
     let (remote, puts, gets) = replay(&d, "v", &t, 9.5);
     let r = simulate_as_daemon(&d, &t);
     let p = &r["policies"][0];
-    let sim_remote: Vec<u64> = p["remote_extents"][0]
-        .as_array()
-        .expect("remote extents")
-        .iter()
-        .filter_map(|e| e.as_u64())
-        .collect();
-    assert_eq!(sim_remote, remote, "tiered extents differ\n{}", d.log());
-    assert_eq!(p["puts"], puts, "PUTs differ");
-    assert_eq!(p["gets"], gets, "GETs differ");
+    agrees(&d, p, &remote, puts, gets);
     // And both match the hand count: 16 tiered, 3 of them again; GETs for
     // the random read, the partial write, the scan of 8 and 9 with read-ahead
     // of 10 and 11, and the last read.
@@ -405,6 +397,20 @@ fn replay(d: &Daemon, vol: &str, t: &Trace, end: f64) -> (Vec<u64>, u64, u64) {
     )
 }
 
+/// Checks the simulation's policy report `p` ends with the `remote`
+/// extents, `puts` and `gets` the daemon `d` ended with.
+fn agrees(d: &Daemon, p: &serde_json::Value, remote: &[u64], puts: u64, gets: u64) {
+    let sim_remote: Vec<u64> = p["remote_extents"][0]
+        .as_array()
+        .expect("remote extents")
+        .iter()
+        .filter_map(|e| e.as_u64())
+        .collect();
+    assert_eq!(sim_remote, remote, "tiered extents differ\n{}", d.log());
+    assert_eq!(p["puts"], puts, "PUTs differ");
+    assert_eq!(p["gets"], gets, "GETs differ");
+}
+
 /// The same trace through the simulator, with the daemon's configuration
 /// and its class `c`.
 fn simulate_as_daemon(d: &Daemon, t: &Trace) -> serde_json::Value {
@@ -454,15 +460,7 @@ fn an_auto_cooling_period_agrees_with_the_daemon() {
     let (remote, puts, gets) = replay(&d, "v", &t, 8.5);
     let r = simulate_as_daemon(&d, &t);
     let p = &r["policies"][0];
-    let sim_remote: Vec<u64> = p["remote_extents"][0]
-        .as_array()
-        .expect("remote extents")
-        .iter()
-        .filter_map(|e| e.as_u64())
-        .collect();
-    assert_eq!(sim_remote, remote, "tiered extents differ\n{}", d.log());
-    assert_eq!(p["puts"], puts, "PUTs differ");
-    assert_eq!(p["gets"], gets, "GETs differ");
+    agrees(&d, p, &remote, puts, gets);
     // By hand: a 1 MiB extent pays for its PUT only after 2.7 idle days, so
     // nothing young is tiered. The hot extents come back after 1.25-1.5
     // days, below that, so their band cools past their gaps and they stay

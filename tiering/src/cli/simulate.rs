@@ -68,16 +68,10 @@ pub fn known_policies(config: &Config) -> std::collections::BTreeMap<String, Pol
         .classes
         .iter()
         .map(|(name, class)| {
-            let kind = class
-                .backend
-                .as_ref()
-                .and_then(|b| config.backends.get(b))
-                .map(|b| b.kind())
-                .unwrap_or("s3");
             let policy = Policy {
                 name: name.clone(),
                 class: class.clone(),
-                price_tier: sim::price_tier(kind, class.upload_tier.as_deref()),
+                price_tier: config.price_tier(class),
             };
             (name.clone(), policy)
         })

@@ -544,6 +544,18 @@ impl Config {
         w
     }
 
+    /// The price list `class`'s objects pay: by its backend's kind and its
+    /// upload tier (`tierd simulate`, cooling_period = "auto", cost reports).
+    pub fn price_tier(&self, class: &ClassConfig) -> String {
+        let kind = class
+            .backend
+            .as_ref()
+            .and_then(|b| self.backends.get(b))
+            .map(|b| b.kind())
+            .unwrap_or("s3");
+        policy::cost::price_tier(kind, class.upload_tier.as_deref())
+    }
+
     /// The configured class names, for error messages.
     pub fn class_names(&self) -> String {
         self.classes.keys().cloned().collect::<Vec<_>>().join(", ")

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use policy::cooling::{heat_at_use, Backoffs, Thresholds, TunerStatus};
-use policy::cost::{monthly_cost, price_tier, Cost, Usage};
+use policy::cost::{monthly_cost, Cost, Usage};
 use policy::select::Cooling;
 use policy::{ClassConfig, Economics, Limits, Tuner};
 
@@ -31,13 +31,13 @@ fn key(id: u64) -> Vec<u8> {
 
 /// What a volume's storage and requests cost a month at the current rate,
 /// against keeping all of it local (US dollars, the simulator's model).
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct CostNow {
     pub now: f64,
     pub all_local: f64,
     /// `all_local - now`: what tiering saves a month.
     pub savings: f64,
-    pub price_tier: &'static str,
+    pub price_tier: String,
 }
 
 /// What a pass needs from the tuner: the volume's cooling period and each
@@ -90,13 +90,7 @@ impl Volume {
     /// The class's tuner limits and what one extent costs where.
     pub(crate) fn cooling_inputs(&self, class: &ClassConfig) -> (Limits, Option<Economics>) {
         let config = self.engine.config();
-        let kind = class
-            .backend
-            .as_ref()
-            .and_then(|b| config.backends.get(b))
-            .map(|b| b.kind())
-            .unwrap_or("s3");
-        let tier = price_tier(kind, class.upload_tier.as_deref());
+        let tier = config.price_tier(class);
         (
             Limits::of(class),
             Economics::of(&config.pricing, &tier, self.extent_size()),
@@ -239,13 +233,7 @@ impl Volume {
     pub fn cost_now(&self, local_bytes: u64, remote_bytes: u64) -> Option<CostNow> {
         let class = self.class_now()?;
         let config = self.engine.config();
-        let kind = class
-            .backend
-            .as_ref()
-            .and_then(|b| config.backends.get(b))
-            .map(|b| b.kind())
-            .unwrap_or("s3");
-        let tier = price_tier(kind, class.upload_tier.as_deref());
+        let tier = config.price_tier(&class);
         let now = self.engine.clock().now_ms();
         let r = self.tuner.lock().requests;
         // Requests are averaged over at least a day: a few PUTs in the
@@ -266,24 +254,9 @@ impl Volume {
             now: cost.total,
             all_local,
             savings: all_local - cost.total,
-            price_tier: static_tier(&tier),
+            price_tier: tier,
         })
     }
-}
-
-/// The shipped price tier names, as static strings for the report.
-fn static_tier(t: &str) -> &'static str {
-    [
-        "s3-standard",
-        "s3-standard-ia",
-        "s3-glacier-ir",
-        "azure-hot",
-        "azure-cool",
-        "azure-cold",
-    ]
-    .into_iter()
-    .find(|s| *s == t)
-    .unwrap_or("custom")
 }
 
 impl Volumes {
