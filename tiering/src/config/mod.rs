@@ -198,6 +198,11 @@ pub struct TieringSettings {
     /// what the stream has read), and never more than half of what
     /// `cache_size` holds. Default 32.
     pub readahead_max_extents: u32,
+    /// Read-ahead fetches in flight at most, across every stream and volume:
+    /// beyond it a stream reads ahead no further until one lands (its reads
+    /// still fetch what they need). Bounds the memory and backend load of
+    /// many streams at once. Default 16.
+    pub max_readahead_fetches: usize,
     /// Uncompressed bytes per checksummed frame of a tiered extent: a power of
     /// two from 4KiB to 1MiB. Default 64KiB.
     pub frame_size: HumanSize,
@@ -224,6 +229,7 @@ impl Default for TieringSettings {
             cache_size: HumanSize::from_bytes(256 << 20),
             readahead_extents: 2,
             readahead_max_extents: 32,
+            max_readahead_fetches: 16,
             frame_size: HumanSize::from_bytes(64 << 10),
             gc_grace: HumanDuration(Duration::from_secs(3600)),
             gc_interval: HumanDuration(Duration::from_secs(600)),
@@ -495,6 +501,9 @@ impl Config {
         }
         if t.max_concurrent_uploads == 0 {
             return Err("tiering.max_concurrent_uploads: at least 1".into());
+        }
+        if t.max_readahead_fetches == 0 {
+            return Err("tiering.max_readahead_fetches: at least 1".into());
         }
         for (name, backend) in &self.backends {
             backend

@@ -260,7 +260,8 @@ impl Volume {
     }
 
     /// Prefetches the planned extents that are remote and not cached, as
-    /// tracked background tasks (shutdown waits for or cancels them).
+    /// tracked background tasks (shutdown waits for or cancels them), in
+    /// order and while the engine's read-ahead limit allows.
     pub(super) fn readahead(self: &Arc<Self>, layer: &Arc<Layer>, extents: std::ops::Range<u64>) {
         for e in extents {
             if layer.map.read().slot(e) != Slot::Remote {
@@ -275,12 +276,18 @@ impl Volume {
             {
                 continue;
             }
+            // At the limit, the extents further ahead wait for the next
+            // read of the stream to ask again.
+            let Some(slot) = self.engine.readahead_slot() else {
+                return;
+            };
             let vol = self.clone();
             let layer = layer.clone();
             self.engine.tasks().spawn_blocking(move || {
                 // A failed prefetch is only a lost head start: the read that
                 // needs the extent fetches it again and reports any error.
                 let _ = vol.fetch_whole(&layer, e, &rec);
+                drop(slot);
             });
         }
     }

@@ -26,6 +26,8 @@
 #[cfg(test)]
 mod agreement_tests;
 mod cold;
+#[cfg(test)]
+mod cold_tests;
 mod cooling;
 #[cfg(test)]
 mod cooling_tests;
