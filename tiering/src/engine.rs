@@ -192,7 +192,9 @@ impl Engine {
         let result = self.block_on(cell.get_or_init(|| async {
             performed = true;
             let store = self.fetch_backend(&rec.backend)?;
-            let stored = self.get_on_workers(store, &rec.backend, &rec.key, None).await;
+            let stored = self
+                .get_on_workers(store, &rec.backend, &rec.key, None)
+                .await;
             self.record_backend_result(&rec.backend, stored.as_ref().map(|_| ()));
             let stored = stored.map_err(|e| FetchFailure::Backend(Arc::new(e)))?;
             if stored.len() < rec.header_len as usize {
@@ -236,7 +238,8 @@ impl Engine {
         let start = rec.frame_offset(first);
         let end = rec.frame_offset(last);
         let store = self.fetch_backend(&rec.backend)?;
-        let stored = self.block_on(self.get_on_workers(store, &rec.backend, &rec.key, Some(start..end)));
+        let stored =
+            self.block_on(self.get_on_workers(store, &rec.backend, &rec.key, Some(start..end)));
         self.record_backend_result(&rec.backend, stored.as_ref().map(|_| ()));
         let stored = stored.map_err(|e| FetchFailure::Backend(Arc::new(e)))?;
         codec::decode(
