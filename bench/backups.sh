@@ -33,7 +33,7 @@ TIERD=${TIERD_BIN:-target/release/tierd}
 PY=$TIERD_EMU_PYTHON
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
-now() { date +%s.%N; }
+. bench/cold_read.sh
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
 
@@ -92,31 +92,14 @@ INC=$(ratio "$UPLOADED" "$CHANGED")
 echo "incremental: uploaded $UPLOADED for $CHANGED changed: $INC" >&2
 
 # --- 3. restored sequential read (node b restores v from S3) --------------
-# Both sides discard what they read (nbdcopy to null:, the plain client
-# drops each body), each run from a freshly started daemon (nothing cached),
-# alternating with the plain client, median of RUNS; then one more read to
-# a file, checked against the source and timed too (nbdcopy writing 1 GiB
-# to disk shares the two cores with LocalStack).
+# Like for like, median of RUNS (bench/cold_read.sh).
 RUNS=${RUNS:-3}
 node b "$S3"
 TIERD_ENDPOINT=$API_b "$TIERD" volume restore --backend store --volume v >/dev/null
 "$PY" bench/plain_s3.py put "$W/src.raw" 8 >/dev/null
 restart_b() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; node b "$S3"; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-reads=(); gets=()
-for _ in $(seq "$RUNS"); do
-  restart_b
-  t0=$(now); nbdcopy "nbd://127.0.0.1:$NBD_b/v" null:; t1=$(now)
-  reads+=("$(awk -v s="$SIZE_MIB" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", s/(b-a)}')")
-  gets+=("$("$PY" bench/plain_s3.py get "$W/src.raw" 8)")
-done
-READ=$(printf '%s\n' "${reads[@]}" | median)
-GET=$(printf '%s\n' "${gets[@]}" | median)
-restart_b
-t0=$(now); nbdcopy "nbd://127.0.0.1:$NBD_b/v" "$W/back.raw"; t1=$(now)
-cmp "$W/back.raw" "$W/src.raw"; rm -f "$W/back.raw"
-TOFILE=$(awk -v s="$SIZE_MIB" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", s/(b-a)}')
-echo "restored sequential read ${reads[*]} MiB/s (median $READ), to a file $TOFILE (verified); plain GET ${gets[*]} (median $GET)" >&2
+cold_read_vs_plain restart_b "nbd://127.0.0.1:$NBD_b/v" "$W/src.raw" "$SIZE_MIB" "$RUNS"
+echo "restored sequential read ${READS[*]} MiB/s (median $READ), to a file $TOFILE (verified); plain GET ${GETS[*]} (median $GET)" >&2
 rm -f "$W/src.raw" "$W/chunk.raw"
 
 # --- 2. restore to first byte of a 10 GiB volume (fs backend) -------------

@@ -50,7 +50,7 @@ start() { TIERD_LOG=warn "$TIERD" serve --config "$W/tierd.toml" 2>>"$W/log" & p
 stop() { kill "$pid"; wait "$pid" || true; }
 trap 'kill $pid 2>/dev/null || true' EXIT
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
-now() { date +%s.%N; }
+. bench/cold_read.sh
 
 head -c "$((SIZE_MIB << 20))" /dev/urandom > "$W/src.raw"
 start
@@ -61,27 +61,11 @@ TIER=$(awk -v s="$SIZE_MIB" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", s/(b-a)
 PUT=$("$PY" bench/plain_s3.py put "$W/src.raw" 8)
 echo "tier ${TIER} MiB/s, plain PUT ${PUT} MiB/s" >&2
 
-# Cold sequential read: both sides discard what they read (nbdcopy to
-# null:, the plain client drops each body), each run from a freshly started
-# daemon (empty cache: every byte comes from S3), alternating with the plain
-# client, median of RUNS; then one read to a file (not a pipe: nbdcopy
-# copies one request at a time into a pipe), checked against the source.
+# Cold sequential read, like for like, median of RUNS (bench/cold_read.sh).
 RUNS=${RUNS:-3}
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-reads=(); gets=()
-for _ in $(seq "$RUNS"); do
-  stop; start
-  t0=$(now); nbdcopy "nbd://127.0.0.1:$NP/v" null:; t1=$(now)
-  reads+=("$(awk -v s="$SIZE_MIB" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", s/(b-a)}')")
-  gets+=("$("$PY" bench/plain_s3.py get "$W/src.raw" 8)")
-done
-READ=$(printf '%s\n' "${reads[@]}" | median)
-GET=$(printf '%s\n' "${gets[@]}" | median)
-stop; start
-t0=$(now); nbdcopy "nbd://127.0.0.1:$NP/v" "$W/back.raw"; t1=$(now)
-cmp "$W/back.raw" "$W/src.raw"; rm -f "$W/back.raw"
-TOFILE=$(awk -v s="$SIZE_MIB" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", s/(b-a)}')
-echo "cold read ${reads[*]} MiB/s (median $READ), to a file $TOFILE (verified); plain GET ${gets[*]} (median $GET)" >&2
+restart() { stop; start; }
+cold_read_vs_plain restart "nbd://127.0.0.1:$NP/v" "$W/src.raw" "$SIZE_MIB" "$RUNS"
+echo "cold read ${READS[*]} MiB/s (median $READ), to a file $TOFILE (verified); plain GET ${GETS[*]} (median $GET)" >&2
 
 stop; start
 LAT=$(fio --name=cold --ioengine=nbd --uri="nbd://127.0.0.1:$NP/v" --rw=randread --bs=4k --iodepth=1 \

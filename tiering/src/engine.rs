@@ -89,7 +89,7 @@ impl Engine {
         let rt = tasks.runtime().clone();
         let entries = policy::access::cache_entries(config.tiering.cache_bytes());
         let uploads = config.tiering.max_concurrent_uploads;
-        let config_readahead = config.tiering.max_readahead_fetches;
+        let readahead_fetches = config.tiering.max_readahead_fetches;
         Self {
             config: RwLock::new(config),
             backends: RwLock::new(backends),
@@ -102,7 +102,7 @@ impl Engine {
             inflight: Mutex::new(HashMap::new()),
             last_generation: AtomicU64::new(0),
             upload_slots: Arc::new(Semaphore::new(uploads)),
-            readahead_slots: Arc::new(Semaphore::new(config_readahead)),
+            readahead_slots: Arc::new(Semaphore::new(readahead_fetches)),
             breakers: Mutex::new(HashMap::new()),
             stats: EngineStats::default(),
             metrics,
