@@ -97,7 +97,12 @@ RUNS=${RUNS:-3}
 node b "$S3"
 TIERD_ENDPOINT=$API_b "$TIERD" volume restore --backend store --volume v >/dev/null
 "$PY" bench/plain_s3.py put "$W/src.raw" 8 >/dev/null
-restart_b() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; node b "$S3"; }
+# The same configuration file, so the same ports: the URI stays valid.
+restart_b() {
+  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+  TIERD_LOG=warn "$TIERD" serve --config "$W/b.toml" 2>>"$W/b.log" & pids+=($!)
+  for _ in $(seq 200); do curl -sf "$API_b/readyz" >/dev/null && break; sleep 0.05; done
+}
 cold_read_vs_plain restart_b "nbd://127.0.0.1:$NBD_b/v" "$W/src.raw" "$SIZE_MIB" "$RUNS"
 echo "restored sequential read ${READS[*]} MiB/s (median $READ), to a file $TOFILE (verified); plain GET ${GETS[*]} (median $GET)" >&2
 rm -f "$W/src.raw" "$W/chunk.raw"
