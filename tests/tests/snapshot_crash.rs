@@ -22,26 +22,6 @@ fn daemon(s: &Spec) -> Daemon {
     ))
 }
 
-fn raw_file(d: &Daemon, name: &str, data: &[u8]) -> String {
-    let p = d.dir.path().join(name);
-    std::fs::write(&p, data).expect("write raw file");
-    p.to_string_lossy().to_string()
-}
-
-fn same(d: &Daemon, export: &str, file: &str, what: &str) {
-    let out = Command::new("qemu-img")
-        .args(["compare", "-f", "raw", "-F", "raw", &d.uri(export), file])
-        .output()
-        .expect("run qemu-img compare");
-    assert!(
-        out.status.success(),
-        "{what}: {export} differs from {file}: {}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        d.log()
-    );
-}
-
 fn snapshots(d: &Daemon) -> Vec<String> {
     d.get_json("/v1/volumes/v/snapshots")["snapshots"]
         .as_array()
@@ -111,7 +91,7 @@ fn gc_keeps(d: &Daemon, checks: &[(&str, &str)], what: &str) {
     assert_eq!(st, 200, "{r}");
     assert!(r["errors"].as_array().is_none_or(|e| e.is_empty()), "{r}");
     for (export, file) in checks {
-        same(d, export, file, &format!("{what}, after GC"));
+        d.assert_same(export, file, &format!("{what}, after GC"));
     }
 }
 
@@ -119,17 +99,17 @@ fn scenario(kind: Kind, point: &str) {
     let Some(s) = spec(kind) else { return };
     let mut d = daemon(&s);
     let (d0, d1) = prepare(&mut d);
-    let f0 = raw_file(&d, "d0.raw", &d0);
-    let f1 = raw_file(&d, "d1.raw", &d1);
+    let f0 = d.raw_file("d0.raw", &d0);
+    let f1 = d.raw_file("d1.raw", &d1);
     let what = format!("after a crash at {point}");
     match point {
         "snapshot-before-commit" | "snapshot-after-commit" => {
             crash_in(&mut d, point, &["snapshot", "create", "v", "s1"]);
-            same(&d, "v", &f1, &what);
-            same(&d, "v@s0", &f0, &what);
+            d.assert_same("v", &f1, &what);
+            d.assert_same("v@s0", &f0, &what);
             if point == "snapshot-after-commit" {
                 assert_eq!(snapshots(&d), vec!["s0", "s1"], "{what}");
-                same(&d, "v@s1", &f1, &what);
+                d.assert_same("v@s1", &f1, &what);
                 gc_keeps(&d, &[("v", &f1), ("v@s0", &f0), ("v@s1", &f1)], &what);
             } else {
                 assert_eq!(snapshots(&d), vec!["s0"], "{what}");
@@ -140,7 +120,7 @@ fn scenario(kind: Kind, point: &str) {
                 "qemu-io",
                 &["-f", "raw", "-c", "write -P 0x55 0 4k", &d.uri("v")],
             );
-            same(&d, "v@s0", &f0, &what);
+            d.assert_same("v@s0", &f0, &what);
         }
         "snapshot-delete-before-commit" => {
             crash_in(&mut d, point, &["snapshot", "delete", "v", "s0"]);
@@ -160,14 +140,14 @@ fn scenario(kind: Kind, point: &str) {
             gc_keeps(&d, &[("v", &f1), ("v@s0", &f0)], &what);
             // And the clone can be made after all.
             d.cli_ok(&["volume", "clone", "v@s0", "c1"]);
-            same(&d, "c1", &f0, &what);
+            d.assert_same("c1", &f0, &what);
         }
         "revert-before-commit" => {
             crash_in(&mut d, point, &["volume", "revert", "v", "s0"]);
-            same(&d, "v", &f1, &what);
+            d.assert_same("v", &f1, &what);
             gc_keeps(&d, &[("v", &f1), ("v@s0", &f0)], &what);
             d.cli_ok(&["volume", "revert", "v", "s0"]);
-            same(&d, "v", &f0, &what);
+            d.assert_same("v", &f0, &what);
         }
         "flush-blocks-before-commit" => {
             // A write after the snapshot, then a flush that dies before the
@@ -199,10 +179,10 @@ fn scenario(kind: Kind, point: &str) {
                     "{what}: block {i} is neither the old nor the new data"
                 );
             }
-            same(&d, "v@s0", &f0, &what);
+            d.assert_same("v@s0", &f0, &what);
             let (st, r) = d.post("/v1/gc");
             assert_eq!(st, 200, "{r}");
-            same(&d, "v@s0", &f0, &format!("{what}, after GC"));
+            d.assert_same("v@s0", &f0, &format!("{what}, after GC"));
         }
         other => panic!("no scenario for {other}"),
     }

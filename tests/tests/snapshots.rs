@@ -5,8 +5,6 @@
 //! nothing back, clones are independent and outlive their origin, revert
 //! rolls back, and GC deletes an object only when nothing refers to it.
 
-use std::process::Command;
-
 use tierd_e2e::backends::{spec, Kind, Spec};
 use tierd_e2e::raw_nbd::{RawNbd, CMD_WRITE};
 use tierd_e2e::{random_bytes, run, Daemon};
@@ -19,35 +17,6 @@ fn daemon(s: &Spec) -> Daemon {
         "[tiering]\nscan_interval = \"1h\"\ngc_grace = \"0s\"\n{}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"snapshot-only\"\ncooling_period = \"2s\"\n[classes.other]\nbackend = \"store\"\ntiering_policy = \"none\"\n",
         s.toml
     ))
-}
-
-/// Writes `data` to a raw file in the daemon's directory; returns its path.
-fn raw_file(d: &Daemon, name: &str, data: &[u8]) -> String {
-    let p = d.dir.path().join(name);
-    std::fs::write(&p, data).expect("write raw file");
-    p.to_string_lossy().to_string()
-}
-
-/// qemu-img compare of an export against a raw file: identical or a panic.
-fn same(d: &Daemon, export: &str, file: &str) {
-    let out = Command::new("qemu-img")
-        .args(["compare", "-f", "raw", "-F", "raw", &d.uri(export), file])
-        .output()
-        .expect("run qemu-img compare");
-    assert!(
-        out.status.success(),
-        "{export} differs from {file}: {}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        d.log()
-    );
-}
-
-fn qemu_io(d: &Daemon, export: &str, cmd: &str) -> std::process::Output {
-    Command::new("qemu-io")
-        .args(["-f", "raw", "-c", cmd, &d.uri(export)])
-        .output()
-        .expect("run qemu-io")
 }
 
 fn tier(d: &Daemon, volume: &str) -> serde_json::Value {
@@ -79,7 +48,7 @@ fn lifecycle(kind: Kind) {
     let d = daemon(&s);
     d.create_volume_in("v", "16MiB", Some("1MiB"), "c");
     let original = random_bytes(SIZE, 77);
-    let original_file = raw_file(&d, "original.raw", &original);
+    let original_file = d.raw_file("original.raw", &original);
     d.write_image("v", &original);
 
     // Before any snapshot, snapshot-only says why it tiers nothing.
@@ -113,9 +82,9 @@ fn lifecycle(kind: Kind) {
     let mut now = original.clone();
     now[..4 * MIB].fill(0x5a);
     now[5 * MIB..5 * MIB + 4096].fill(0x33);
-    let now_file = raw_file(&d, "now.raw", &now);
-    same(&d, "v@s1", &original_file);
-    same(&d, "v", &now_file);
+    let now_file = d.raw_file("now.raw", &now);
+    d.assert_same("v@s1", &original_file, "snapshot lifecycle");
+    d.assert_same("v", &now_file, "snapshot lifecycle");
 
     // Who holds what: the rewritten 4 MiB and 4 KiB twice (the volume's and
     // the snapshot's), the rest once, shared.
@@ -137,7 +106,7 @@ fn lifecycle(kind: Kind) {
 
     // The snapshot's export is read-only: qemu refuses to open it for
     // writing, a client that writes anyway gets EPERM, and nothing changes.
-    let w = qemu_io(&d, "v@s1", "write -P 0x11 0 4k");
+    let w = d.qemu_io("v@s1", "write -P 0x11 0 4k");
     let text = String::from_utf8_lossy(&w.stderr);
     assert!(
         !w.status.success() && text.contains("Permission denied"),
@@ -148,7 +117,7 @@ fn lifecycle(kind: Kind) {
         .expect("send");
     assert_eq!(raw.reply(0).expect("reply").error, libc_eperm());
     drop(raw);
-    same(&d, "v@s1", &original_file);
+    d.assert_same("v@s1", &original_file, "snapshot lifecycle");
 
     // After the cooling period, snapshot-only tiers the 4 extents only the
     // snapshot holds; extent 5 is still mostly the volume's, so it stays.
@@ -160,23 +129,23 @@ fn lifecycle(kind: Kind) {
         info["extents_remote"], 0,
         "the volume's own data stays local: {info}"
     );
-    same(&d, "v@s1", &original_file);
-    same(&d, "v", &now_file);
+    d.assert_same("v@s1", &original_file, "snapshot lifecycle");
+    d.assert_same("v", &now_file, "snapshot lifecycle");
 
     // A clone in another class shares everything, then goes its own way.
     let out = d.cli_ok(&["volume", "clone", "v@s1", "c1", "--class", "other"]);
     assert!(out.contains("c1"), "{out}");
-    same(&d, "c1", &original_file);
+    d.assert_same("c1", &original_file, "snapshot lifecycle");
     run(
         "qemu-io",
         &["-f", "raw", "-c", "write -P 0x77 1M 64k", &d.uri("c1")],
     );
     let mut clone = original.clone();
     clone[MIB..MIB + 65536].fill(0x77);
-    let clone_file = raw_file(&d, "clone.raw", &clone);
-    same(&d, "c1", &clone_file);
-    same(&d, "v", &now_file);
-    same(&d, "v@s1", &original_file);
+    let clone_file = d.raw_file("clone.raw", &clone);
+    d.assert_same("c1", &clone_file, "snapshot lifecycle");
+    d.assert_same("v", &now_file, "snapshot lifecycle");
+    d.assert_same("v@s1", &original_file, "snapshot lifecycle");
 
     // Revert: refused while a client is connected, then done.
     let held = RawNbd::connect(d.nbd_port, "v").expect("NBD connect");
@@ -184,8 +153,8 @@ fn lifecycle(kind: Kind) {
     drop(held);
     std::thread::sleep(std::time::Duration::from_millis(200));
     d.cli_ok(&["volume", "revert", "v", "s1"]);
-    same(&d, "v", &original_file);
-    same(&d, "c1", &clone_file);
+    d.assert_same("v", &original_file, "snapshot lifecycle");
+    d.assert_same("c1", &clone_file, "snapshot lifecycle");
 
     // Bad input names the problem and changes nothing.
     fails_with(
@@ -203,7 +172,7 @@ fn lifecycle(kind: Kind) {
     );
     fails_with(&d, &["volume", "clone", "v@nope", "c2"], 4, "no snapshot");
     fails_with(&d, &["volume", "delete", "v"], 5, "--keep-clones");
-    same(&d, "v", &original_file);
+    d.assert_same("v", &original_file, "snapshot lifecycle");
 
     // Deleting the snapshot and its origin: the clone still reads what it
     // shares, and GC keeps every object the clone needs.
@@ -211,7 +180,7 @@ fn lifecycle(kind: Kind) {
     d.cli_ok(&["volume", "delete", "v", "--keep-clones"]);
     let r = gc(&d);
     assert_eq!(r["deleted"], 0, "nothing the clone reads is deleted: {r}");
-    same(&d, "c1", &clone_file);
+    d.assert_same("c1", &clone_file, "snapshot lifecycle");
     // With the clone gone too, nothing refers to the tiered objects.
     d.cli_ok(&["volume", "delete", "c1"]);
     let r = gc(&d);
