@@ -55,9 +55,16 @@ tiering_policy = "none"
 retrieval_policy = "never"
 backend = "store"
 TOML
-  TIERD_LOG=warn "$TIERD" serve --config "$W/$name.toml" 2>>"$W/$name.log" & pids+=($!)
-  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$hp/readyz" >/dev/null && break; sleep 0.05; done
   eval "NBD_$name=$np; API_$name=http://127.0.0.1:$hp"
+  start "$name"
+}
+# start NAME -> (re)starts node NAME's daemon from its configuration file
+# (same ports) and waits until it is ready.
+start() {
+  local name=$1 api
+  api=$(eval echo "\$API_$name")
+  TIERD_LOG=warn "$TIERD" serve --config "$W/$name.toml" 2>>"$W/$name.log" & pids+=($!)
+  for _ in $(seq 200); do curl -sf "$api/readyz" >/dev/null && break; sleep 0.05; done
 }
 S3="[backends.store]
 kind = \"s3\"
@@ -98,11 +105,7 @@ node b "$S3"
 TIERD_ENDPOINT=$API_b "$TIERD" volume restore --backend store --volume v >/dev/null
 "$PY" bench/plain_s3.py put "$W/src.raw" 8 >/dev/null
 # The same configuration file, so the same ports: the URI stays valid.
-restart_b() {
-  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
-  TIERD_LOG=warn "$TIERD" serve --config "$W/b.toml" 2>>"$W/b.log" & pids+=($!)
-  for _ in $(seq 200); do curl -sf "$API_b/readyz" >/dev/null && break; sleep 0.05; done
-}
+restart_b() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; start b; }
 cold_read_vs_plain restart_b "nbd://127.0.0.1:$NBD_b/v" "$W/src.raw" "$SIZE_MIB" "$RUNS"
 echo "restored sequential read ${READS[*]} MiB/s (median $READ), to a file $TOFILE (verified); plain GET ${GETS[*]} (median $GET)" >&2
 rm -f "$W/src.raw" "$W/chunk.raw"
