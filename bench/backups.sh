@@ -105,9 +105,9 @@ node b "$S3"
 TIERD_ENDPOINT=$API_b "$TIERD" volume restore --backend store --volume v >/dev/null
 "$PY" bench/plain_s3.py put "$W/src.raw" 8 >/dev/null
 # The same configuration file, so the same ports: the URI stays valid.
-restart_b() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; start b; }
+restart_b() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; start b; DAEMON_PID=${pids[-1]}; }
 cold_read_vs_plain restart_b "nbd://127.0.0.1:$NBD_b/v" "$W/src.raw" "$SIZE_MIB" "$RUNS"
-echo "restored sequential read ${READS[*]} MiB/s (median $READ), to a file $TOFILE (verified); plain GET ${GETS[*]} (median $GET)" >&2
+echo "restored sequential read ${READS[*]} MiB/s (median $READ), to a file $TOFILE (verified); plain GET ${GETS[*]} (median $GET); run by run median $PAIRED; CPU s/GiB: $CPU" >&2
 rm -f "$W/src.raw" "$W/chunk.raw"
 
 # --- 2. restore to first byte of a 10 GiB volume (fs backend) -------------
@@ -137,7 +137,10 @@ echo "restore to first byte ${TTFB} s (restore ${RESTORE} s); reading every obje
   echo "| incremental backup of ${SIZE_MIB} MiB, 10% of extents rewritten: bytes uploaded | $UPLOADED | $CHANGED (bytes changed) | $INC |"
   echo "| restore of a ${BIG_GIB} GiB volume to its first 4 KiB read served (s) | $TTFB (restore $RESTORE) | $COPY (read all objects, 8 parallel: a copy-based restore's minimum) | $(ratio "$TTFB" "$COPY") |"
   echo "| sequential read of the restored ${SIZE_MIB} MiB volume, nbdcopy to null: (MiB/s, median of $RUNS) | $READ | $GET (boto3 parallel GET, 8, bodies dropped) | $(ratio "$READ" "$GET") |"
+  echo "| the same read, median of each run's ratio | | | $PAIRED |"
   echo "| the same read to a file, checked (MiB/s, one run) | $TOFILE | $GET | $(ratio "$TOFILE" "$GET") |"
+  echo
+  echo "CPU seconds per GiB read (medians): $CPU."
   echo
   echo "LocalStack S3 (1, 3) and a local directory (2) on loopback, $(nproc) cores, $(date -u +%Y-%m-%d)."
 } | tee bench/out/backups.md

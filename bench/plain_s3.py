@@ -1,6 +1,7 @@
 """Plain-client baselines for bench/tiering.sh, against the same LocalStack.
   plain_s3.py put FILE CONCURRENCY        PUT FILE as 4 MiB objects; prints MiB/s
-  plain_s3.py get FILE CONCURRENCY        GET them back; prints MiB/s
+  plain_s3.py get FILE CONCURRENCY        GET them back; prints MiB/s and the
+                                          client's CPU seconds per GiB
   plain_s3.py ranged N                    N random 4 KiB ranged GETs; prints p50 p99 (ms)"""
 import os
 import random
@@ -40,10 +41,14 @@ if mode in ("put", "get"):
     def get(i):
         return len(s3.get_object(Bucket=bucket, Key="obj-%05d" % i)["Body"].read())
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(conc) as pool:
         list(pool.map(put if mode == "put" else get, range(n)))
-    print("%.1f" % (size / (1 << 20) / (time.perf_counter() - t0)))
+    mib_s = size / (1 << 20) / (time.perf_counter() - t0)
+    if mode == "put":
+        print("%.1f" % mib_s)
+    else:
+        print("%.1f %.2f" % (mib_s, (time.process_time() - c0) / (size / (1 << 30))))
 elif mode == "ranged":
     n = int(sys.argv[2])
     objs = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]

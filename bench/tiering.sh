@@ -63,9 +63,9 @@ echo "tier ${TIER} MiB/s, plain PUT ${PUT} MiB/s" >&2
 
 # Cold sequential read, like for like, median of RUNS (bench/cold_read.sh).
 RUNS=${RUNS:-3}
-restart() { stop; start; }
+restart() { stop; start; DAEMON_PID=$pid; }
 cold_read_vs_plain restart "nbd://127.0.0.1:$NP/v" "$W/src.raw" "$SIZE_MIB" "$RUNS"
-echo "cold read ${READS[*]} MiB/s (median $READ), to a file $TOFILE (verified); plain GET ${GETS[*]} (median $GET)" >&2
+echo "cold read ${READS[*]} MiB/s (median $READ), to a file $TOFILE (verified); plain GET ${GETS[*]} (median $GET); run by run median $PAIRED; CPU s/GiB: $CPU" >&2
 
 stop; start
 LAT=$(fio --name=cold --ioengine=nbd --uri="nbd://127.0.0.1:$NP/v" --rw=randread --bs=4k --iodepth=1 \
@@ -85,9 +85,12 @@ stop
   echo "|---|---:|---:|---:|"
   echo "| tier ${SIZE_MIB} MiB to S3 (MiB/s) | $TIER | $PUT (parallel PUT, 8) | $(ratio "$TIER" "$PUT") |"
   echo "| sequential read of the tiered volume, nbdcopy to null: (MiB/s, median of $RUNS) | $READ | $GET (parallel GET, 8, bodies dropped) | $(ratio "$READ" "$GET") |"
+  echo "| the same read, median of each run's ratio | | | $PAIRED |"
   echo "| the same read to a file, checked (MiB/s, one run) | $TOFILE | $GET | $(ratio "$TOFILE" "$GET") |"
   echo "| cold 4 KiB random read p50 (ms) | $P50 | $Q50 (ranged GET) | $(ratio "$P50" "$Q50") |"
   echo "| cold 4 KiB random read p99 (ms) | $P99 | $Q99 (ranged GET) | $(ratio "$P99" "$Q99") |"
+  echo
+  echo "CPU seconds per GiB of the cold sequential read (medians): $CPU."
   echo
   echo "Peak RSS of the daemon after also serving a 1 TiB sparse volume (262,144 extents) with I/O at both ends: ${RSS} MiB."
   echo

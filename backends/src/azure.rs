@@ -30,7 +30,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::config::AzureConfig;
 use crate::error::{chain, ctx, BackendError, Result};
-use crate::{ObjectMeta, ObjectStore, PutOptions};
+use crate::{Body, ObjectMeta, ObjectStore, PutOptions};
 
 /// Blocks staged at once within one upload.
 const BLOCK_CONCURRENCY: usize = 4;
@@ -382,10 +382,10 @@ impl ObjectStore for AzureStore {
         })
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes> {
+    async fn get(&self, key: &str) -> Result<Body> {
         // One GET of a range that covers any blob: no HEAD round trip first.
         // (An empty blob answers 416; get_range turns that into empty bytes.)
-        self.get_range(key, 0..(1 << 62)).await
+        self.get_range(key, 0..(1 << 62)).await.map(Body::from)
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {

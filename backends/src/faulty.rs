@@ -38,7 +38,7 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 
 use crate::error::{ctx, BackendError, ErrorKind, Result};
-use crate::{ObjectMeta, ObjectStore, Op, PutOptions};
+use crate::{Body, ObjectMeta, ObjectStore, Op, PutOptions};
 
 /// When a planned fault strikes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +214,7 @@ impl ObjectStore for FaultyStore {
             .await
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes> {
+    async fn get(&self, key: &str) -> Result<Body> {
         self.call(Op::Get, key, self.inner.get(key)).await
     }
 
@@ -302,7 +302,7 @@ mod tests {
             assert!(e.to_string().contains("injected fault"), "{e}");
             assert!(e.to_string().contains("\"k\""), "names the key: {e}");
         }
-        assert_eq!(&s.get("k").await.unwrap()[..], b"v");
+        assert_eq!(s.get("k").await.unwrap().to_vec(), b"v");
         assert_eq!((s.calls(Op::Get), s.injected(Op::Get)), (4, 3));
         assert_eq!(s.calls(Op::Put), 1, "counted per operation");
         assert_eq!(s.pending(Op::Get), Some(0));
@@ -317,7 +317,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, BackendError::Transient(_)), "{e}");
-        assert_eq!(&s.inner().get("k").await.unwrap()[..], b"landed");
+        assert_eq!(s.inner().get("k").await.unwrap().to_vec(), b"landed");
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 
 use crate::error::{ctx, BackendError, Result};
-use crate::{ObjectMeta, ObjectStore, PutOptions};
+use crate::{Body, ObjectMeta, ObjectStore, PutOptions};
 
 #[derive(Debug)]
 pub struct FsStore {
@@ -189,11 +189,11 @@ impl ObjectStore for FsStore {
         })
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes> {
+    async fn get(&self, key: &str) -> Result<Body> {
         let path = self.path("get", key)?;
         self.blocking("get", key, move || std::fs::read(path))
             .await
-            .map(Bytes::from)
+            .map(Body::from)
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {

@@ -26,7 +26,7 @@ use futures::StreamExt;
 
 use crate::error::Result;
 use crate::metrics::{AttemptSeries, BackendMetrics};
-use crate::{ObjectMeta, ObjectStore, Op, PutOptions};
+use crate::{Body, ObjectMeta, ObjectStore, Op, PutOptions};
 
 /// Counts and times every call into the wrapped [`ObjectStore`].
 #[derive(Debug)]
@@ -67,7 +67,7 @@ impl ObjectStore for InstrumentedStore {
         Ok(meta)
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes> {
+    async fn get(&self, key: &str) -> Result<Body> {
         let b = self.measure(Op::Get, self.inner.get(key)).await?;
         self.series.download_bytes.inc_by(b.len() as u64);
         Ok(b)

@@ -21,6 +21,7 @@
 //! never depends on the heat map or the tiering engine.
 
 mod azure;
+mod body;
 mod config;
 #[cfg(feature = "testing")]
 pub mod conformance;
@@ -49,6 +50,7 @@ use clock::{Clock, SystemClock};
 use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 
+pub use body::Body;
 pub use config::{
     AzureConfig, BackendConfig, FsConfig, RequestLimits, S3Config, Secret, AZURE_ACCESS_TIERS,
     S3_STORAGE_CLASSES,
@@ -162,7 +164,8 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// Stores `data` under `key`, replacing any object there unless
     /// `opts.if_absent`. The service verifies a content checksum where it can.
     async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<ObjectMeta>;
-    async fn get(&self, key: &str) -> Result<Bytes>;
+    /// The whole object, in the pieces it arrived in (see [`Body`]).
+    async fn get(&self, key: &str) -> Result<Body>;
     /// Bytes `range` of the object; a range running past the end is cut at the
     /// end, and one starting at or after a non-empty object's end is an error.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;

@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::RequestLimits;
 use crate::error::{ctx, BackendError, Result};
-use crate::{ObjectMeta, ObjectStore, Op, PutOptions};
+use crate::{Body, ObjectMeta, ObjectStore, Op, PutOptions};
 
 /// Concurrency slots and a per-attempt timeout around an [`ObjectStore`].
 #[derive(Debug)]
@@ -84,7 +84,7 @@ impl ObjectStore for LimitStore {
             .await
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes> {
+    async fn get(&self, key: &str) -> Result<Body> {
         self.limit(Op::Get, key, self.inner.get(key)).await
     }
 

@@ -22,7 +22,7 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 
 use crate::error::{ctx, BackendError, Result};
-use crate::{ObjectMeta, ObjectStore, Op, PutOptions};
+use crate::{Body, ObjectMeta, ObjectStore, Op, PutOptions};
 
 /// Keys per listing page, as S3's default page.
 const PAGE: usize = 1000;
@@ -175,8 +175,8 @@ impl ObjectStore for MemoryStore {
         })
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes> {
-        self.read(Op::Get, key).map(|(data, _)| data)
+    async fn get(&self, key: &str) -> Result<Body> {
+        self.read(Op::Get, key).map(|(data, _)| data.into())
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {

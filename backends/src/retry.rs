@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::RequestLimits;
 use crate::error::{ctx, BackendError, Result};
 use crate::metrics::{BackendMetrics, RetrySeries};
-use crate::{ObjectMeta, ObjectStore, Op, PutOptions};
+use crate::{Body, ObjectMeta, ObjectStore, Op, PutOptions};
 
 /// Retries with backoff around an [`ObjectStore`].
 #[derive(Debug)]
@@ -179,7 +179,7 @@ impl ObjectStore for RetryStore {
         .await
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes> {
+    async fn get(&self, key: &str) -> Result<Body> {
         self.run(Op::Get, key, || self.inner.get(key)).await
     }
 

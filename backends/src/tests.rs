@@ -91,7 +91,7 @@ async fn retries_retryable_errors_until_success() {
     let s = stack("flaky", limits(5)).await;
     s.faulty.fail_next(Op::Get, 3, ErrorKind::Throttled);
     let got = drive(&s.clock, MS, s.store.get("k")).await;
-    assert_eq!(&got.unwrap()[..], b"ok");
+    assert_eq!(got.unwrap().to_vec(), b"ok");
     assert_eq!(s.faulty.calls(Op::Get), 4);
     assert_eq!(
         s.metrics.retries.with_label_values(&["flaky", "get"]).get(),
@@ -308,7 +308,7 @@ async fn no_retry_starts_once_cancelled() {
     assert_eq!(s.faulty.calls(Op::Delete), 1);
     // A request that succeeds first time is not affected.
     let got = drive(&s.clock, MS, s.store.get("k")).await;
-    assert_eq!(&got.unwrap()[..], b"ok");
+    assert_eq!(got.unwrap().to_vec(), b"ok");
 }
 
 #[tokio::test]

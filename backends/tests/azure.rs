@@ -107,7 +107,7 @@ async fn azure_injected_busy_and_500_are_retried() {
     .expect("put retried to success");
     proxy.inject(vec![azure_internal()]);
     assert_eq!(
-        &s.get("obj").await.expect("get retried to success")[..],
+        s.get("obj").await.expect("get retried to success").to_vec(),
         b"survives"
     );
     assert_eq!(proxy.injected.load(std::sync::atomic::Ordering::SeqCst), 4);

@@ -148,6 +148,13 @@ pub struct ColdRead {
     pub pattern: ReadPattern,
     /// A whole copy of this object generation is in the fetch cache.
     pub cached: bool,
+    /// Read-ahead stops before this extent: where another live stream of
+    /// the volume began, so what it has read is not fetched again
+    /// ([`crate::Streams`]); `u64::MAX` when no stream is ahead.
+    pub ahead_limit: u64,
+    /// Sequential streams reading the volume now (at least 1): they share
+    /// the read-ahead room, so none evicts what another fetched ahead.
+    pub streams: u32,
 }
 
 /// What a read of a cold extent does.
@@ -167,7 +174,9 @@ pub struct ColdReadPlan {
 /// The whole object is fetched (then cached) when the extent comes back
 /// anyway, when the read streams, when it is cached, or when the read covers
 /// half the extent or more; otherwise only the frames it touches. Sequential
-/// reads prefetch the next extents, as many as `readahead` gives the stream.
+/// reads prefetch the next extents, as many as `readahead` gives the stream
+/// (its share when the volume has several), stopping where another stream
+/// began.
 pub fn plan_cold_read(
     class: Option<&ClassConfig>,
     read: &ColdRead,
@@ -188,8 +197,10 @@ pub fn plan_cold_read(
         }
     };
     let readahead = if sequential {
-        let window = readahead.window(read.pattern.streamed, read.extent_len);
-        ahead(read.extent, window, read.extent_count)
+        let window = readahead
+            .window(read.pattern.streamed, read.extent_len)
+            .min((readahead.max / read.streams.max(1)).max(1));
+        ahead(read.extent, window, read.extent_count.min(read.ahead_limit))
     } else {
         read.extent..read.extent
     };
@@ -283,6 +294,8 @@ mod tests {
                 streamed: if sequential { len } else { 0 },
             },
             cached,
+            ahead_limit: u64::MAX,
+            streams: 1,
         }
     }
 
@@ -343,6 +356,23 @@ mod tests {
             plan_cold_read(Some(&all), &long, 65536, grown).readahead,
             3..13
         );
+        // Four streams at once share the room: 32 / 4 extents each.
+        long.streams = 4;
+        assert_eq!(
+            plan_cold_read(Some(&all), &long, 65536, grown).readahead,
+            3..11
+        );
+        long.streams = 1;
+        // Another stream that began at extent 6 bounds it.
+        long.ahead_limit = 6;
+        assert_eq!(
+            plan_cold_read(Some(&all), &long, 65536, grown).readahead,
+            3..6
+        );
+        long.ahead_limit = 3;
+        assert!(plan_cold_read(Some(&all), &long, 65536, grown)
+            .readahead
+            .is_empty());
         // An unconfigured class brings nothing back.
         let p = plan_cold_read(None, &read(4096, 4096, false, false), 65536, RA);
         assert!(!p.bring_back);

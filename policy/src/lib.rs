@@ -15,6 +15,7 @@ pub mod cost;
 pub mod extent;
 pub mod select;
 pub mod snapshots;
+pub mod streams;
 pub mod trace;
 pub mod units;
 
@@ -29,4 +30,5 @@ pub use cooling::{Economics, Limits, Tuner};
 pub use extent::ExtentState;
 pub use select::{inactive, select, ExtentView, Fullness, Hold};
 pub use snapshots::{select_held, HeldView};
+pub use streams::{Neighbours, Streams};
 pub use units::{HumanDuration, HumanSize};

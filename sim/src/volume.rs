@@ -18,7 +18,7 @@ use policy::select::{may_tier, Cooling};
 use policy::trace::{Event, Op};
 use policy::{
     plan_cold_read, ClassConfig, ColdRead, Economics, ExtentState, ExtentView, Fetch, Fullness,
-    Limits, ReadTracker, Readahead, Tuner,
+    Limits, Neighbours, ReadTracker, Readahead, Streams, Tuner,
 };
 
 /// What a simulated policy did, summed over its volumes.
@@ -126,6 +126,7 @@ pub struct SimVolume {
     next_generation: u64,
     cache: lru::LruCache<(u64, u64), ()>,
     reads: ReadTracker,
+    streams: Streams,
     /// No local allocated extent was last used before this (a pass before
     /// `earliest + cooling` has nothing to do).
     earliest_local_use: u64,
@@ -154,6 +155,7 @@ impl SimVolume {
                 NonZeroUsize::new(p.cache_entries).unwrap_or(NonZeroUsize::MIN),
             ),
             reads: ReadTracker::new(),
+            streams: Streams::new(),
             earliest_local_use: u64::MAX,
             snaps: None,
             tuner: Tuner::new(0),
@@ -367,6 +369,16 @@ impl SimVolume {
     ) {
         let pattern = self.reads.observe(offset, len);
         let sequential = pattern.sequential;
+        // As the daemon does: read-ahead stops where another stream began.
+        let others = if sequential {
+            let start = (offset + len).saturating_sub(pattern.streamed);
+            self.streams.note(start, offset + len, now)
+        } else {
+            Neighbours {
+                next_start: u64::MAX,
+                live: 1,
+            }
+        };
         let count = self.states.len() as u64;
         let limits = Limits::of(class);
         let mut cold = false;
@@ -386,6 +398,8 @@ impl SimVolume {
                         extent_count: count,
                         pattern,
                         cached: self.cache.contains(&(e, self.generation[i])),
+                        ahead_limit: others.next_start >> self.shift,
+                        streams: others.live,
                     },
                     p.frame_size,
                     p.readahead,

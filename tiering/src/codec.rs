@@ -4,8 +4,9 @@
 //! stored bytes) lives in the extent record, so any run of frames can be fetched
 //! with one ranged GET and verified before a byte of it is served.
 
+use backends::Body;
 use bytes::Bytes;
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 use crate::extent_map::{Compression, Frame};
 
@@ -104,18 +105,26 @@ pub fn decode(
 }
 
 /// [`decode`] of a whole object's frames, `stored` being exactly their
-/// bytes. Frames stored uncompressed are the extent itself: once every
-/// frame's length and checksum hold, `stored` is returned as it is, with no
-/// copy.
+/// bytes in the segments they arrived in. Frames stored uncompressed are the
+/// extent itself: once every frame's length and checksum hold, `stored` is
+/// returned as it is, with no copy.
 pub fn decode_whole(
-    stored: Bytes,
+    stored: Body,
     frames: &[Frame],
     frame_size: usize,
     extent_len: usize,
     compression: Compression,
-) -> Result<Bytes, String> {
+) -> Result<Body, String> {
     if compression != Compression::None {
-        return decode(&stored, frames, 0, frame_size, extent_len, compression).map(Bytes::from);
+        return decode(
+            &stored.into_bytes(),
+            frames,
+            0,
+            frame_size,
+            extent_len,
+            compression,
+        )
+        .map(Body::from);
     }
     let want: usize = frames.iter().map(|f| f.stored_len as usize).sum();
     if stored.len() != want || want != extent_len {
@@ -126,20 +135,38 @@ pub fn decode_whole(
     }
     let mut pos = 0;
     for (i, f) in frames.iter().enumerate() {
-        let bytes = &stored[pos..pos + f.stored_len as usize];
-        pos += f.stored_len as usize;
-        if xxh3_64(bytes) != f.checksum {
+        let len = f.stored_len as usize;
+        let expect = frame_size.min(extent_len.saturating_sub(i * frame_size));
+        if len != expect {
+            return Err(format!("frame {i} holds {len} bytes, expected {expect}"));
+        }
+        if checksum(&stored, pos..pos + len) != f.checksum {
             return Err(format!("checksum mismatch in frame {i}"));
         }
-        let expect = frame_size.min(extent_len.saturating_sub(i * frame_size));
-        if bytes.len() != expect {
-            return Err(format!(
-                "frame {i} holds {} bytes, expected {expect}",
-                bytes.len()
-            ));
-        }
+        pos += len;
     }
     Ok(stored)
+}
+
+/// xxh3 of all of `body`, as of the same bytes in one buffer.
+pub fn body_checksum(body: &Body) -> u64 {
+    checksum(body, 0..body.len())
+}
+
+/// xxh3 of bytes `range` of `body`, across the segments that hold them.
+fn checksum(body: &Body, range: std::ops::Range<usize>) -> u64 {
+    let mut chunks = body.chunks(range);
+    match (chunks.next(), chunks.next()) {
+        (None, _) => xxh3_64(&[]),
+        (Some(one), None) => xxh3_64(one),
+        (Some(a), Some(b)) => {
+            let mut h = Xxh3::new();
+            h.update(a);
+            h.update(b);
+            chunks.for_each(|c| h.update(c));
+            h.digest()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -204,16 +231,51 @@ mod tests {
             assert!(err.contains("expected"), "{err}");
             // The whole-object path checks the same, and serves no copy of
             // an uncompressed object.
-            let bad = Bytes::from(bad);
+            let bad = Body::from(bad);
             let err = decode_whole(bad, &e.frames, 64 << 10, d.len(), comp).unwrap_err();
             assert!(err.contains("checksum mismatch"), "{err}");
-            let short = e.body.slice(..e.body.len() - 1);
+            let short = Body::from(e.body.slice(..e.body.len() - 1));
             let err = decode_whole(short, &e.frames, 64 << 10, d.len(), comp).unwrap_err();
             assert!(err.contains("expected"), "{err}");
-            let got = decode_whole(e.body.clone(), &e.frames, 64 << 10, d.len(), comp).unwrap();
+            let whole = Body::from(e.body.clone());
+            let got = decode_whole(whole, &e.frames, 64 << 10, d.len(), comp).unwrap();
             assert!(got == d);
             if comp == Compression::None {
-                assert_eq!(got.as_ptr(), e.body.as_ptr(), "no copy");
+                let ptr = got.into_bytes().as_ptr();
+                assert_eq!(ptr, e.body.as_ptr(), "no copy");
+            }
+        }
+    }
+
+    /// A body cut into pieces that straddle frame boundaries, as a socket
+    /// delivers it.
+    fn pieces(body: &Bytes, step: usize) -> Body {
+        Body::from_segments(
+            (0..body.len())
+                .step_by(step)
+                .map(|at| body.slice(at..(at + step).min(body.len()))),
+        )
+    }
+
+    #[test]
+    fn frames_check_across_the_pieces_a_body_arrived_in() {
+        let d = data(256 << 10);
+        for comp in [Compression::None, Compression::Zstd] {
+            let e = encode(&d, 64 << 10, comp).unwrap();
+            for step in [1000, 16 << 10, 100 << 10] {
+                let body = pieces(&e.body, step);
+                let got = decode_whole(body.clone(), &e.frames, 64 << 10, d.len(), comp).unwrap();
+                assert!(got == d, "{comp:?} in {step}-byte pieces");
+                if comp == Compression::None {
+                    assert_eq!(got.segment_count(), body.segment_count(), "no copy");
+                }
+                // One flipped bit in the middle of the second frame.
+                let mut bad = e.body.to_vec();
+                let f = &e.frames;
+                bad[f[0].stored_len as usize + f[1].stored_len as usize / 2] ^= 4;
+                let bad = pieces(&Bytes::from(bad), step);
+                let err = decode_whole(bad, &e.frames, 64 << 10, d.len(), comp).unwrap_err();
+                assert!(err.contains("checksum mismatch"), "{err}");
             }
         }
     }

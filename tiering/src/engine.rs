@@ -13,8 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backends::{BackendError, ObjectStore};
-use bytes::Bytes;
+use backends::{BackendError, Body, ObjectStore};
 use clock::Clock;
 use parking_lot::{Mutex, RwLock};
 use tokio::runtime::Handle;
@@ -23,14 +22,14 @@ use tokio::sync::{OnceCell, Semaphore};
 use crate::codec;
 use crate::config::{ClassConfig, Config};
 use crate::error::{Result, TierError};
-use crate::extent_map::RemoteExtent;
+use crate::extent_map::{Compression, RemoteExtent};
 use crate::metrics::TierMetrics;
 use crate::tasks::Tasks;
 
 /// Identifies one immutable object version: (volume id, extent, generation).
 pub type FetchKey = (u64, u64, u64);
 
-type Inflight = Arc<OnceCell<std::result::Result<Bytes, FetchFailure>>>;
+type Inflight = Arc<OnceCell<std::result::Result<Body, FetchFailure>>>;
 
 /// Why a fetch failed, shared by every waiter of one fetch. A backend
 /// failure keeps its kind (throttled, not found, transient, permanent).
@@ -63,7 +62,7 @@ pub struct Engine {
     config: RwLock<Arc<Config>>,
     backends: RwLock<BTreeMap<String, Arc<dyn ObjectStore>>>,
     rt: Handle,
-    cache: Mutex<lru::LruCache<FetchKey, Bytes>>,
+    cache: Mutex<lru::LruCache<FetchKey, Body>>,
     inflight: Mutex<HashMap<FetchKey, Inflight>>,
     last_generation: AtomicU64,
     pub upload_slots: Arc<Semaphore>,
@@ -181,7 +180,7 @@ impl Engine {
         fk: FetchKey,
         rec: &RemoteExtent,
         extent_len: usize,
-    ) -> std::result::Result<(Bytes, bool), FetchFailure> {
+    ) -> std::result::Result<(Body, bool), FetchFailure> {
         if let Some(b) = self.cache.lock().get(&fk) {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok((b.clone(), false));
@@ -205,14 +204,17 @@ impl Engine {
                 )));
             }
             let data = codec::decode_whole(
-                stored.slice(rec.header_len as usize..),
+                stored.slice(rec.header_len as usize..stored.len()),
                 &rec.frames,
                 rec.frame_size as usize,
                 extent_len,
                 rec.compression,
             )
             .map_err(FetchFailure::Integrity)?;
-            if xxhash_rust::xxh3::xxh3_64(&data) != rec.checksum {
+            // Uncompressed, the frames just checked are the extent, so a
+            // second hash of all of it proves nothing more; decompressed
+            // bytes are checked against the extent's own checksum.
+            if rec.compression != Compression::None && codec::body_checksum(&data) != rec.checksum {
                 return Err(FetchFailure::Integrity(
                     "whole-extent checksum mismatch".into(),
                 ));
@@ -243,7 +245,7 @@ impl Engine {
         self.record_backend_result(&rec.backend, stored.as_ref().map(|_| ()));
         let stored = stored.map_err(|e| FetchFailure::Backend(Arc::new(e)))?;
         codec::decode(
-            &stored,
+            &stored.into_bytes(),
             &rec.frames[first..last],
             first,
             rec.frame_size as usize,
@@ -263,11 +265,11 @@ impl Engine {
         backend: &str,
         key: &str,
         range: Option<std::ops::Range<u64>>,
-    ) -> std::result::Result<Bytes, BackendError> {
+    ) -> std::result::Result<Body, BackendError> {
         let owned = key.to_string();
         let task = self.rt.spawn(async move {
             match range {
-                Some(r) => store.get_range(&owned, r).await,
+                Some(r) => store.get_range(&owned, r).await.map(Body::from),
                 None => store.get(&owned).await,
             }
         });

@@ -291,3 +291,40 @@ fn data_brought_up_from_a_snapshot_tiers_again_without_an_upload_until_written()
     let snap = s.vols.export("v@s").expect("snapshot export");
     assert!(read(&snap, 0, 4 * MIB as usize) == base);
 }
+
+#[test]
+fn read_ahead_fetches_the_copy_the_volume_reads_not_an_older_one_below() {
+    let s = setup(TieringPolicy::All);
+    let v = s.vols.get("v").expect("volume");
+    let old: Vec<u8> = (0..4 * MIB).map(|i| (i % 251) as u8).collect();
+    v.write(0, &old, true).expect("write");
+    assert_eq!(pass(&s, &v).tiered, 4);
+    // The snapshot's layer holds the four old objects; the volume rewrites
+    // extent 1 and tiers it again, so extent 1 has a newer object above.
+    s.vols.snapshot_create("v", "s").expect("snapshot");
+    v.write(MIB, &vec![9u8; MIB as usize], true)
+        .expect("rewrite");
+    assert_eq!(pass(&s, &v).tiered, 1);
+    let mut want = old.clone();
+    want[MIB as usize..2 * MIB as usize].fill(9);
+    let fetches = || v.stats.fetches.load(std::sync::atomic::Ordering::SeqCst);
+    let before = fetches();
+    // A stream through the first three extents reads ahead two extents
+    // from each read (so up to extent 3), each from the layer the volume
+    // reads it in: extent 1 from the top layer, the others from below.
+    let mut tracker = policy::ReadTracker::new();
+    for e in 0..3u64 {
+        let mut buf = vec![0u8; MIB as usize];
+        let pattern = tracker.observe(e * MIB, MIB);
+        v.read(e * MIB, &mut buf, pattern).expect("read");
+        assert!(buf[..] == want[(e * MIB) as usize..((e + 1) * MIB) as usize]);
+        while s.engine.tasks().running() > 0 {
+            std::thread::yield_now();
+        }
+    }
+    assert_eq!(
+        fetches() - before,
+        4,
+        "extents 0-3 fetched once each, none of an older copy"
+    );
+}

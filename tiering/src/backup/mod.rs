@@ -133,7 +133,7 @@ pub(crate) fn put_once(
         {
             Ok(_) => Ok(()),
             Err(BackendError::PreconditionFailed(ctx)) => {
-                if store.get(key).await?[..] == data[..] {
+                if store.get(key).await? == data {
                     Ok(())
                 } else {
                     Err(TierError::Backend(BackendError::PreconditionFailed(ctx)))
@@ -427,7 +427,7 @@ pub async fn list(
 
 /// Reads and checks the manifest at `key`.
 pub async fn read_manifest(store: &dyn ObjectStore, backend: &str, key: &str) -> Result<Manifest> {
-    let bytes = store.get(key).await?;
+    let bytes = store.get(key).await?.into_bytes();
     Manifest::decode(&bytes).map_err(|reason| TierError::BadBackup {
         backend: backend.to_string(),
         key: key.to_string(),
@@ -437,7 +437,7 @@ pub async fn read_manifest(store: &dyn ObjectStore, backend: &str, key: &str) ->
 
 /// Reads and checks the layer index at `key`.
 pub async fn read_index(store: &dyn ObjectStore, backend: &str, key: &str) -> Result<LayerIndex> {
-    let bytes = store.get(key).await?;
+    let bytes = store.get(key).await?.into_bytes();
     LayerIndex::decode(&bytes).map_err(|reason| TierError::BadBackup {
         backend: backend.to_string(),
         key: key.to_string(),

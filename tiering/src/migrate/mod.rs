@@ -483,6 +483,19 @@ mod tests {
         release: parking_lot::Mutex<mpsc::Receiver<()>>,
     }
 
+    impl GateStore {
+        fn bytes(&self, key: &str) -> backends::Result<Bytes> {
+            self.objects.lock().get(key).cloned().ok_or_else(|| {
+                BackendError::NotFound(backends::ErrorContext {
+                    backend: "gate".into(),
+                    op: "get",
+                    key: key.into(),
+                    message: "absent".into(),
+                })
+            })
+        }
+    }
+
     #[async_trait]
     impl ObjectStore for GateStore {
         fn name(&self) -> &str {
@@ -504,22 +517,15 @@ mod tests {
                 etag: None,
             })
         }
-        async fn get(&self, key: &str) -> backends::Result<Bytes> {
-            self.objects.lock().get(key).cloned().ok_or_else(|| {
-                BackendError::NotFound(backends::ErrorContext {
-                    backend: "gate".into(),
-                    op: "get",
-                    key: key.into(),
-                    message: "absent".into(),
-                })
-            })
+        async fn get(&self, key: &str) -> backends::Result<backends::Body> {
+            self.bytes(key).map(backends::Body::from)
         }
         async fn get_range(&self, key: &str, r: std::ops::Range<u64>) -> backends::Result<Bytes> {
-            let b = self.get(key).await?;
+            let b = self.bytes(key)?;
             Ok(b.slice(r.start as usize..(r.end as usize).min(b.len())))
         }
         async fn head(&self, key: &str) -> backends::Result<ObjectMeta> {
-            let b = self.get(key).await?;
+            let b = self.bytes(key)?;
             Ok(ObjectMeta {
                 key: key.into(),
                 size: b.len() as u64,

@@ -10,6 +10,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use backends::Body;
 use policy::Fetch;
 
 use super::{BringBack, Layer, Volume};
@@ -47,12 +48,7 @@ impl Volume {
 
     /// The whole extent `e` of `layer` from the backend (or the cache, which
     /// layers sharing it share).
-    pub(crate) fn fetch_whole(
-        &self,
-        layer: &Layer,
-        e: u64,
-        rec: &RemoteExtent,
-    ) -> Result<bytes::Bytes> {
+    pub(crate) fn fetch_whole(&self, layer: &Layer, e: u64, rec: &RemoteExtent) -> Result<Body> {
         let (_, len) = self.extent_range(e);
         let fk = (layer.id, e, rec.generation);
         let (data, performed) = self
@@ -93,12 +89,12 @@ impl Volume {
         within: u64,
         buf: &mut [u8],
         fetch: Fetch,
-    ) -> Result<Option<bytes::Bytes>> {
+    ) -> Result<Option<Body>> {
         let (_, ext_len) = self.extent_range(e);
         let (first, last) = match fetch {
             Fetch::Whole => {
                 let data = self.fetch_whole(layer, e, rec)?;
-                buf.copy_from_slice(&data[within as usize..within as usize + buf.len()]);
+                data.copy_to_slice(within as usize, buf);
                 return Ok(Some(data));
             }
             Fetch::Frames { first, last } => (first as usize, last as usize),
@@ -143,7 +139,7 @@ impl Volume {
         layer: &Layer,
         e: u64,
         generation: u64,
-        data: &[u8],
+        data: &Body,
     ) -> Result<bool> {
         let stripe = layer.stripe(e);
         let _g = stripe.lock.write();
@@ -155,7 +151,7 @@ impl Volume {
             Some(ExtentRecord::Remote(r)) if r.generation == generation => {}
             _ => return Ok(false),
         }
-        self.write_extent_durably(layer, e, data, "rehydrate")?;
+        self.write_extent_durably(layer, e, data.segments(), "rehydrate")?;
         crate::failpoint::hit("rehydrate-before-commit");
         map.make_local(e)?;
         crate::failpoint::hit("rehydrate-after-commit");
@@ -199,7 +195,7 @@ impl Volume {
             }
             _ => return Ok(false),
         };
-        self.write_extent_durably(top, e, &back.data, "copy up")?;
+        self.write_extent_durably(top, e, back.data.segments(), "copy up")?;
         map.commit(e, &ExtentRecord::Backed(source))?;
         stripe.seq.fetch_add(1, Ordering::SeqCst);
         self.brought_back(e, back.data.len());
@@ -235,39 +231,30 @@ impl Volume {
         if e >= top.map.read().len() || top.map.read().slot(e) != Slot::Inherit {
             return Ok(false);
         }
-        let mut below = top.parent.clone();
-        while let Some(layer) = below {
-            let (slot, partial) = {
-                let map = layer.map.read();
-                (map.slot(e), map.blocks(e).is_some())
-            };
-            match slot {
-                Slot::Inherit => below = layer.parent.clone(),
-                Slot::Remote if !partial => {
-                    let rec = self.remote_record(&layer, e)?;
-                    let data = self.fetch_whole(&layer, e, &rec)?;
-                    let back = BringBack {
-                        layer: layer.clone(),
-                        generation: rec.generation,
-                        data,
-                    };
-                    return self.copy_up(&top, e, &back);
-                }
-                _ => return Ok(false),
-            }
-        }
-        Ok(false)
+        let Some(layer) = whole_remote_source(&top, e) else {
+            return Ok(false);
+        };
+        let rec = self.remote_record(&layer, e)?;
+        let data = self.fetch_whole(&layer, e, &rec)?;
+        let back = BringBack {
+            layer,
+            generation: rec.generation,
+            data,
+        };
+        self.copy_up(&top, e, &back)
     }
 
-    /// Prefetches the planned extents that are remote and not cached, as
-    /// tracked background tasks (shutdown waits for or cancels them), in
-    /// order and while the engine's read-ahead limit allows.
-    pub(super) fn readahead(self: &Arc<Self>, layer: &Arc<Layer>, extents: std::ops::Range<u64>) {
+    /// Prefetches the planned extents whose data, read through the volume,
+    /// is a whole remote object not cached, as tracked background tasks
+    /// (shutdown waits for or cancels them), in order and while the engine's
+    /// read-ahead limit allows.
+    pub(super) fn readahead(self: &Arc<Self>, extents: std::ops::Range<u64>) {
+        let top = self.top();
         for e in extents {
-            if layer.map.read().slot(e) != Slot::Remote {
+            let Some(layer) = whole_remote_source(&top, e) else {
                 continue;
-            }
-            let Ok(rec) = self.remote_record(layer, e) else {
+            };
+            let Ok(rec) = self.remote_record(&layer, e) else {
                 continue;
             };
             if self
@@ -282,13 +269,36 @@ impl Volume {
                 return;
             };
             let vol = self.clone();
-            let layer = layer.clone();
             self.engine.tasks().spawn_blocking(move || {
                 // A failed prefetch is only a lost head start: the read that
                 // needs the extent fetches it again and reports any error.
                 let _ = vol.fetch_whole(&layer, e, &rec);
                 drop(slot);
             });
+        }
+    }
+}
+
+/// The layer whose remote object a read of extent `e` through `top` gets
+/// whole: down through the layers that inherit it, to one that holds it
+/// remote and entire. Reading ahead in the layer where the last read found
+/// its extent would fetch that layer's older copy of any extent a layer
+/// above has rewritten (a restored incremental backup: every changed
+/// extent, fetched twice).
+fn whole_remote_source(top: &Arc<Layer>, e: u64) -> Option<Arc<Layer>> {
+    let mut layer = top.clone();
+    loop {
+        let (slot, partial) = {
+            let map = layer.map.read();
+            if e >= map.len() {
+                return None;
+            }
+            (map.slot(e), map.blocks(e).is_some())
+        };
+        match slot {
+            Slot::Inherit => layer = layer.parent.clone()?,
+            Slot::Remote if !partial => return Some(layer),
+            _ => return None,
         }
     }
 }

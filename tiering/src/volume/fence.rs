@@ -88,7 +88,7 @@ pub async fn claim(
         Ok(_) => Ok(true),
         Err(BackendError::PreconditionFailed(_)) => {
             // Ours, if an earlier attempt of this put landed.
-            let there = store.get(&key).await?;
+            let there = store.get(&key).await?.into_bytes();
             let theirs: serde_json::Value = serde_json::from_slice(&there).unwrap_or_default();
             Ok(theirs.get("node").and_then(|n| n.as_str()) == Some(node)
                 && theirs.get("claimed_ms").and_then(|n| n.as_u64()) == Some(now_ms))

@@ -108,6 +108,9 @@ pub struct Volume {
     pub(crate) trace_log: trace_log::TraceLog,
     /// The cooling period's state (see `cooling`).
     pub(crate) tuner: parking_lot::Mutex<policy::Tuner>,
+    /// The sequential streams reading it, across connections (read-ahead of
+    /// one stops where another began).
+    pub(crate) streams: parking_lot::Mutex<policy::Streams>,
 }
 
 /// What the API reports about a volume.
@@ -213,6 +216,7 @@ impl Volume {
             closed: AtomicBool::new(false),
             trace_log: Default::default(),
             tuner: parking_lot::Mutex::new(policy::Tuner::new(now)),
+            streams: parking_lot::Mutex::new(policy::Streams::new()),
         }
     }
 
@@ -441,21 +445,24 @@ impl Volume {
         }
     }
 
-    /// Writes the whole content of extent `e` into `layer`'s file and makes
-    /// it durable: what must happen before a remote or inherited extent's
-    /// record may say local.
-    pub(crate) fn write_extent_durably(
+    /// Writes the whole content of extent `e` (the `pieces` in order) into
+    /// `layer`'s file and makes it durable: what must happen before a remote
+    /// or inherited extent's record may say local.
+    pub(crate) fn write_extent_durably<'a>(
         &self,
         layer: &Layer,
         e: u64,
-        data: &[u8],
+        pieces: impl IntoIterator<Item = &'a [u8]>,
         op: &'static str,
     ) -> Result<()> {
-        let (start, _) = self.extent_range(e);
-        layer
-            .tier
-            .write_at(data, start)
-            .map_err(|err| self.layer_err(layer, op, err))?;
+        let (mut at, _) = self.extent_range(e);
+        for piece in pieces {
+            layer
+                .tier
+                .write_at(piece, at)
+                .map_err(|err| self.layer_err(layer, op, err))?;
+            at += piece.len() as u64;
+        }
         layer
             .tier
             .sync()

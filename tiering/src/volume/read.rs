@@ -23,13 +23,20 @@ use crate::extent_map::Slot;
 /// whether any piece needed the object store (a cold read, for the tuner).
 pub(super) struct Reading {
     pattern: ReadPattern,
+    /// Where the request's stream began (its end less what the stream has
+    /// read): the stream's name in the volume's `Streams`.
+    stream_start: u64,
+    /// Where the request ends (the stream's head once it is served).
+    end: u64,
     cold: Cell<bool>,
 }
 
 impl Reading {
-    pub(super) fn new(pattern: ReadPattern) -> Self {
+    pub(super) fn new(pattern: ReadPattern, offset: u64, len: u64) -> Self {
         Reading {
             pattern,
+            stream_start: (offset + len).saturating_sub(pattern.streamed),
+            end: offset + len,
             cold: Cell::new(false),
         }
     }
@@ -133,7 +140,7 @@ impl Volume {
         self.check_range(offset, buf.len() as u64)?;
         let top = self.top();
         let mut pos = 0usize;
-        let how = Reading::new(pattern);
+        let how = Reading::new(pattern, offset, buf.len() as u64);
         for (e, start, n) in self.pieces(offset, buf.len() as u64) {
             let out = &mut buf[pos..pos + n as usize];
             pos += n as usize;
@@ -231,6 +238,15 @@ impl Volume {
                 let rec = self.remote_record(layer, e)?;
                 let (ext_start, ext_len) = self.extent_range(e);
                 let class = self.engine.class(&self.meta.read().class).ok();
+                let others = if pattern.sequential {
+                    let now = self.engine.clock().now_ms();
+                    self.streams.lock().note(how.stream_start, how.end, now)
+                } else {
+                    policy::Neighbours {
+                        next_start: u64::MAX,
+                        live: 1,
+                    }
+                };
                 let plan = policy::plan_cold_read(
                     class.as_ref(),
                     &policy::ColdRead {
@@ -241,12 +257,14 @@ impl Volume {
                         extent_count: layer.map.read().len(),
                         pattern,
                         cached: self.engine.cached(&(layer.id, e, rec.generation)),
+                        ahead_limit: others.next_start >> self.extent_shift,
+                        streams: others.live,
                     },
                     rec.frame_size as u64,
                     self.engine.readahead(),
                 );
                 let data = self.read_remote(layer, e, &rec, start - ext_start, out, plan.fetch)?;
-                self.readahead(layer, plan.readahead);
+                self.readahead(plan.readahead);
                 // A snapshot's reads leave its data where it is (FabricPool's
                 // `default` retrieval does not bring snapshot data back).
                 Ok(data
@@ -392,7 +410,7 @@ impl Volume {
 pub(crate) struct BringBack {
     pub(crate) layer: Arc<Layer>,
     pub(crate) generation: u64,
-    pub(crate) data: bytes::Bytes,
+    pub(crate) data: backends::Body,
 }
 
 /// Whether reading extent `e` through `layer` may need the object store.

@@ -57,7 +57,7 @@ impl Volume {
                     if top.map.read().slot(e) != Slot::Remote {
                         return Ok(());
                     }
-                    self.write_extent_durably(top, e, data, "write")?;
+                    self.write_extent_durably(top, e, [data], "write")?;
                     top.map.read().make_local(e)?;
                     stripe.seq.fetch_add(1, Ordering::SeqCst);
                     self.note_returned(e);
@@ -112,7 +112,7 @@ impl Volume {
                     e,
                     off,
                     &mut buf,
-                    &super::read::Reading::new(policy::ReadPattern::RANDOM),
+                    &super::read::Reading::new(policy::ReadPattern::RANDOM, 0, 0),
                     false,
                 )?;
             }
