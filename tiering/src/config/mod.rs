@@ -196,7 +196,8 @@ pub struct TieringSettings {
     pub readahead_extents: u32,
     /// Extents read ahead at most as a stream grows (the window is twice
     /// what the stream has read), and never more than half of what
-    /// `cache_size` holds. Default 32.
+    /// `cache_size` holds; streams reading one volume at once share it.
+    /// Default 32.
     pub readahead_max_extents: u32,
     /// Read-ahead fetches in flight at most, across every stream and volume:
     /// beyond it a stream reads ahead no further until one lands (its reads
