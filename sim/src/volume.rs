@@ -369,16 +369,7 @@ impl SimVolume {
     ) {
         let pattern = self.reads.observe(offset, len);
         let sequential = pattern.sequential;
-        // As the daemon does: read-ahead stops where another stream began.
-        let others = if sequential {
-            let start = (offset + len).saturating_sub(pattern.streamed);
-            self.streams.note(start, offset + len, now)
-        } else {
-            Neighbours {
-                next_start: u64::MAX,
-                live: 1,
-            }
-        };
+        let stream_start = (offset + len).saturating_sub(pattern.streamed);
         let count = self.states.len() as u64;
         let limits = Limits::of(class);
         let mut cold = false;
@@ -388,6 +379,16 @@ impl SimVolume {
                 cold = true;
                 c.cold_reads += 1;
                 let start = e << self.shift;
+                // As the daemon does, on its cold path: the stream is noted,
+                // and read-ahead stops where another stream began.
+                let others = if sequential {
+                    self.streams.note(stream_start, offset + len, now)
+                } else {
+                    Neighbours {
+                        next_start: u64::MAX,
+                        live: 1,
+                    }
+                };
                 let plan = plan_cold_read(
                     Some(class),
                     &ColdRead {
