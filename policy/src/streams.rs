@@ -45,6 +45,15 @@ pub struct Neighbours {
     pub live: u32,
 }
 
+impl Neighbours {
+    /// A read that is not part of a stream: nothing bounds or shares its
+    /// (empty) read-ahead.
+    pub const ALONE: Self = Self {
+        next_start: u64::MAX,
+        live: 1,
+    };
+}
+
 impl Streams {
     pub fn new() -> Self {
         Self::default()

@@ -384,10 +384,7 @@ impl SimVolume {
                 let others = if sequential {
                     self.streams.note(stream_start, offset + len, now)
                 } else {
-                    Neighbours {
-                        next_start: u64::MAX,
-                        live: 1,
-                    }
+                    Neighbours::ALONE
                 };
                 let plan = plan_cold_read(
                     Some(class),

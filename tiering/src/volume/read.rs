@@ -242,10 +242,7 @@ impl Volume {
                     let now = self.engine.clock().now_ms();
                     self.streams.lock().note(how.stream_start, how.end, now)
                 } else {
-                    policy::Neighbours {
-                        next_start: u64::MAX,
-                        live: 1,
-                    }
+                    policy::Neighbours::ALONE
                 };
                 let plan = policy::plan_cold_read(
                     class.as_ref(),
