@@ -32,7 +32,6 @@ rm -rf "$W"; mkdir -p "$W"
 TIERD=${TIERD_BIN:-target/release/tierd}
 PY=$TIERD_EMU_PYTHON
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 . bench/cold_read.sh
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT

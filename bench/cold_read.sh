@@ -15,12 +15,14 @@
 #   RESTART: a command that restarts the daemon and sets DAEMON_PID; URI:
 #   the volume's NBD URI; SRC: a file with the volume's content (also the
 #   plain client's objects).
+# Also defines median, now, ratio and mib_per_s for the scripts that source it.
 # Sets READS and GETS (each run's MiB/s), READ and GET (their medians),
 # PAIRED (the median of each run's READ/GET), TOFILE (MiB/s of the checked
 # read to a file) and CPU (a Markdown-ready line of CPU s/GiB medians).
 # Needs $PY (the emulators' Python with boto3) and $TIERD_EMU_RUN.
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now() { date +%s.%N; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 mib_per_s() { awk -v s="$1" -v a="$2" -v b="$3" 'BEGIN {printf "%.1f", s/(b-a)}'; }
 # CPU seconds a process has used so far (user + system, all its threads).
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
@@ -42,7 +44,7 @@ cold_read_vs_plain() {
     GETS+=("${out% *}"); p_cpu+=("${out#* }")
     t_cpu+=("$(per_gib "$c0" "$c1" "$size_mib")")
     lt_cpu+=("$(per_gib "$l0" "$l1" "$size_mib")"); lp_cpu+=("$(per_gib "$l1" "$l2" "$size_mib")")
-    r_ratio+=("$(awk -v a="${READS[-1]}" -v b="${GETS[-1]}" 'BEGIN {printf "%.2f", a/b}')")
+    r_ratio+=("$(ratio "${READS[-1]}" "${GETS[-1]}")")
   done
   READ=$(printf '%s\n' "${READS[@]}" | median)
   GET=$(printf '%s\n' "${GETS[@]}" | median)

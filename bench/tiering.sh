@@ -49,7 +49,6 @@ pid=""
 start() { TIERD_LOG=warn "$TIERD" serve --config "$W/tierd.toml" 2>>"$W/log" & pid=$!; for _ in $(seq 200); do curl -sf "$TIERD_ENDPOINT/readyz" >/dev/null && return; sleep 0.05; done; echo "tierd did not start" >&2; exit 1; }
 stop() { kill "$pid"; wait "$pid" || true; }
 trap 'kill $pid 2>/dev/null || true' EXIT
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 . bench/cold_read.sh
 
 head -c "$((SIZE_MIB << 20))" /dev/urandom > "$W/src.raw"
