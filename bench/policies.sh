@@ -37,8 +37,14 @@ tiering_policy = "auto"
 cooling_period = "auto"
 retrieval_policy = "never"
 max_thrash_fraction = 0.05
+[classes.auto-auto-never-overlay]
+backend = "store"
+tiering_policy = "auto"
+cooling_period = "auto"
+retrieval_policy = "never"
+write_overlay = true
 TOML
-CLASSES=(auto:31d auto:7d auto:1d all auto-auto auto-auto-never auto-auto-thrash5)
+CLASSES=(auto:31d auto:7d auto:1d all auto-auto auto-auto-never auto-auto-thrash5 auto-auto-never-overlay)
 args=(-c "$DIR/policies.toml")
 for c in "${CLASSES[@]}"; do args+=(--class "$c"); done
 for w in archive database vm batch msr-sample; do

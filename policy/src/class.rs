@@ -230,6 +230,11 @@ pub struct ClassConfig {
     /// doubles (and halves again once under half of it). Default none.
     pub max_cold_read_fraction: Option<f64>,
     pub retrieval_policy: RetrievalPolicy,
+    /// A write to part of a tiered extent keeps the blocks it writes local
+    /// (an overlay) and leaves the rest in the object store, instead of
+    /// bringing the whole extent back; a pass merges the overlay into a new
+    /// object once the extent is cold again. Default false.
+    pub write_overlay: bool,
     /// The backend tiered extents go to. Default: the only backend, if there is one.
     pub backend: Option<String>,
     /// Compression of tiered extents (independently compressed frames). Default none.
@@ -441,7 +446,11 @@ impl ClassConfig {
                 _ => s += &format!(" {}", HumanDuration(self.cooling())),
             }
         }
-        s + &format!(", {} retrieval", self.retrieval_policy)
+        s += &format!(", {} retrieval", self.retrieval_policy);
+        if self.write_overlay {
+            s += ", write overlay";
+        }
+        s
     }
 }
 

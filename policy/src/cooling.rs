@@ -42,7 +42,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::class::ClassConfig;
+use crate::class::{ClassConfig, RetrievalPolicy};
 use crate::cost::{Price, Pricing};
 
 const DAY_MS: f64 = 86_400_000.0;
@@ -60,6 +60,8 @@ const FIRST_GAP_MS: f64 = 1_000.0;
 const BUCKETS: usize = 35 * 4;
 /// A personal back-off doubles at most this many times.
 const MAX_BACKOFF: u8 = 16;
+/// What a ranged GET of a cold read typically fetches: one frame.
+const RANGED_GET_BYTES: u64 = 64 << 10;
 /// Reads in the last hour before the latency guard judges a fraction.
 const MIN_READS_FOR_GUARD: u64 = 20;
 
@@ -71,10 +73,17 @@ pub struct Economics {
     pub local_per_ms: f64,
     /// Remote storage, per ms.
     pub remote_per_ms: f64,
-    /// One PUT, one later GET of the whole extent and its retrieval fee.
+    /// What tiering costs in requests over one gap that outlasts the
+    /// threshold: one PUT, and one later GET of the whole extent with its
+    /// retrieval fee, when the access that ends the gap brings it back.
+    /// Under a class that never brings extents back and keeps write
+    /// overlays (see [`Economics::of_class`]), one ranged GET.
     pub round_trip: f64,
     /// The PUT alone.
     pub put: f64,
+    /// Merging an overlay into a new object: a GET of the whole extent with
+    /// its retrieval fee, and a PUT.
+    pub merge: f64,
     /// The tier's minimum storage duration.
     pub min_storage_ms: f64,
 }
@@ -90,8 +99,38 @@ impl Economics {
             round_trip: (price.put_per_1000 + price.get_per_1000) / 1000.0
                 + price.retrieval_per_gb * gb,
             put: price.put_per_1000 / 1000.0,
+            merge: (price.put_per_1000 + price.get_per_1000) / 1000.0 + price.retrieval_per_gb * gb,
             min_storage_ms: price.min_storage_days * DAY_MS,
         }
+    }
+
+    /// [`Economics::of`] for the extents of `class`. A class that never
+    /// brings extents back (`retrieval_policy = "never"`) and keeps write
+    /// overlays keeps a tiered extent tiered through every later access:
+    /// reads are ranged GETs, writes land in the overlay. The access that
+    /// ends a gap then costs one ranged GET (a frame's retrieval fee), and
+    /// the PUT is paid once per tiering, shared by every gap the extent
+    /// then spends remote, so a gap is not charged for it.
+    pub fn of_class(
+        pricing: &Pricing,
+        tier: &str,
+        extent_bytes: u64,
+        class: &ClassConfig,
+    ) -> Option<Self> {
+        let mut e = Self::of(pricing, tier, extent_bytes)?;
+        if class.write_overlay && class.retrieval_policy == RetrievalPolicy::Never {
+            let p = pricing.tiers.get(tier)?;
+            let frame_gb = (extent_bytes.min(RANGED_GET_BYTES)) as f64 / 1e9;
+            e.round_trip = p.get_per_1000 / 1000.0 + p.retrieval_per_gb * frame_gb;
+        }
+        Some(e)
+    }
+
+    /// How long an overlay holding a whole extent's worth of blocks must
+    /// idle before merging it has paid for itself: the merge over the local
+    /// rent it ends (an overlay of a share `f` waits `1/f` times as long).
+    pub fn merge_break_even(&self) -> Option<f64> {
+        (self.local_per_ms > 0.0).then(|| self.merge / self.local_per_ms)
     }
 
     /// The economics of a class's extents from a pricing table, by price

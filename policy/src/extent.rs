@@ -1,13 +1,16 @@
 //! Where an extent's data lives, as every decision sees it.
 
 /// The state of one extent: its data is in the local tier, only in the
-/// object store, or nowhere because it is all zeros.
+/// object store, nowhere because it is all zeros, or in the object store
+/// with some blocks written since kept locally (an overlay, see
+/// [`crate::overlay`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExtentState {
     Local = 0,
     Remote = 1,
     Zero = 2,
+    Overlay = 3,
 }
 
 impl ExtentState {
@@ -17,8 +20,15 @@ impl ExtentState {
         match v {
             1 => ExtentState::Remote,
             2 => ExtentState::Zero,
+            3 => ExtentState::Overlay,
             _ => ExtentState::Local,
         }
+    }
+
+    /// The object store holds (most of) the data: a remote extent, or an
+    /// overlay over one.
+    pub fn is_tiered(self) -> bool {
+        matches!(self, ExtentState::Remote | ExtentState::Overlay)
     }
 }
 

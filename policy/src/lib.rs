@@ -13,6 +13,7 @@ pub mod class;
 pub mod cooling;
 pub mod cost;
 pub mod extent;
+pub mod overlay;
 pub mod select;
 pub mod snapshots;
 pub mod streams;
@@ -28,6 +29,7 @@ pub use class::{
 };
 pub use cooling::{Economics, Limits, Tuner};
 pub use extent::ExtentState;
+pub use overlay::PartialWrite;
 pub use select::{inactive, select, ExtentView, Fullness, Hold};
 pub use snapshots::{select_held, HeldView};
 pub use streams::{Neighbours, Streams};

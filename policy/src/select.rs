@@ -44,6 +44,9 @@ pub struct ExtentView<'a> {
     /// The local copy holds data (not a hole).
     pub allocated: bool,
     pub heat: Option<&'a ExtentHeat>,
+    /// For an overlay, the share of the extent's blocks it holds (above 0,
+    /// below 1); 0 otherwise.
+    pub overlay_share: f64,
 }
 
 /// Why a pass tiers nothing, when it does not.
@@ -86,6 +89,10 @@ pub struct Cooling<'a> {
     pub floor_ms: u64,
     /// Reads of sequential scans count as use (`[heat] scans_warm`).
     pub scans_warm: bool,
+    /// How long an overlay holding every block of its extent would idle
+    /// before a pass merges it (see `period`); never less than the
+    /// extent's own period.
+    pub merge_ms: u64,
     /// An extent's own period, when some extents have one.
     pub per_extent: Option<&'a dyn Fn(u64) -> u64>,
 }
@@ -96,6 +103,7 @@ impl std::fmt::Debug for Cooling<'_> {
             .field("base_ms", &self.base_ms)
             .field("floor_ms", &self.floor_ms)
             .field("scans_warm", &self.scans_warm)
+            .field("merge_ms", &self.merge_ms)
             .field("per_extent", &self.per_extent.is_some())
             .finish()
     }
@@ -112,6 +120,7 @@ impl Cooling<'static> {
             base_ms,
             floor_ms: base_ms,
             scans_warm,
+            merge_ms: base_ms,
             per_extent: None,
         }
     }
@@ -183,7 +192,31 @@ pub fn may_tier(
     tiers(class).is_ok() && earliest_local_use_ms.is_some_and(|t| t <= cutoff)
 }
 
-/// Extents to tier now, coldest first, or why none.
+/// Whether a pass may move `v` once it is cold: local data, or an overlay
+/// (which the pass merges into a new object; see [`crate::overlay`]).
+fn candidate(v: &ExtentView) -> bool {
+    (v.state == ExtentState::Local && v.allocated) || v.state == ExtentState::Overlay
+}
+
+/// How long `v` must idle before a pass moves it. An overlay holding a
+/// share `f` of its extent waits `1/f` times `merge_ms` (or the extent's
+/// own period, if longer): a merge costs a GET and a PUT whatever the
+/// overlay holds, while keeping the overlay costs only `f` of keeping the
+/// extent local, so it pays to wait until the rent paid would have bought
+/// the merge (ski rental, with the rent scaled by the share).
+fn period(cooling: &Cooling, v: &ExtentView) -> u64 {
+    let base = cooling.of(v.extent);
+    if v.state != ExtentState::Overlay {
+        return base;
+    }
+    let base = base.max(cooling.merge_ms);
+    let share = v.overlay_share.clamp(1e-6, 1.0);
+    (base as f64 / share).min(u64::MAX as f64 / 2.0) as u64
+}
+
+/// Extents to tier now, coldest first, or why none. Overlays among them
+/// are to be merged into a new object rather than uploaded whole from the
+/// local tier.
 pub fn select(
     class: &ClassConfig,
     cooling: &Cooling,
@@ -203,9 +236,9 @@ pub fn select(
     let all = class.tiering_policy == TieringPolicy::All;
     let mut chosen: Vec<(&ExtentView, u64)> = extents
         .iter()
-        .filter(|v| v.state == ExtentState::Local && v.allocated)
+        .filter(|v| candidate(v))
         .map(|v| (v, cooling.last_use(v.heat, created_ms)))
-        .filter(|&(v, used)| all || used <= now_ms.saturating_sub(cooling.of(v.extent)))
+        .filter(|&(v, used)| all || used <= now_ms.saturating_sub(period(cooling, v)))
         .collect();
     chosen.sort_by(|(a, ua), (b, ub)| {
         let ta = cooling.temperature(a.heat);
@@ -315,36 +348,42 @@ mod tests {
                 state: ExtentState::Local,
                 allocated: true,
                 heat: Some(&h[0]),
+                overlay_share: 0.0,
             },
             ExtentView {
                 extent: 1,
                 state: ExtentState::Local,
                 allocated: true,
                 heat: Some(&h[1]),
+                overlay_share: 0.0,
             },
             ExtentView {
                 extent: 2,
                 state: ExtentState::Local,
                 allocated: true,
                 heat: Some(&h[2]),
+                overlay_share: 0.0,
             },
             ExtentView {
                 extent: 3,
                 state: ExtentState::Remote,
                 allocated: false,
                 heat: None,
+                overlay_share: 0.0,
             },
             ExtentView {
                 extent: 4,
                 state: ExtentState::Local,
                 allocated: false,
                 heat: None,
+                overlay_share: 0.0,
             },
             ExtentView {
                 extent: 5,
                 state: ExtentState::Local,
                 allocated: true,
                 heat: None,
+                overlay_share: 0.0,
             },
         ];
         // Cooling 60 s at t = 100 s: extents 0, 2 and the never-accessed 5 (created at 0) are cold.
@@ -418,12 +457,14 @@ mod tests {
                 state: ExtentState::Local,
                 allocated: true,
                 heat: Some(&scanned),
+                overlay_share: 0.0,
             },
             ExtentView {
                 extent: 1,
                 state: ExtentState::Local,
                 allocated: true,
                 heat: Some(&written),
+                overlay_share: 0.0,
             },
         ];
         let c = class(TieringPolicy::Auto, 60);

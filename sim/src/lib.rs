@@ -84,6 +84,9 @@ pub struct PolicyReport {
     pub bytes_tiered: u64,
     pub rehydrations: u64,
     pub thrash: u64,
+    /// Overlays merged into new objects (`write_overlay`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub merges: u64,
     pub puts: u64,
     pub gets: u64,
     pub bytes_fetched: u64,
@@ -333,6 +336,7 @@ fn finish_report(
         bytes_tiered: c.bytes_uploaded,
         rehydrations: c.rehydrations,
         thrash: c.thrash,
+        merges: c.merges,
         puts: c.puts,
         gets: c.gets,
         bytes_fetched: c.bytes_fetched,
@@ -378,18 +382,28 @@ where
                     .join(", ")
             ))
         })?;
+        // The optimum may keep overlays when a policy priced against it may.
+        let overlays = policies
+            .iter()
+            .any(|p| &p.price_tier == t && p.class.write_overlay);
         oracles.push(Oracle::new(
             o.volume.extent_size,
             o.pricing.local_gb_month,
             price,
             o.volume.thrash_window_ms,
+            overlays,
         ));
     }
     let mut runs: Vec<Run> = policies
         .iter()
         .map(|p| Run {
             policy: p,
-            econ: policy::Economics::of(&o.pricing, &p.price_tier, o.volume.extent_size),
+            econ: policy::Economics::of_class(
+                &o.pricing,
+                &p.price_tier,
+                o.volume.extent_size,
+                &p.class,
+            ),
             volumes: Vec::new(),
             counters: Counters::default(),
             local: Timeline::new(o.bucket_ms),

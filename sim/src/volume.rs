@@ -14,11 +14,12 @@ use std::num::NonZeroUsize;
 use heatmap::{Access, AccessKind, ExtentHeat, HeatRecord};
 
 use policy::cooling::heat_at_use;
+use policy::overlay;
 use policy::select::{may_tier, Cooling};
 use policy::trace::{Event, Op};
 use policy::{
     plan_cold_read, ClassConfig, ColdRead, Economics, ExtentState, ExtentView, Fetch, Fullness,
-    Limits, Neighbours, ReadTracker, Readahead, Streams, Tuner,
+    Limits, Neighbours, PartialWrite, ReadTracker, Readahead, Streams, Tuner,
 };
 
 /// What a simulated policy did, summed over its volumes.
@@ -43,6 +44,9 @@ pub struct Counters {
     /// Objects made garbage, by age at deletion.
     pub deleted: Deletions,
     pub passes: u64,
+    /// Overlays merged into a new object (with `write_overlay`; each one
+    /// PUT, and a GET unless the object was cached).
+    pub merges: u64,
     /// Snapshots taken (with a snapshot schedule).
     pub snapshots: u64,
 }
@@ -57,6 +61,8 @@ pub struct Deletions {
 }
 
 const HOUR_MS: u64 = 3_600_000;
+/// The daemon's block: the unit of an overlay.
+const BLOCK: u64 = 4096;
 const YEAR_HOURS: usize = 366 * 24;
 
 impl Deletions {
@@ -124,6 +130,8 @@ pub struct SimVolume {
     tiered_at: Vec<u64>,
     generation: Vec<u64>,
     next_generation: u64,
+    /// The blocks each overlay extent holds locally (with `write_overlay`).
+    overlay: std::collections::HashMap<u64, Vec<u64>>,
     cache: lru::LruCache<(u64, u64), ()>,
     reads: ReadTracker,
     streams: Streams,
@@ -151,6 +159,7 @@ impl SimVolume {
             tiered_at: Vec::new(),
             generation: Vec::new(),
             next_generation: 1,
+            overlay: std::collections::HashMap::new(),
             cache: lru::LruCache::new(
                 NonZeroUsize::new(p.cache_entries).unwrap_or(NonZeroUsize::MIN),
             ),
@@ -206,12 +215,6 @@ impl SimVolume {
         }
     }
 
-    /// The extents under `offset..offset+len`, and how many bytes of each,
-    /// split exactly as the daemon splits a request.
-    fn pieces(&self, offset: u64, len: u64) -> impl Iterator<Item = (u64, u64)> {
-        policy::extent::pieces(self.shift, offset, len).map(|(e, _, n)| (e, n))
-    }
-
     fn touch(
         &mut self,
         e: u64,
@@ -248,10 +251,100 @@ impl SimVolume {
     /// The object of remote extent `e` becomes garbage (GC deletes it after the grace).
     fn drop_object(&mut self, e: u64, now: u64, p: &VolumeParams, c: &mut Counters) {
         let i = e as usize;
+        self.drop_overlay(e);
         self.remote_bytes -= self.ext;
         let age = (now + p.gc_grace_ms).saturating_sub(self.tiered_at[i]);
         c.deleted.add(self.ext, age);
         self.cache.pop(&(e, self.generation[i]));
+    }
+
+    /// Forgets the overlay of extent `e`, if it has one, freeing its blocks.
+    fn drop_overlay(&mut self, e: u64) {
+        if let Some(bits) = self.overlay.remove(&e) {
+            let held: u64 = bits.iter().map(|w| w.count_ones() as u64).sum();
+            self.local_bytes -= held * BLOCK;
+        }
+    }
+
+    /// Blocks per extent (the overlay's unit).
+    fn blocks(&self) -> u32 {
+        self.ext.div_ceil(BLOCK) as u32
+    }
+
+    /// A write of `n` bytes at `within` into tiered extent `e`, kept in its
+    /// overlay as the daemon keeps it: partly covered edge blocks the
+    /// overlay lacks are first filled from the object (the cached copy, or
+    /// a ranged GET of their frames), then the blocks are held locally; an
+    /// overlay holding every block is the extent, local, its object garbage.
+    fn write_overlay(
+        &mut self,
+        e: u64,
+        within: u64,
+        n: u64,
+        now: u64,
+        class: &ClassConfig,
+        p: &VolumeParams,
+        c: &mut Counters,
+    ) {
+        let i = e as usize;
+        let blocks = self.blocks();
+        let words = blocks.div_ceil(64) as usize;
+        let held = |bits: Option<&Vec<u64>>, b: u32| {
+            bits.is_some_and(|w| w[b as usize / 64] & (1 << (b % 64)) != 0)
+        };
+        for b in overlay::edge_blocks(within, n, BLOCK, self.ext) {
+            if held(self.overlay.get(&e), b) {
+                continue;
+            }
+            if self.cache.get(&(e, self.generation[i])).is_some() {
+                continue;
+            }
+            if let Fetch::Frames { first, last } =
+                overlay::edge_fetch(b, BLOCK, p.frame_size, self.ext)
+            {
+                let bytes = ((last - first) * p.frame_size).min(self.ext);
+                c.gets += 1;
+                c.bytes_fetched += bytes;
+                c.cold_wait_ms += p.latency.get(bytes);
+                self.tuner.on_fetch(bytes);
+            }
+        }
+        let bits = self.overlay.entry(e).or_insert_with(|| vec![0; words]);
+        let (first, last) = (within / BLOCK, (within + n).div_ceil(BLOCK));
+        let mut added = 0;
+        for b in first..last {
+            let (w, m) = ((b / 64) as usize, 1u64 << (b % 64));
+            if bits[w] & m == 0 {
+                bits[w] |= m;
+                added += 1;
+            }
+        }
+        let count: u32 = bits.iter().map(|w| w.count_ones()).sum();
+        self.local_bytes += added * BLOCK;
+        self.states[i] = ExtentState::Overlay;
+        self.earliest_local_use = self.earliest_local_use.min(now);
+        if overlay::after_write(count, blocks) == ExtentState::Local {
+            self.tuner.on_returned(e, now, &Limits::of(class));
+            self.drop_object(e, now, p, c);
+            self.states[i] = ExtentState::Local;
+            self.make_allocated_local(e, now);
+        }
+    }
+
+    /// The share of extent `e`'s blocks its overlay holds (0 for none).
+    fn overlay_share(&self, e: u64) -> f64 {
+        self.overlay.get(&e).map_or(0.0, |bits| {
+            bits.iter().map(|w| w.count_ones()).sum::<u32>() as f64 / self.blocks() as f64
+        })
+    }
+
+    /// Whether the overlay of extent `e` holds every block of `within..within + n`.
+    fn overlay_covers(&self, e: u64, within: u64, n: u64) -> bool {
+        let Some(bits) = self.overlay.get(&e) else {
+            return false;
+        };
+        (within / BLOCK..(within + n).div_ceil(BLOCK))
+            .all(|b| bits[(b / 64) as usize] & (1 << (b % 64)) != 0)
     }
 
     /// A whole fetch of remote extent `e` through the cache; returns whether it was a hit.
@@ -312,16 +405,26 @@ impl SimVolume {
         match ev.op {
             Op::Read => self.read(ev.offset, ev.len, now, class, p, c),
             Op::Write => {
-                for (e, n) in self.pieces(ev.offset, ev.len) {
+                for (e, start, n) in policy::extent::pieces(self.shift, ev.offset, ev.len) {
                     let i = e as usize;
-                    match self.states[i] {
-                        ExtentState::Remote if n == self.ext => {
+                    let state = self.states[i];
+                    match state {
+                        ExtentState::Remote | ExtentState::Overlay if n == self.ext => {
                             // A full overwrite needs no fetch; the object becomes garbage.
                             self.tuner.on_returned(e, now, &Limits::of(class));
                             self.drop_object(e, now, p, c);
                             self.states[i] = ExtentState::Local;
                         }
-                        ExtentState::Remote => {
+                        ExtentState::Remote | ExtentState::Overlay
+                            if overlay::partial_write(Some(class), state)
+                                == PartialWrite::Overlay =>
+                        {
+                            let within = start - (e << self.shift);
+                            self.write_overlay(e, within, n, now, class, p, c);
+                            self.touch(e, AccessKind::Write, n, false, now, p.half_life_ms);
+                            continue;
+                        }
+                        ExtentState::Remote | ExtentState::Overlay => {
                             self.fetch_whole(e, c);
                             self.rehydrate(e, now, class, p, c);
                         }
@@ -333,16 +436,25 @@ impl SimVolume {
                 }
             }
             Op::Trim => {
-                for (e, n) in self.pieces(ev.offset, ev.len) {
+                for (e, start, n) in policy::extent::pieces(self.shift, ev.offset, ev.len) {
                     let i = e as usize;
                     let whole = n == self.ext;
-                    match self.states[i] {
-                        ExtentState::Remote if whole => {
+                    let state = self.states[i];
+                    match state {
+                        ExtentState::Remote | ExtentState::Overlay if whole => {
                             self.tuner.forget(e);
                             self.drop_object(e, now, p, c);
                             self.states[i] = ExtentState::Zero;
                         }
-                        ExtentState::Remote => {
+                        // Zeros written into the overlay, as data would be.
+                        ExtentState::Remote | ExtentState::Overlay
+                            if overlay::partial_write(Some(class), state)
+                                == PartialWrite::Overlay =>
+                        {
+                            let within = start - (e << self.shift);
+                            self.write_overlay(e, within, n, now, class, p, c);
+                        }
+                        ExtentState::Remote | ExtentState::Overlay => {
                             self.fetch_whole(e, c);
                             self.rehydrate(e, now, class, p, c);
                         }
@@ -373,12 +485,18 @@ impl SimVolume {
         let count = self.states.len() as u64;
         let limits = Limits::of(class);
         let mut cold = false;
-        for (e, n) in self.pieces(offset, len) {
+        for (e, start, n) in policy::extent::pieces(self.shift, offset, len) {
             let i = e as usize;
-            if self.states[i] == ExtentState::Remote {
+            let within = start - (e << self.shift);
+            let tiered = match self.states[i] {
+                ExtentState::Remote => true,
+                // An overlay read only from its own blocks is a local read.
+                ExtentState::Overlay => !self.overlay_covers(e, within, n),
+                _ => false,
+            };
+            if tiered {
                 cold = true;
                 c.cold_reads += 1;
-                let start = e << self.shift;
                 // As the daemon does, on its cold path: the stream is noted,
                 // and read-ahead stops where another stream began.
                 let others = if sequential {
@@ -390,7 +508,7 @@ impl SimVolume {
                     Some(class),
                     &ColdRead {
                         extent: e,
-                        within: offset.max(start) - start,
+                        within,
                         len: n,
                         extent_len: self.ext,
                         extent_count: count,
@@ -419,7 +537,7 @@ impl SimVolume {
                     }
                 }
                 for r in plan.readahead {
-                    if self.states[r as usize] == ExtentState::Remote {
+                    if self.states[r as usize].is_tiered() {
                         self.fetch_whole(r, c);
                     }
                 }
@@ -504,6 +622,7 @@ impl SimVolume {
             base_ms: if all { 0 } else { th.volume_ms },
             floor_ms: if all { 0 } else { th.floor_ms() },
             scans_warm,
+            merge_ms: overlay::merge_ms(self.econ.as_ref()),
             per_extent: Some(&personal),
         };
         let mut uploaded = Vec::new();
@@ -545,6 +664,7 @@ impl SimVolume {
                 state: self.states[i],
                 allocated: self.allocated[i],
                 heat: view_heats[i].as_ref(),
+                overlay_share: self.overlay_share(i as u64),
             })
             .collect();
         let Ok(chosen) = policy::select(class, &cooling, &views, now, 0, fullness) else {
@@ -552,6 +672,10 @@ impl SimVolume {
         };
         for e in chosen {
             let i = e as usize;
+            if self.states[i] == ExtentState::Overlay {
+                self.merge(e, now, &limits, p, c);
+                continue;
+            }
             self.states[i] = ExtentState::Remote;
             self.allocated[i] = false;
             self.local_bytes -= self.ext;
@@ -565,10 +689,32 @@ impl SimVolume {
             c.bytes_uploaded += self.ext;
         }
         self.earliest_local_use = (0..self.states.len())
-            .filter(|&i| self.states[i] == ExtentState::Local && self.allocated[i])
+            .filter(|&i| {
+                (self.states[i] == ExtentState::Local && self.allocated[i])
+                    || self.states[i] == ExtentState::Overlay
+            })
             .map(|i| fixed.last_use(view_heats[i].as_ref(), 0))
             .min()
             .unwrap_or(u64::MAX);
+    }
+
+    /// Merges the overlay of extent `e` into a new object, as the daemon's
+    /// pass does: the old object (cached, or a GET) with the overlay's
+    /// blocks over it goes up as a new generation; the old object and the
+    /// overlay's local blocks are freed.
+    fn merge(&mut self, e: u64, now: u64, limits: &Limits, p: &VolumeParams, c: &mut Counters) {
+        let i = e as usize;
+        self.fetch_whole(e, c);
+        self.drop_object(e, now, p, c);
+        self.remote_bytes += self.ext;
+        self.tiered_at[i] = now;
+        self.generation[i] = self.next_generation;
+        self.next_generation += 1;
+        self.states[i] = ExtentState::Remote;
+        self.tuner.on_tiered(e, now, limits);
+        c.puts += 1;
+        c.merges += 1;
+        c.bytes_uploaded += self.ext;
     }
 
     /// Bytes of every extent the volume has grown to, as a capacity.

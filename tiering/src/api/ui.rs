@@ -64,7 +64,7 @@ pub async fn volume_map(
             let c = (e / per_cell) as usize;
             let s = match vol.extent_state(e) {
                 ExtentState::Local => b'L',
-                ExtentState::Remote => b'R',
+                ExtentState::Remote | ExtentState::Overlay => b'R',
                 ExtentState::Zero => b'Z',
             };
             states[c] = Some(match states[c] {

@@ -103,6 +103,9 @@ fn class_from(
                 c.retrieval_policy = enum_value::<RetrievalPolicy>(&val)
                     .ok_or_else(|| bad("one of default, on-read, never, promote"))?
             }
+            "tierd.io/writeOverlay" => {
+                c.write_overlay = val.parse().map_err(|_| bad("true or false"))?
+            }
             "tierd.io/backend" => c.backend = Some(val),
             "tierd.io/compression" => {
                 c.compression = enum_value::<Compression>(&val).ok_or_else(|| bad("one of none, zstd"))?
@@ -127,7 +130,7 @@ fn class_from(
             }
             other if other.starts_with("tierd.io/") => {
                 return Err(format!(
-                    "{at}: unknown parameter {other} (tierd.io/ parameters: coolingPeriod, minCooling, maxCooling, thrashWindow, maxRehydratePerDay, maxThrashFraction, maxColdReadFraction, retrievalPolicy, backend, compression, uploadTier, snapshotSchedule, snapshotRetention, backupInterval, backupKeep)"
+                    "{at}: unknown parameter {other} (tierd.io/ parameters: coolingPeriod, minCooling, maxCooling, thrashWindow, maxRehydratePerDay, maxThrashFraction, maxColdReadFraction, retrievalPolicy, writeOverlay, backend, compression, uploadTier, snapshotSchedule, snapshotRetention, backupInterval, backupKeep)"
                 ))
             }
             // Parameters of the storage server itself (fsType, backendType, …).

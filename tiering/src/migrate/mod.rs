@@ -456,6 +456,7 @@ fn views<'a>(heat: &'a [heatmap::ExtentHeat], states: &[Placement]) -> Vec<Exten
             state,
             allocated,
             heat: by_extent.get(&extent).copied(),
+            overlay_share: 0.0,
         })
         .collect()
 }

@@ -46,6 +46,8 @@ pub(crate) struct PassCooling {
     pub base_ms: u64,
     pub thresholds: Thresholds,
     pub scans_warm: bool,
+    /// How long a full overlay idles before a pass merges it.
+    pub merge_ms: u64,
     pub limits: Limits,
     pub backoffs: Backoffs,
     /// Each extent's period by its heat band (extents without heat: the volume's).
@@ -71,6 +73,7 @@ impl PassCooling {
                 _ => self.thresholds.floor_ms(),
             },
             scans_warm: self.scans_warm,
+            merge_ms: self.merge_ms,
             per_extent: Some(per_extent),
         }
     }
@@ -93,7 +96,7 @@ impl Volume {
         let tier = config.price_tier(class);
         (
             Limits::of(class),
-            Economics::of(&config.pricing, &tier, self.extent_size()),
+            Economics::of_class(&config.pricing, &tier, self.extent_size(), class),
         )
     }
 
@@ -196,6 +199,7 @@ impl Volume {
             base_ms: thresholds.volume_ms,
             thresholds,
             scans_warm,
+            merge_ms: policy::overlay::merge_ms(econ.as_ref()),
             limits,
             backoffs,
             bands,
@@ -213,6 +217,7 @@ impl Volume {
             base_ms: thresholds.volume_ms,
             thresholds,
             scans_warm,
+            merge_ms: policy::overlay::merge_ms(econ.as_ref()),
             limits,
             backoffs: t.backoffs(),
             bands: HashMap::new(),
