@@ -271,7 +271,7 @@ impl SimVolume {
         self.ext.div_ceil(BLOCK) as u32
     }
 
-    /// A write of `n` bytes at `within` into tiered extent `e`, kept in its
+    /// A write of bytes `span` (within the extent) into tiered extent `e`, kept in its
     /// overlay as the daemon keeps it: partly covered edge blocks the
     /// overlay lacks are first filled from the object (the cached copy, or
     /// a ranged GET of their frames), then the blocks are held locally; an
@@ -279,14 +279,14 @@ impl SimVolume {
     fn write_overlay(
         &mut self,
         e: u64,
-        within: u64,
-        n: u64,
+        span: std::ops::Range<u64>,
         now: u64,
         class: &ClassConfig,
         p: &VolumeParams,
         c: &mut Counters,
     ) {
         let i = e as usize;
+        let (within, n) = (span.start, span.end - span.start);
         let blocks = self.blocks();
         let words = blocks.div_ceil(64) as usize;
         let held = |bits: Option<&Vec<u64>>, b: u32| {
@@ -420,7 +420,7 @@ impl SimVolume {
                                 == PartialWrite::Overlay =>
                         {
                             let within = start - (e << self.shift);
-                            self.write_overlay(e, within, n, now, class, p, c);
+                            self.write_overlay(e, within..within + n, now, class, p, c);
                             self.touch(e, AccessKind::Write, n, false, now, p.half_life_ms);
                             continue;
                         }
@@ -452,7 +452,7 @@ impl SimVolume {
                                 == PartialWrite::Overlay =>
                         {
                             let within = start - (e << self.shift);
-                            self.write_overlay(e, within, n, now, class, p, c);
+                            self.write_overlay(e, within..within + n, now, class, p, c);
                         }
                         ExtentState::Remote | ExtentState::Overlay => {
                             self.fetch_whole(e, c);
@@ -722,12 +722,19 @@ impl SimVolume {
         self.states.len() as u64 * self.ext
     }
 
-    /// Whether the fetch cache holds the current object of remote extent `e`.
+    /// Whether the fetch cache holds the current object of tiered extent `e`.
     pub fn cached(&self, e: u64) -> bool {
         let i = e as usize;
         i < self.states.len()
-            && self.states[i] == ExtentState::Remote
+            && self.states[i].is_tiered()
             && self.cache.contains(&(e, self.generation[i]))
+    }
+
+    /// The extents that are overlays now (remote, with blocks held locally).
+    pub fn overlay_extents(&self) -> Vec<u64> {
+        (0..self.states.len() as u64)
+            .filter(|&e| self.states[e as usize] == ExtentState::Overlay)
+            .collect()
     }
 
     /// The extents whose only copy is remote now.

@@ -11,7 +11,11 @@
 //! local file (or was overwritten there). Which blocks a partial extent holds
 //! is persisted only after those blocks are durable in the file (at flush), so
 //! a crash can lose an unflushed write, as a disk's write cache may, but never
-//! expose a block the file does not hold. RocksDB holds the records (column
+//! expose a block the file does not hold. An overlay (a remote extent with
+//! blocks written since held in the file, see `policy::overlay`) keeps the
+//! same rule: its record names the object and the blocks flushed, and a
+//! block is read from the file only once that set (in memory, then on
+//! disk) names it. RocksDB holds the records (column
 //! family `extents`, key `layer id ++ extent index`); memory holds one state
 //! byte per extent, and the block sets of partial extents, so the I/O path
 //! decides without touching RocksDB.
@@ -91,6 +95,12 @@ pub enum ExtentRecord {
     /// copy in the backend that a backup uploaded: a frozen layer's extent,
     /// so the copy stays exact. Tiering it costs no upload.
     Backed(RemoteExtent),
+    /// In the object of `remote` (which holds the whole extent), except the
+    /// blocks of `blocks`, written since and held in this layer's file.
+    Overlay {
+        remote: RemoteExtent,
+        blocks: Blocks,
+    },
 }
 
 const VERSION: u8 = 1;
@@ -101,6 +111,7 @@ const KIND_ZERO: u8 = 2;
 const KIND_LOCAL: u8 = 3;
 const KIND_PARTIAL: u8 = 4;
 const KIND_BACKED: u8 = 5;
+const KIND_OVERLAY: u8 = 6;
 
 /// Where one extent of a layer is, as the I/O path sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +124,8 @@ pub enum Slot {
     Inherit = 3,
     /// Some blocks here (see the extent's [`Blocks`]), the rest below.
     Partial = 4,
+    /// Remote, with some blocks here (see the extent's [`Blocks`]).
+    Overlay = 5,
 }
 
 impl Slot {
@@ -122,6 +135,7 @@ impl Slot {
             2 => Slot::Zero,
             3 => Slot::Inherit,
             4 => Slot::Partial,
+            5 => Slot::Overlay,
             _ => Slot::Local,
         }
     }
@@ -133,6 +147,7 @@ impl Slot {
         match self {
             Slot::Remote => ExtentState::Remote,
             Slot::Zero => ExtentState::Zero,
+            Slot::Overlay => ExtentState::Overlay,
             Slot::Local | Slot::Inherit | Slot::Partial => ExtentState::Local,
         }
     }
@@ -147,6 +162,15 @@ impl ExtentRecord {
             ExtentRecord::Partial(_) => Slot::Partial,
             ExtentRecord::Backed(r) if r.blocks.is_some() => Slot::Partial,
             ExtentRecord::Backed(_) => Slot::Local,
+            ExtentRecord::Overlay { .. } => Slot::Overlay,
+        }
+    }
+
+    /// The object an extent's data is (partly) in: of a remote or overlay record.
+    pub fn remote(&self) -> Option<&RemoteExtent> {
+        match self {
+            ExtentRecord::Remote(r) | ExtentRecord::Overlay { remote: r, .. } => Some(r),
+            _ => None,
         }
     }
 
@@ -161,6 +185,11 @@ impl ExtentRecord {
             }
             ExtentRecord::Remote(r) => encode_remote(KIND_REMOTE, r),
             ExtentRecord::Backed(r) => encode_remote(KIND_BACKED, r),
+            ExtentRecord::Overlay { remote, blocks } => {
+                let mut v = encode_remote(KIND_OVERLAY, remote);
+                Writer(&mut v).blocks(Some(blocks));
+                v
+            }
         }
     }
 
@@ -178,6 +207,11 @@ impl ExtentRecord {
                 .ok_or_else(|| "bad block set".to_string()),
             KIND_REMOTE => decode_remote(&mut r, version).map(ExtentRecord::Remote),
             KIND_BACKED => decode_remote(&mut r, version).map(ExtentRecord::Backed),
+            KIND_OVERLAY if version == VERSION_2 => {
+                let remote = decode_remote(&mut r, version)?;
+                let blocks = r.blocks()?.ok_or("overlay without a block set")?;
+                Ok(ExtentRecord::Overlay { remote, blocks })
+            }
             k => Err(format!("unknown extent record kind {k}")),
         }
     }
@@ -327,7 +361,8 @@ impl ExtentMap {
                         })
                         | ExtentRecord::Backed(RemoteExtent {
                             blocks: Some(b), ..
-                        }) => {
+                        })
+                        | ExtentRecord::Overlay { blocks: b, .. } => {
                             partial.insert(extent, Arc::new(b));
                         }
                         _ => {}
@@ -397,8 +432,8 @@ impl ExtentMap {
         !backed.is_empty() && backed.contains(&extent)
     }
 
-    /// The blocks a partial extent holds here (or, for a remote extent, its
-    /// object holds, when not all).
+    /// The blocks a partial extent or an overlay holds here (or, for a
+    /// remote extent, its object holds, when not all).
     pub fn blocks(&self, extent: u64) -> Option<Arc<Blocks>> {
         self.partial.read().get(&extent).cloned()
     }
@@ -431,6 +466,19 @@ impl ExtentMap {
         self.dirty.lock().insert(extent);
     }
 
+    /// Makes remote `extent` an overlay holding no block yet, in memory
+    /// (the record stays remote until a flush names blocks). Call with the
+    /// extent's stripe held for writing.
+    pub fn begin_overlay(&self, extent: u64) {
+        if self.slot(extent) != Slot::Remote {
+            return;
+        }
+        self.partial
+            .write()
+            .insert(extent, Arc::new(Blocks::new(self.blocks_per_extent)));
+        self.set_slot(extent, Slot::Overlay);
+    }
+
     /// Whether a flush has block sets to persist.
     pub fn has_unflushed_blocks(&self) -> bool {
         !self.dirty.lock().is_empty()
@@ -439,17 +487,38 @@ impl ExtentMap {
     /// Persists the block sets written since the last call. `sync_data` must
     /// make the layer's file durable; it runs after the sets are copied and
     /// before they are written, so every block a persisted set names is on
-    /// disk. A set that became full is persisted as a local extent.
+    /// disk. A set that became full is persisted as a local extent (an
+    /// overlay's object is then garbage).
     pub fn flush_blocks(&self, sync_data: impl FnOnce() -> Result<()>) -> Result<()> {
         let _c = self.commit.lock();
         let extents = std::mem::take(&mut *self.dirty.lock());
-        let copies: Vec<(u64, Blocks)> = {
+        let copies: Vec<(u64, Blocks, Option<RemoteExtent>)> = {
             let partial = self.partial.read();
-            extents
-                .iter()
-                .filter(|&&e| self.slot(e) == Slot::Partial)
-                .filter_map(|&e| partial.get(&e).map(|b| (e, b.copy())))
-                .collect()
+            let mut out = Vec::new();
+            for &e in &extents {
+                let slot = self.slot(e);
+                if !matches!(slot, Slot::Partial | Slot::Overlay) {
+                    continue;
+                }
+                let Some(b) = partial.get(&e).map(|b| b.copy()) else {
+                    continue;
+                };
+                let remote = match slot {
+                    Slot::Overlay => match self.record(e)? {
+                        Some(r) => r.remote().cloned(),
+                        None => None,
+                    },
+                    _ => None,
+                };
+                if slot == Slot::Overlay && remote.is_none() {
+                    return Err(TierError::CorruptMetadata {
+                        key: format!("extent {}/{e}", self.layer),
+                        reason: "an overlay whose record names no object".into(),
+                    });
+                }
+                out.push((e, b, remote));
+            }
+            out
         };
         let restore = |extents: BTreeSet<u64>| self.dirty.lock().extend(extents);
         if let Err(e) = sync_data() {
@@ -462,11 +531,14 @@ impl ExtentMap {
         }
         let mut batch = WriteBatch::default();
         let cf = db::cf(&self.db, CF_EXTENTS)?;
-        for (e, b) in &copies {
-            let rec = if b.is_full() {
-                ExtentRecord::Local
-            } else {
-                ExtentRecord::Partial(b.clone())
+        for (e, b, remote) in &copies {
+            let rec = match remote {
+                _ if b.is_full() => ExtentRecord::Local,
+                Some(r) => ExtentRecord::Overlay {
+                    remote: r.clone(),
+                    blocks: b.clone(),
+                },
+                None => ExtentRecord::Partial(b.clone()),
             };
             batch.put_cf(cf, extent_key(self.layer, *e), rec.encode());
         }
@@ -475,8 +547,8 @@ impl ExtentMap {
             return Err(e);
         }
         let mut partial = self.partial.write();
-        for (e, b) in copies {
-            if b.is_full() && self.slot(e) == Slot::Partial {
+        for (e, b, _) in copies {
+            if b.is_full() && matches!(self.slot(e), Slot::Partial | Slot::Overlay) {
                 self.set_slot(e, Slot::Local);
                 partial.remove(&e);
             }
@@ -527,7 +599,8 @@ impl ExtentMap {
             })
             | ExtentRecord::Backed(RemoteExtent {
                 blocks: Some(b), ..
-            }) => {
+            })
+            | ExtentRecord::Overlay { blocks: b, .. } => {
                 self.partial.write().insert(extent, Arc::new(b.clone()));
             }
             _ => {
@@ -585,19 +658,19 @@ impl ExtentMap {
         Ok(())
     }
 
-    /// Extents per state (local, remote, zero), inherited and partial ones
-    /// counted as local.
-    pub fn counts(&self) -> [u64; 3] {
-        let mut c = [0u64; 3];
+    /// Extents per state (local, remote, zero, overlay), inherited and
+    /// partial ones counted as local.
+    pub fn counts(&self) -> [u64; 4] {
+        let mut c = [0u64; 4];
         for s in &self.states {
             c[Slot::from_u8(s.load(Ordering::Relaxed)).view() as usize] += 1;
         }
         c
     }
 
-    /// Extents per slot: local, remote, zero, inherited, partial.
-    pub fn slot_counts(&self) -> [u64; 5] {
-        let mut c = [0u64; 5];
+    /// Extents per slot: local, remote, zero, inherited, partial, overlay.
+    pub fn slot_counts(&self) -> [u64; 6] {
+        let mut c = [0u64; 6];
         for s in &self.states {
             c[Slot::from_u8(s.load(Ordering::Relaxed)) as usize] += 1;
         }
@@ -696,15 +769,24 @@ mod tests {
             header_len: 300,
             ..remote.clone()
         });
+        let overlay = ExtentRecord::Overlay {
+            remote: remote.clone(),
+            blocks: blocks.copy(),
+        };
         for rec in [
             ExtentRecord::Zero,
             ExtentRecord::Local,
             ExtentRecord::Partial(blocks.copy()),
             backed.clone(),
+            overlay.clone(),
         ] {
             assert_eq!(ExtentRecord::decode(&rec.encode()).unwrap(), rec);
         }
         assert_eq!(backed.slot(), Slot::Partial);
+        assert_eq!(overlay.slot(), Slot::Overlay);
+        assert_eq!(overlay.remote(), Some(&remote));
+        let enc = overlay.encode();
+        assert!(ExtentRecord::decode(&enc[..enc.len() - 1]).is_err());
         let enc = r.encode();
         assert!(ExtentRecord::decode(&enc[..enc.len() - 1]).is_err());
         assert_eq!(remote.stored_size(), 65636);

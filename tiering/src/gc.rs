@@ -97,7 +97,10 @@ pub async fn collect(
     let mut referenced: HashSet<(String, String)> = HashSet::new();
     for layer in volumes.all_layers() {
         for (_, rec) in layer.map.read().records()? {
-            if let ExtentRecord::Remote(r) | ExtentRecord::Backed(r) = rec {
+            if let ExtentRecord::Remote(r)
+            | ExtentRecord::Backed(r)
+            | ExtentRecord::Overlay { remote: r, .. } = rec
+            {
                 referenced.insert((r.backend, r.key));
             }
         }

@@ -33,6 +33,8 @@ pub mod migrate;
 pub mod nbd;
 pub mod object_header;
 #[cfg(test)]
+mod overlay_tests;
+#[cfg(test)]
 mod snapshot_policy_tests;
 pub mod tasks;
 pub mod volume;

@@ -52,7 +52,7 @@ pub struct TierMetrics {
     pub nbd_duration: HistogramVec,
     /// Bytes of write payloads and read replies NBD connections hold now.
     pub nbd_buffered: IntGauge,
-    /// Extent migrations by direction (tier, rehydrate) and result.
+    /// Extent migrations by direction (tier, merge, rehydrate) and result.
     pub migrations: IntCounterVec,
     /// Bytes moved by direction (tier: stored bytes uploaded; rehydrate: bytes written back).
     pub migration_bytes: IntCounterVec,

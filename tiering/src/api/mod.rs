@@ -264,8 +264,8 @@ async fn volume_extents(
                 continue;
             }
             let rec = vol.extent_record(e)?;
-            let (backend, key, stored_size) = match rec {
-                Some(crate::extent_map::ExtentRecord::Remote(r)) => (
+            let (backend, key, stored_size) = match rec.as_ref().and_then(|r| r.remote()) {
+                Some(r) => (
                     Some(r.backend.clone()),
                     Some(r.key.clone()),
                     Some(r.stored_size()),

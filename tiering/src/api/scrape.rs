@@ -140,6 +140,9 @@ fn state(volumes: &Volumes, engine: &Engine, heat: &HeatMap) -> prometheus::Resu
         extents
             .with_label_values(&[name, "zero"])
             .set(info.extents_zero as i64);
+        extents
+            .with_label_values(&[name, "overlay"])
+            .set(info.extents_overlay as i64);
         let h = temps.with_label_values(&[name]);
         for e in heat.iter().flatten() {
             h.observe(e.temperature);

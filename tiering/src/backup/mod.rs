@@ -340,6 +340,34 @@ fn backup_layer(
                 }
                 _ => ExtentRecord::Zero,
             },
+            // The index names whole objects: the overlay is merged into
+            // one first (its blocks then leave the local tier, as a pass's
+            // merge would have had them).
+            Slot::Overlay => {
+                let class = vol.engine.class(&vol.meta().class)?;
+                match vol.merge_overlay(layer, e, &class, backend, store)? {
+                    crate::migrate::Outcome::Merged { stored } => {
+                        counts.objects += 1;
+                        counts.bytes += stored;
+                    }
+                    other => {
+                        return Err(TierError::InvalidArgument(format!(
+                            "volume {:?}: extent {e} of layer {}: merging its overlay for the backup came to {other:?}",
+                            vol.name(),
+                            layer.name()
+                        )))
+                    }
+                }
+                match layer.map.read().record(e)? {
+                    Some(ExtentRecord::Remote(r)) => ExtentRecord::Remote(r),
+                    other => {
+                        return Err(TierError::CorruptMetadata {
+                            key: format!("extent {}/{e}", layer.id),
+                            reason: format!("after a merge the record is {other:?}"),
+                        })
+                    }
+                }
+            }
             Slot::Local | Slot::Partial => {
                 if slot == Slot::Local && !allocated.get(e as usize).copied().unwrap_or(false) {
                     // A hole: zeros in a bottom layer, and a layer on top

@@ -326,6 +326,7 @@ pub(crate) fn print_volume(v: &Value) {
         ("extents_local", "  local"),
         ("extents_remote", "  remote"),
         ("extents_zero", "  zero"),
+        ("extents_overlay", "  overlay"),
         ("bytes_local", "local"),
         ("bytes_remote", "remote"),
         ("bytes_inactive", "inactive"),

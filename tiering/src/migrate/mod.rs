@@ -27,9 +27,9 @@ use crate::volume::{Layer, Volume};
 mod pass;
 pub use pass::{fullness, promote, run_pass, tier_pass};
 
-/// Where an extent is: its index, its state, and whether its range of the
-/// local file holds data.
-pub type Placement = (u64, ExtentState, bool);
+/// Where an extent is: its index, its state, whether its range of the
+/// local file holds data, and the share of its blocks an overlay holds.
+pub type Placement = (u64, ExtentState, bool, f64);
 
 /// What an upload reads (see `Volume::read_for_upload`): the stripe's
 /// write count before the read, the bytes, the blocks held if partial.
@@ -39,6 +39,10 @@ type UploadRead = (u64, Vec<u8>, Option<Blocks>);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Tiered {
+        stored: u64,
+    },
+    /// An overlay merged into a new object.
+    Merged {
         stored: u64,
     },
     Zero,
@@ -54,6 +58,8 @@ pub struct PassReport {
     pub kind: &'static str,
     pub candidates: usize,
     pub tiered: usize,
+    /// Overlays merged into new objects.
+    pub merged: usize,
     pub zero: usize,
     pub raced: usize,
     pub failed: usize,
@@ -178,7 +184,7 @@ impl Volume {
         partial: bool,
     ) -> Result<Outcome> {
         let outcome = self.move_layer_extent(layer, e, class, backend, store, partial)?;
-        if let Outcome::Tiered { stored } = outcome {
+        if let Outcome::Tiered { stored } | Outcome::Merged { stored } = outcome {
             // The tuner times returns of the volume's own extents; a frozen
             // layer's upload is only a request to count.
             if partial {
@@ -203,6 +209,9 @@ impl Volume {
     ) -> Result<Outcome> {
         let stripe = layer.stripe(e);
         let (start, len) = self.extent_range(e);
+        if layer.map.read().slot(e) == Slot::Overlay {
+            return self.merge_overlay(layer, e, class, backend, store);
+        }
         if let Some(outcome) = self.tier_backed(layer, e, partial)? {
             return Ok(outcome);
         }
@@ -263,6 +272,92 @@ impl Volume {
         self.stats.bytes_tiered.fetch_add(len, Ordering::Relaxed);
         self.stats.extents_tiered.fetch_add(1, Ordering::Relaxed);
         Ok(Outcome::Tiered { stored })
+    }
+
+    /// Merges the overlay of extent `e` of `layer` into a new object: the
+    /// old object (cached, or fetched) with the overlay's blocks over it,
+    /// uploaded like any extent; then, if no write touched the extent
+    /// meanwhile, the record names the new object and the overlay's blocks
+    /// are freed. The old object becomes garbage. Same order as tiering:
+    /// upload, commit, punch.
+    pub(crate) fn merge_overlay(
+        &self,
+        layer: &Layer,
+        e: u64,
+        class: &ClassConfig,
+        backend: &str,
+        store: &Arc<dyn ObjectStore>,
+    ) -> Result<Outcome> {
+        let stripe = layer.stripe(e);
+        let (start, len) = self.extent_range(e);
+        let (seq0, old) = {
+            let _g = stripe.lock.read();
+            if layer.map.read().slot(e) != Slot::Overlay {
+                return Ok(Outcome::NotLocal);
+            }
+            (
+                stripe.seq.load(Ordering::SeqCst),
+                self.remote_record(layer, e)?,
+            )
+        };
+        let object = self.fetch_whole(layer, e, &old)?;
+        let mut data = vec![0u8; len as usize];
+        object.copy_to_slice(0, &mut data);
+        drop(object);
+        let held = {
+            let _g = stripe.lock.read();
+            let map = layer.map.read();
+            if stripe.seq.load(Ordering::SeqCst) != seq0 || map.slot(e) != Slot::Overlay {
+                return Ok(Outcome::Raced);
+            }
+            let Some(held) = map.blocks(e) else {
+                return Ok(Outcome::Raced);
+            };
+            drop(map);
+            for (a, b, is_held) in held.runs(0, held.len()) {
+                if is_held {
+                    let from = (a as u64 * crate::volume::BLOCK_SIZE).min(len);
+                    let to = (b as u64 * crate::volume::BLOCK_SIZE).min(len);
+                    layer
+                        .tier
+                        .read_at(&mut data[from as usize..to as usize], start + from)
+                        .map_err(|err| self.layer_err(layer, "read for merge", err))?;
+                }
+            }
+            held.copy()
+        };
+        let (remote, stored) = self.upload_extent(
+            layer,
+            e,
+            &data,
+            None,
+            class.compression,
+            class.upload_tier.clone(),
+            backend,
+            store,
+        )?;
+        drop(data);
+        failpoint::hit("after-upload");
+        let _g = stripe.lock.write();
+        {
+            let map = layer.map.read();
+            if stripe.seq.load(Ordering::SeqCst) != seq0
+                || map.slot(e) != Slot::Overlay
+                || map.blocks(e).is_none_or(|b| *b != held)
+            {
+                tracing::debug!(volume = %self.name(), extent = e, "write during merge: keeping the overlay");
+                return Ok(Outcome::Raced);
+            }
+            map.commit(e, &ExtentRecord::Remote(remote))?;
+        }
+        failpoint::hit("after-commit");
+        layer
+            .tier
+            .punch_hole(start, len)
+            .map_err(|err| self.layer_err(layer, "punch", err))?;
+        self.engine.forget(&(layer.id, e, old.generation));
+        self.stats.merges.fetch_add(1, Ordering::Relaxed);
+        Ok(Outcome::Merged { stored })
     }
 
     /// What an upload of extent `e` of `layer` sends: the stripe's write
@@ -416,7 +511,13 @@ impl Volume {
             .map(|e| {
                 let slot = map.slot(e);
                 let held = allocated[e as usize] && slot == Slot::Local;
-                (e, slot.view(), held)
+                let share = match slot {
+                    Slot::Overlay => map.blocks(e).map_or(0.0, |b| {
+                        b.count() as f64 / map.blocks_per_extent().max(1) as f64
+                    }),
+                    _ => 0.0,
+                };
+                (e, slot.view(), held, share)
             })
             .collect())
     }
@@ -451,12 +552,12 @@ fn views<'a>(heat: &'a [heatmap::ExtentHeat], states: &[Placement]) -> Vec<Exten
     }
     states
         .iter()
-        .map(|&(extent, state, allocated)| ExtentView {
+        .map(|&(extent, state, allocated, overlay_share)| ExtentView {
             extent,
             state,
             allocated,
             heat: by_extent.get(&extent).copied(),
-            overlay_share: 0.0,
+            overlay_share,
         })
         .collect()
 }

@@ -254,7 +254,9 @@ pub fn run_pass(
                 let frozen = !Arc::ptr_eq(&layer, &top);
                 let r = vol.tier_layer_extent(&layer, e, &class, &backend, &store, frozen);
                 vol.advance_progress();
-                if let (Ok(Outcome::Tiered { stored }), Some(rate)) = (&r, rate) {
+                if let (Ok(Outcome::Tiered { stored } | Outcome::Merged { stored }), Some(rate)) =
+                    (&r, rate)
+                {
                     let mut nf = next_free.lock();
                     pace(&vol.engine, &mut nf, *stored, rate);
                 }
@@ -272,6 +274,14 @@ pub fn run_pass(
                     .with_label_values(&["tier"])
                     .inc_by(stored);
                 "ok"
+            }
+            Ok(Outcome::Merged { stored }) => {
+                report.merged += 1;
+                report.bytes_uploaded += stored;
+                m.migration_bytes
+                    .with_label_values(&["merge"])
+                    .inc_by(stored);
+                "merged"
             }
             Ok(Outcome::Zero) => {
                 report.zero += 1;
@@ -331,7 +341,7 @@ pub fn promote(vol: &Arc<Volume>) -> Result<PassReport> {
     let todo = {
         let map = top.map.read();
         (0..n)
-            .filter(|&e| matches!(map.slot(e), Slot::Remote | Slot::Zero))
+            .filter(|&e| matches!(map.slot(e), Slot::Remote | Slot::Zero | Slot::Overlay))
             .count() as u64
     };
     vol.set_progress(Some(crate::volume::PassProgress {
@@ -345,11 +355,11 @@ pub fn promote(vol: &Arc<Volume>) -> Result<PassReport> {
             break;
         }
         let slot = top.map.read().slot(e);
-        if matches!(slot, Slot::Remote | Slot::Zero) {
+        if matches!(slot, Slot::Remote | Slot::Zero | Slot::Overlay) {
             vol.advance_progress();
         }
         match slot {
-            Slot::Remote => {
+            Slot::Remote | Slot::Overlay => {
                 report.candidates += 1;
                 match vol.rehydrate(e) {
                     Ok(true) => report.rehydrated += 1,

@@ -36,9 +36,9 @@ fn integrity(vol: &str, extent: u64, key: &str, f: FetchFailure) -> TierError {
 }
 
 impl Volume {
-    pub(super) fn remote_record(&self, layer: &Layer, e: u64) -> Result<RemoteExtent> {
+    pub(crate) fn remote_record(&self, layer: &Layer, e: u64) -> Result<RemoteExtent> {
         match layer.map.read().record(e)? {
-            Some(ExtentRecord::Remote(r)) => Ok(r),
+            Some(ExtentRecord::Remote(r)) | Some(ExtentRecord::Overlay { remote: r, .. }) => Ok(r),
             other => Err(TierError::CorruptMetadata {
                 key: format!("extent {}/{e}", layer.id),
                 reason: format!("state says remote but the record is {other:?}"),
@@ -131,9 +131,10 @@ impl Volume {
         Ok(None)
     }
 
-    /// Makes a remote extent of `layer` local with `data` (its full
+    /// Makes a remote extent of `layer` local with `data` (its object's
     /// content), if it is still the same remote generation. Durable before
-    /// the record goes.
+    /// the record goes. An overlay keeps its own blocks: only the others
+    /// are written from `data`.
     pub(crate) fn rehydrate_with(
         &self,
         layer: &Layer,
@@ -144,14 +145,35 @@ impl Volume {
         let stripe = layer.stripe(e);
         let _g = stripe.lock.write();
         let map = layer.map.read();
-        if map.slot(e) != Slot::Remote {
+        let slot = map.slot(e);
+        if !matches!(slot, Slot::Remote | Slot::Overlay) {
             return Ok(false);
         }
-        match map.record(e)? {
-            Some(ExtentRecord::Remote(r)) if r.generation == generation => {}
+        match map.record(e)?.as_ref().and_then(ExtentRecord::remote) {
+            Some(r) if r.generation == generation => {}
             _ => return Ok(false),
         }
-        self.write_extent_durably(layer, e, data.segments(), "rehydrate")?;
+        if slot == Slot::Overlay {
+            let held = map.blocks(e);
+            let (start, len) = self.extent_range(e);
+            for (from, to, is_held) in self.block_runs(e, start, len as usize, held.as_deref()) {
+                if is_held {
+                    continue;
+                }
+                let mut part = vec![0u8; (to - from) as usize];
+                data.copy_to_slice((from - start) as usize, &mut part);
+                layer
+                    .tier
+                    .write_at(&part, from)
+                    .map_err(|err| self.layer_err(layer, "rehydrate", err))?;
+            }
+            layer
+                .tier
+                .sync()
+                .map_err(|err| self.layer_err(layer, "fdatasync", err))?;
+        } else {
+            self.write_extent_durably(layer, e, data.segments(), "rehydrate")?;
+        }
         crate::failpoint::hit("rehydrate-before-commit");
         map.make_local(e)?;
         crate::failpoint::hit("rehydrate-after-commit");
@@ -186,7 +208,11 @@ impl Volume {
             return Ok(false);
         }
         // Still the object the data came from (frozen layers only move
-        // their data, so this holds unless it was collected).
+        // their data, so this holds unless it was collected), and all of
+        // the extent (not an overlay's object).
+        if back.layer.map.read().slot(e) != Slot::Remote {
+            return Ok(false);
+        }
         let source = match back.layer.map.read().record(e)? {
             Some(ExtentRecord::Remote(r))
                 if r.generation == back.generation && r.blocks.is_none() =>
@@ -208,7 +234,7 @@ impl Volume {
         let top = self.top();
         let rec = {
             let _g = top.stripe(e).lock.read();
-            if top.map.read().slot(e) != Slot::Remote {
+            if !matches!(top.map.read().slot(e), Slot::Remote | Slot::Overlay) {
                 return Ok(false);
             }
             self.remote_record(&top, e)?
@@ -234,6 +260,10 @@ impl Volume {
         let Some(layer) = whole_remote_source(&top, e) else {
             return Ok(false);
         };
+        // An overlay's object is not the extent's content.
+        if layer.map.read().slot(e) != Slot::Remote {
+            return Ok(false);
+        }
         let rec = self.remote_record(&layer, e)?;
         let data = self.fetch_whole(&layer, e, &rec)?;
         let back = BringBack {
@@ -281,7 +311,7 @@ impl Volume {
 
 /// The layer whose remote object a read of extent `e` through `top` gets
 /// whole: down through the layers that inherit it, to one that holds it
-/// remote and entire. Reading ahead in the layer where the last read found
+/// remote and entire (or as an overlay, whose object is entire). Reading ahead in the layer where the last read found
 /// its extent would fetch that layer's older copy of any extent a layer
 /// above has rewritten (a restored incremental backup: every changed
 /// extent, fetched twice).
@@ -298,6 +328,7 @@ fn whole_remote_source(top: &Arc<Layer>, e: u64) -> Option<Arc<Layer>> {
         match slot {
             Slot::Inherit => layer = layer.parent.clone()?,
             Slot::Remote if !partial => return Some(layer),
+            Slot::Overlay => return Some(layer),
             _ => return None,
         }
     }

@@ -180,7 +180,7 @@ impl Layer {
     }
 
     /// The blocks of extent `e` that hold data: all of a remote extent (or
-    /// the blocks its object holds), the allocated ones of a local or
+    /// the blocks its object holds) and of an overlay, the allocated ones of a local or
     /// partial one (a never-written or trimmed block is a hole, per `runs`
     /// from [`Layer::data_runs`]), none otherwise. As words.
     pub(crate) fn data_words(&self, e: u64, runs: &[(u64, u64)]) -> Vec<u64> {
@@ -195,6 +195,7 @@ impl Layer {
                 .blocks(e)
                 .map(|b| b.words())
                 .unwrap_or_else(|| full_words(bpe)),
+            Slot::Overlay => full_words(bpe),
             Slot::Local | Slot::Partial => {
                 let bs = super::BLOCK_SIZE;
                 let ext = bpe as u64 * bs;
@@ -252,7 +253,7 @@ pub fn visible_blocks(top: &Arc<Layer>, layer: &Layer, e: u64) -> Option<Vec<u64
         let slot = map.slot(e);
         if l.id == layer.id {
             let held: Vec<u64> = match slot {
-                Slot::Local => full_words(map.blocks_per_extent()),
+                Slot::Local | Slot::Overlay => full_words(map.blocks_per_extent()),
                 Slot::Remote => map
                     .blocks(e)
                     .map(|b| b.words())
@@ -265,7 +266,7 @@ pub fn visible_blocks(top: &Arc<Layer>, layer: &Layer, e: u64) -> Option<Vec<u64
         }
         let partial_remote = slot == Slot::Remote && map.blocks(e).is_some();
         match slot {
-            Slot::Local | Slot::Zero => return Some(Vec::new()),
+            Slot::Local | Slot::Zero | Slot::Overlay => return Some(Vec::new()),
             Slot::Remote if !partial_remote => return Some(Vec::new()),
             Slot::Remote | Slot::Partial => {
                 if let Some(b) = map.blocks(e) {

@@ -80,6 +80,7 @@ pub struct VolumeStats {
     pub integrity_errors: AtomicU64,
     pub bytes_tiered: AtomicU64,
     pub extents_tiered: AtomicU64,
+    pub merges: AtomicU64,
 }
 
 /// One volume, shared by every connection that serves it.
@@ -132,6 +133,8 @@ pub struct VolumeInfo {
     pub extents_local: u64,
     pub extents_remote: u64,
     pub extents_zero: u64,
+    /// Remote extents with blocks written since held locally (`write_overlay`).
+    pub extents_overlay: u64,
     /// Disk space the local tier really occupies.
     pub bytes_local: u64,
     /// Logical bytes whose only copy is in the object store.
@@ -241,7 +244,9 @@ impl Volume {
     }
 
     /// Frees the local copy of every extent whose data lives elsewhere: after a
-    /// crash between committing a migration and punching its hole.
+    /// crash between committing a migration and punching its hole, or
+    /// between writing overlay blocks and a flush naming them (an overlay
+    /// the record names keeps its blocks).
     pub(crate) fn repair_local_copies(&self) -> Result<u64> {
         let mut n = 0;
         for layer in self.top().chain() {
@@ -369,7 +374,7 @@ impl Volume {
     pub fn info(&self) -> VolumeInfo {
         let m = self.meta();
         let top = self.top();
-        let [local, remote, zero] = top.map.read().counts();
+        let [local, remote, zero, overlay] = top.map.read().counts();
         let mut status = Vec::new();
         if let Ok(class) = self.engine.class(&m.class) {
             use crate::config::TieringPolicy;
@@ -404,7 +409,7 @@ impl Volume {
         let remote_bytes = {
             let map = top.map.read();
             (0..map.len())
-                .filter(|&e| map.slot(e) == Slot::Remote)
+                .filter(|&e| matches!(map.slot(e), Slot::Remote | Slot::Overlay))
                 .map(|e| {
                     if e == last {
                         self.extent_range(e).1
@@ -428,6 +433,7 @@ impl Volume {
             extents_local: local,
             extents_remote: remote,
             extents_zero: zero,
+            extents_overlay: overlay,
             connections: self.connections(),
             name: m.name,
             id: m.id,

@@ -101,6 +101,20 @@ impl Volume {
                 nowait(out, start)
             }
             Slot::Remote => None,
+            // An overlay read only from its own blocks needs no object.
+            Slot::Overlay => {
+                let blocks = map.blocks(e)?;
+                drop(map);
+                if self
+                    .block_runs(e, start, out.len(), Some(&blocks))
+                    .iter()
+                    .all(|r| r.2)
+                {
+                    nowait(out, start)
+                } else {
+                    None
+                }
+            }
             Slot::Inherit => {
                 drop(map);
                 match &layer.parent {
@@ -181,7 +195,6 @@ impl Volume {
         how: &Reading,
         whole: bool,
     ) -> Result<Option<BringBack>> {
-        let pattern = how.pattern;
         let _g = layer.stripe(e).lock.read();
         let map = layer.map.read();
         if e >= map.len() {
@@ -234,47 +247,85 @@ impl Volume {
             }
             Slot::Remote => {
                 drop(map);
-                how.cold.set(true);
-                let rec = self.remote_record(layer, e)?;
-                let (ext_start, ext_len) = self.extent_range(e);
-                let class = self.engine.class(&self.meta.read().class).ok();
-                let others = if pattern.sequential {
-                    let now = self.engine.clock().now_ms();
-                    self.streams.lock().note(how.stream_start, how.end, now)
+                self.read_cold(layer, e, start, out, how, whole)
+            }
+            // The overlay's blocks from the file, the rest as a remote
+            // extent's (planned as one, so a read asks the object store
+            // what the simulator's does); a read its blocks cover is local.
+            Slot::Overlay => {
+                let blocks = map.blocks(e);
+                drop(map);
+                let runs = self.block_runs(e, start, out.len(), blocks.as_deref());
+                let back = if runs.iter().all(|r| r.2) {
+                    None
                 } else {
-                    policy::Neighbours::ALONE
+                    self.read_cold(layer, e, start, out, how, whole)?
                 };
-                let plan = policy::plan_cold_read(
-                    class.as_ref(),
-                    &policy::ColdRead {
-                        extent: e,
-                        within: start - ext_start,
-                        len: out.len() as u64,
-                        extent_len: ext_len,
-                        extent_count: layer.map.read().len(),
-                        pattern,
-                        cached: self.engine.cached(&(layer.id, e, rec.generation)),
-                        ahead_limit: others.next_start >> self.extent_shift,
-                        streams: others.live,
-                    },
-                    rec.frame_size as u64,
-                    self.engine.readahead(),
-                );
-                let data = self.read_remote(layer, e, &rec, start - ext_start, out, plan.fetch)?;
-                self.readahead(plan.readahead);
-                // A snapshot's reads leave its data where it is (FabricPool's
-                // `default` retrieval does not bring snapshot data back).
-                Ok(data
-                    .filter(|_| {
-                        plan.bring_back && whole && !self.read_only && self.may_bring_back(ext_len)
-                    })
-                    .map(|data| BringBack {
-                        layer: layer.clone(),
-                        generation: rec.generation,
-                        data,
-                    }))
+                for (from, to, held) in runs {
+                    if held {
+                        let part = &mut out[(from - start) as usize..(to - start) as usize];
+                        layer
+                            .tier
+                            .read_at(part, from)
+                            .map_err(|err| self.layer_err(layer, "read", err))?;
+                    }
+                }
+                Ok(back)
             }
         }
+    }
+
+    /// Reads the piece `start..start + out.len()` of extent `e` from
+    /// `layer`'s object as the cold-read plan says, reading ahead; returns
+    /// the whole object when the plan brings the extent back (see
+    /// [`Volume::read_in`] for `whole`). Call with the stripe read lock held.
+    fn read_cold(
+        self: &Arc<Self>,
+        layer: &Arc<Layer>,
+        e: u64,
+        start: u64,
+        out: &mut [u8],
+        how: &Reading,
+        whole: bool,
+    ) -> Result<Option<BringBack>> {
+        let pattern = how.pattern;
+        how.cold.set(true);
+        let rec = self.remote_record(layer, e)?;
+        let (ext_start, ext_len) = self.extent_range(e);
+        let class = self.engine.class(&self.meta.read().class).ok();
+        let others = if pattern.sequential {
+            let now = self.engine.clock().now_ms();
+            self.streams.lock().note(how.stream_start, how.end, now)
+        } else {
+            policy::Neighbours::ALONE
+        };
+        let plan = policy::plan_cold_read(
+            class.as_ref(),
+            &policy::ColdRead {
+                extent: e,
+                within: start - ext_start,
+                len: out.len() as u64,
+                extent_len: ext_len,
+                extent_count: layer.map.read().len(),
+                pattern,
+                cached: self.engine.cached(&(layer.id, e, rec.generation)),
+                ahead_limit: others.next_start >> self.extent_shift,
+                streams: others.live,
+            },
+            rec.frame_size as u64,
+            self.engine.readahead(),
+        );
+        let data = self.read_remote(layer, e, &rec, start - ext_start, out, plan.fetch)?;
+        self.readahead(plan.readahead);
+        // A snapshot's reads leave its data where it is (FabricPool's
+        // `default` retrieval does not bring snapshot data back).
+        Ok(data
+            .filter(|_| plan.bring_back && whole && !self.read_only && self.may_bring_back(ext_len))
+            .map(|data| BringBack {
+                layer: layer.clone(),
+                generation: rec.generation,
+                data,
+            }))
     }
 
     /// Reads a piece of extent `e` of `layer` whose object holds only the
@@ -315,7 +366,7 @@ impl Volume {
     /// The byte ranges of `start..start + len` (within extent `e`) that a
     /// layer holding `blocks` holds (true) or reads from below (false), in
     /// order; all held when `blocks` is None.
-    fn block_runs(
+    pub(super) fn block_runs(
         &self,
         e: u64,
         start: u64,
@@ -388,7 +439,7 @@ impl Volume {
             map.slot(e)
         };
         match slot {
-            Slot::Remote | Slot::Partial => data(false),
+            Slot::Remote | Slot::Partial | Slot::Overlay => data(false),
             Slot::Zero => data(true),
             Slot::Inherit => match &layer.parent {
                 Some(p) => self.allocation_in(p, e, start, n, max_runs),
@@ -420,7 +471,7 @@ pub(super) fn resolves_remote(layer: &Arc<Layer>, e: u64) -> bool {
         map.slot(e)
     };
     match slot {
-        Slot::Remote => true,
+        Slot::Remote | Slot::Overlay => true,
         Slot::Local | Slot::Zero => false,
         Slot::Inherit | Slot::Partial => {
             layer.parent.as_ref().is_some_and(|p| resolves_remote(p, e))

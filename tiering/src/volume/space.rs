@@ -205,7 +205,7 @@ impl Volumes {
                 source: err,
             };
             if seen.iter().all(|&w| w == 0) {
-                if matches!(slot, Slot::Local | Slot::Partial) {
+                if matches!(slot, Slot::Local | Slot::Partial | Slot::Overlay) {
                     h.tier.punch_hole(start, len).map_err(|e| err("punch", e))?;
                     freed += len;
                 }

@@ -12,7 +12,11 @@
 //! extent without a fetch; a Backed extent (local, with the same bytes in the
 //! bucket) is durably plain local before a write changes it; writes hold the
 //! write gate shared, so nothing writes while the top layer is frozen or
-//! replaced.
+//! replaced. Under a class with `write_overlay`, a write to part of a
+//! remote extent lands in its overlay instead (see `policy::overlay`): its
+//! partly covered edge blocks are first filled from the object, the blocks
+//! are written into the file and only then noted as held, and the set is
+//! persisted at flush like a partial extent's.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -51,10 +55,10 @@ impl Volume {
                 }
                 Ok(())
             }
-            Slot::Remote => match whole_overwrite {
+            Slot::Remote | Slot::Overlay => match whole_overwrite {
                 Some(data) => {
                     let _g = stripe.lock.write();
-                    if top.map.read().slot(e) != Slot::Remote {
+                    if !matches!(top.map.read().slot(e), Slot::Remote | Slot::Overlay) {
                         return Ok(());
                     }
                     self.write_extent_durably(top, e, [data], "write")?;
@@ -135,12 +139,26 @@ impl Volume {
             match (slot, fill) {
                 (Slot::Zero, Fill::Zeros { .. }) => return Ok(()),
                 // A whole remote extent zeroed: no fetch, the old object
-                // becomes garbage (the local range is already a hole).
-                (Slot::Remote, Fill::Zeros { .. }) if whole => {
+                // becomes garbage (the local range is already a hole; an
+                // overlay's blocks are punched first, so a zero extent's
+                // range is a hole whenever its record says zero).
+                (Slot::Remote | Slot::Overlay, Fill::Zeros { .. }) if whole => {
                     let _g = stripe.lock.write();
-                    if top.map.read().slot(e) == Slot::Remote {
+                    let now = top.map.read().slot(e);
+                    if matches!(now, Slot::Remote | Slot::Overlay) {
+                        if now == Slot::Overlay {
+                            top.tier
+                                .punch_hole(start, n)
+                                .map_err(|err| self.layer_err(&top, "trim", err))?;
+                        }
                         top.map.read().commit(e, &ExtentRecord::Zero)?;
                         stripe.seq.fetch_add(1, Ordering::SeqCst);
+                    }
+                    continue;
+                }
+                (Slot::Remote | Slot::Overlay, _) if !whole && self.keeps_overlay(slot) => {
+                    if self.put_overlay(&top, e, start, n, fill)? {
+                        return Ok(());
                     }
                     continue;
                 }
@@ -156,7 +174,7 @@ impl Volume {
                     }
                     continue;
                 }
-                (Slot::Remote | Slot::Zero, _) => {
+                (Slot::Remote | Slot::Zero | Slot::Overlay, _) => {
                     let data = match fill {
                         Fill::Data(d) if whole => Some(d),
                         _ => None,
@@ -203,6 +221,81 @@ impl Volume {
                 }
             }
         }
+    }
+
+    /// Whether a write to part of an extent in `slot` lands in its overlay.
+    fn keeps_overlay(&self, slot: Slot) -> bool {
+        let class = self.engine.class(&self.meta.read().class).ok();
+        policy::overlay::partial_write(class.as_ref(), slot.view()) == policy::PartialWrite::Overlay
+    }
+
+    /// Applies `fill` to `start..start+n` of remote extent `e` of the top
+    /// layer by way of its overlay, making it one if it is not yet: edge
+    /// blocks it only partly covers and the overlay lacks are first filled
+    /// from the object (the cached copy, or a ranged GET of their frames);
+    /// the blocks are noted as held only once written. An overlay that then
+    /// holds every block is the extent, flushed and recorded local (its
+    /// object is garbage). False: the extent is no longer remote (retry).
+    fn put_overlay(
+        self: &Arc<Self>,
+        top: &Arc<Layer>,
+        e: u64,
+        start: u64,
+        n: u64,
+        fill: Fill<'_>,
+    ) -> Result<bool> {
+        let stripe = top.stripe(e);
+        let full = {
+            let _g = stripe.lock.write();
+            let map = top.map.read();
+            let slot = map.slot(e);
+            if !matches!(slot, Slot::Remote | Slot::Overlay) {
+                return Ok(false);
+            }
+            let rec = match map.record(e)?.as_ref().and_then(ExtentRecord::remote) {
+                Some(r) if r.blocks.is_none() => r.clone(),
+                other => {
+                    return Err(crate::error::TierError::CorruptMetadata {
+                        key: format!("extent {}/{e}", top.id),
+                        reason: format!("a write to an overlay found the record {other:?}"),
+                    })
+                }
+            };
+            map.begin_overlay(e);
+            let (ext_start, ext_len) = self.extent_range(e);
+            let within = start - ext_start;
+            let held = map.blocks(e);
+            let has = |b: u32| held.as_ref().is_some_and(|h| h.contains(b));
+            for b in policy::overlay::edge_blocks(within, n, BLOCK_SIZE, ext_len) {
+                if has(b) {
+                    continue;
+                }
+                let fetch = if self.engine.cached(&(top.id, e, rec.generation)) {
+                    policy::Fetch::Whole
+                } else {
+                    policy::overlay::edge_fetch(b, BLOCK_SIZE, rec.frame_size as u64, ext_len)
+                };
+                let from = b as u64 * BLOCK_SIZE;
+                let mut buf = vec![0u8; BLOCK_SIZE.min(ext_len - from) as usize];
+                self.read_remote(top, e, &rec, from, &mut buf, fetch)?;
+                top.tier
+                    .write_at(&buf, ext_start + from)
+                    .map_err(|err| self.layer_err(top, "fill block", err))?;
+                map.hold_blocks(e, b, b + 1);
+            }
+            let (first, last, _, _) = self.block_span(e, start, n);
+            stripe.seq.fetch_add(1, Ordering::SeqCst);
+            self.apply(top, start, n, fill)?;
+            map.hold_blocks(e, first, last);
+            map.blocks(e).is_some_and(|b| b.is_full())
+        };
+        if full {
+            self.flush()?;
+            if top.map.read().slot(e) == Slot::Local {
+                self.note_returned(e);
+            }
+        }
+        Ok(true)
     }
 
     /// Writes `fill` into the top layer's file.
