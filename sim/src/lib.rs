@@ -113,6 +113,10 @@ pub struct PolicyReport {
     /// Extents whose only copy is remote at the end, per device (by index).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remote_extents: Vec<Vec<u64>>,
+    /// Extents that are overlays at the end (remote, with blocks written
+    /// since kept locally), per device; only with `write_overlay`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overlay_extents: Vec<Vec<u64>>,
     #[serde(skip)]
     pub series: Vec<(f64, f64)>,
 }
@@ -351,6 +355,7 @@ fn finish_report(
         snapshots: c.snapshots,
         cost,
         remote_extents: Vec::new(),
+        overlay_extents: Vec::new(),
         series: u.series,
     })
 }
@@ -453,6 +458,9 @@ where
             &o.pricing,
         )?;
         rep.remote_extents = r.volumes.iter().map(|v| v.tiered_extents()).collect();
+        if r.policy.class.write_overlay {
+            rep.overlay_extents = r.volumes.iter().map(|v| v.overlay_extents()).collect();
+        }
         if r.policy.class.cooling_is_auto() {
             rep.cooling_ms = r
                 .volumes
