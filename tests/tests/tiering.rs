@@ -279,6 +279,92 @@ fn writes_and_trims_on_cold_extents(kind: Kind) {
 }
 for_each_backend!(writes_and_trims_on_cold_extents);
 
+/// The extents of volume `v` in `state`.
+fn in_state(d: &Daemon, state: &str) -> Vec<u64> {
+    d.get_json("/v1/volumes/v/extents")["extents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["state"] == state)
+        .filter_map(|e| e["extent"].as_u64())
+        .collect()
+}
+
+fn write_overlays_on_cold_extents(kind: Kind) {
+    let Some(s) = spec(kind) else { return };
+    let mut d = Daemon::start_with(&format!(
+        "[tiering]\nscan_interval = \"1h\"\ngc_grace = \"0s\"\n{}\n[classes.c]\nbackend = \"store\"\ntiering_policy = \"all\"\nretrieval_policy = \"never\"\nwrite_overlay = true\n",
+        s.toml
+    ));
+    let mut data = filled(&d, 16, 16);
+    assert_eq!(tier(&d)["tiered"], 4);
+    // Partial writes to three cold extents (4 MiB each), one not aligned to
+    // blocks, and a discard of part of another: each keeps what it writes
+    // local beside the object.
+    run(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            "-c",
+            "write -P 0x42 5M 8k",
+            "-c",
+            "write -P 0x43 9437194 100",
+            "-c",
+            "discard 13M 8k",
+            &d.uri("v"),
+        ],
+    );
+    data[5 * MIB as usize..5 * MIB as usize + 8192].fill(0x42);
+    data[9_437_194..9_437_294].fill(0x43);
+    data[13 * MIB as usize..13 * MIB as usize + 8192].fill(0);
+    verify(&d, &data, 16);
+    assert_eq!(in_state(&d, "overlay"), vec![1, 2, 3]);
+    assert_eq!(in_state(&d, "remote"), vec![0]);
+    let v = info(&d);
+    assert_eq!(v["extents_overlay"], 3, "{v}");
+    assert!(
+        v["bytes_local"].as_u64().unwrap() <= 64 << 10,
+        "only the blocks written: {v}"
+    );
+    assert_eq!(v["rehydrations"], 0, "{v}");
+    // GC keeps the objects the overlays read from.
+    let (_, gc) = d.post("/v1/gc");
+    assert_eq!(
+        (gc["referenced"].as_u64(), gc["deleted"].as_u64()),
+        (Some(4), Some(0)),
+        "{gc}"
+    );
+    // What qemu-io flushed survives a kill.
+    d.kill9();
+    d.restart();
+    assert_eq!(in_state(&d, "overlay"), vec![1, 2, 3]);
+    verify(&d, &data, 16);
+    // A pass under `all` merges every overlay into a new object; the old
+    // ones are then garbage.
+    let r = tier(&d);
+    assert_eq!(
+        (r["merged"].as_u64(), r["failed"].as_u64()),
+        (Some(3), Some(0)),
+        "{r}"
+    );
+    assert_eq!(in_state(&d, "remote"), vec![0, 1, 2, 3]);
+    assert!(
+        info(&d)["bytes_local"].as_u64().unwrap() == 0,
+        "{}",
+        info(&d)
+    );
+    verify(&d, &data, 16);
+    let (_, gc) = d.post("/v1/gc");
+    assert_eq!(
+        (gc["referenced"].as_u64(), gc["deleted"].as_u64()),
+        (Some(4), Some(3)),
+        "{gc}"
+    );
+    verify(&d, &data, 16);
+}
+for_each_backend!(write_overlays_on_cold_extents);
+
 fn tampered_objects_give_eio(kind: Kind) {
     let Some(s) = spec(kind) else { return };
     let d = daemon(
