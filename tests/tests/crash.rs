@@ -134,6 +134,98 @@ kill_points! {
     azure_rehydrate_after_commit_4: Kind::Azure, "rehydrate-after-commit", 4, "/v1/volumes/v/promote?wait=true", ON_READ;
 }
 
+const OVERLAY: &str =
+    "tiering_policy = \"all\"\nretrieval_policy = \"never\"\nwrite_overlay = true";
+
+/// Kills the daemon at failpoint `point` (its `nth` hit) while a pass merges
+/// write overlays (class `all`, so every overlay is merged at once),
+/// restarts it, and checks every byte; a pass then merges what is left.
+fn kill_during_merge(kind: Kind, point: &str, nth: u32) {
+    let Some(s) = spec(kind) else { return };
+    let mut d = daemon(&s, OVERLAY);
+    let mut data = fill(&d, nth as u64 * 11 + point.len() as u64);
+    let (st, r) = d.post("/v1/volumes/v/tier?wait=true");
+    assert_eq!(st, 200, "{r}");
+    // Overlays on eight tiered extents (1 MiB each).
+    let mut args = vec!["-f".to_string(), "raw".to_string()];
+    for e in [0u64, 1, 2, 6, 9, 13, 17, 22] {
+        let off = e * MIB + 4096 * (e % 5);
+        args.push("-c".into());
+        args.push(format!("write -P {} {off} 8k", 0x30 + e));
+        data[off as usize..off as usize + 8192].fill(0x30 + e as u8);
+    }
+    args.push(d.uri("v"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run("qemu-io", &args);
+    assert!(d.stop().success());
+    d.env = vec![("TIERD_FAILPOINTS".into(), format!("{point}:{nth}"))];
+    d.restart();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let _ = client
+        .post(format!("{}/v1/volumes/v/tier?wait=true", d.api()))
+        .send();
+    assert!(
+        d.wait_exit(30),
+        "failpoint {point}:{nth} was never reached\n{}",
+        d.log()
+    );
+    assert!(
+        d.log().contains(&format!("failpoint {point}: aborting")),
+        "{}",
+        d.log()
+    );
+    d.env.clear();
+    d.restart();
+    verify(
+        &d,
+        &data,
+        &format!("after a crash merging at {point}:{nth}"),
+    );
+    let (st, r) = d.post("/v1/volumes/v/tier?wait=true");
+    assert_eq!(st, 200, "{r}");
+    let v = d.get_json("/v1/volumes/v");
+    assert_eq!(v["extents_overlay"], 0, "every overlay merged: {v}");
+    assert!(v["bytes_local"].as_u64().unwrap() < MIB, "{v}");
+    verify(
+        &d,
+        &data,
+        &format!("after merging again following {point}:{nth}"),
+    );
+}
+
+#[test]
+fn fs_merge_before_upload_2() {
+    kill_during_merge(Kind::Fs, "before-upload", 2);
+}
+
+#[test]
+fn fs_merge_after_upload_3() {
+    kill_during_merge(Kind::Fs, "after-upload", 3);
+}
+
+#[test]
+fn fs_merge_after_commit_1() {
+    kill_during_merge(Kind::Fs, "after-commit", 1);
+}
+
+#[test]
+fn fs_merge_after_punch_5() {
+    kill_during_merge(Kind::Fs, "after-punch", 5);
+}
+
+#[test]
+fn s3_merge_after_commit_4() {
+    kill_during_merge(Kind::S3, "after-commit", 4);
+}
+
+#[test]
+fn azure_merge_after_upload_2() {
+    kill_during_merge(Kind::Azure, "after-upload", 2);
+}
+
 /// Random kill -9 moments during tier passes and during reads that bring data
 /// back, several rounds on one data directory.
 fn random_kills(kind: Kind, rounds: u32) {

@@ -355,6 +355,7 @@ impl Volume {
             .tier
             .punch_hole(start, len)
             .map_err(|err| self.layer_err(layer, "punch", err))?;
+        failpoint::hit("after-punch");
         self.engine.forget(&(layer.id, e, old.generation));
         self.stats.merges.fetch_add(1, Ordering::Relaxed);
         Ok(Outcome::Merged { stored })
