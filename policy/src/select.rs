@@ -495,4 +495,46 @@ mod tests {
         assert_eq!(inactive(&c, &cold, &views, 100_000, 0), 2);
         assert_eq!(inactive(&c, &warm, &views, 100_000, 0), 1);
     }
+
+    #[test]
+    fn an_overlay_is_merged_once_its_rent_would_have_paid_for_the_merge() {
+        // Three overlays last written at 1 s: a quarter, half and all but
+        // one block of their extents; a 60 s cooling and a 100 s merge
+        // break-even. They wait 400 s, 200 s and (never less than the
+        // break-even) 100 s.
+        let h: Vec<ExtentHeat> = (0..3).map(|e| heat(e, 1_000, 1.0)).collect();
+        let views: Vec<ExtentView> = [0.25, 0.5, 255.0 / 256.0]
+            .iter()
+            .enumerate()
+            .map(|(e, &share)| ExtentView {
+                extent: e as u64,
+                state: ExtentState::Overlay,
+                allocated: false,
+                heat: Some(&h[e]),
+                overlay_share: share,
+            })
+            .collect();
+        let c = class(TieringPolicy::Auto, 60);
+        let cooling = Cooling {
+            merge_ms: 100_000,
+            ..Cooling::of_class(&c, true)
+        };
+        let at = |now| select(&c, &cooling, &views, now, 0, pct(0)).unwrap();
+        assert!(at(100_999).is_empty());
+        assert_eq!(at(101_400), vec![2]);
+        assert_eq!(at(201_000), vec![1, 2]);
+        assert_eq!(at(401_000), vec![0, 1, 2]);
+        // Without prices the extent's own period stands for the break-even.
+        let plain = Cooling::of_class(&c, true);
+        assert_eq!(
+            select(&c, &plain, &views, 121_000, 0, pct(0)).unwrap(),
+            vec![1, 2]
+        );
+        // Under `all` every overlay goes at the next pass.
+        let all = class(TieringPolicy::All, 60);
+        assert_eq!(
+            select(&all, &Cooling::of_class(&all, true), &views, 1, 0, pct(0)).unwrap(),
+            vec![0, 1, 2]
+        );
+    }
 }

@@ -256,7 +256,7 @@ impl Run<'_> {
 pub use policy::cost::price_tier;
 
 /// A policy named on the command line: one of the configured classes
-/// (`known`, by name), or an ad-hoc one written `POLICY[:COOLING][/RETRIEVAL]`,
+/// (`known`, by name), or an ad-hoc one written `POLICY[:COOLING][/RETRIEVAL][+overlay]`,
 /// such as `auto:7d/on-read`, `auto:auto` or `all`, priced as S3 Standard.
 pub fn policy_from_arg(known: &BTreeMap<String, Policy>, arg: &str) -> Result<Policy> {
     if let Some(p) = known.get(arg) {
@@ -264,11 +264,15 @@ pub fn policy_from_arg(known: &BTreeMap<String, Policy>, arg: &str) -> Result<Po
     }
     let bad = |why: String| {
         SimError::InvalidArgument(format!(
-            "--class {arg:?}: {why}; name a configured class ({}) or write POLICY[:COOLING][/RETRIEVAL], e.g. auto:7d/on-read",
+            "--class {arg:?}: {why}; name a configured class ({}) or write POLICY[:COOLING][/RETRIEVAL][+overlay], e.g. auto:7d/on-read or auto:auto/never+overlay",
             known.keys().cloned().collect::<Vec<_>>().join(", ")
         ))
     };
-    let (head, retrieval) = arg.split_once('/').unwrap_or((arg, "default"));
+    let (spec, overlay) = match arg.strip_suffix("+overlay") {
+        Some(s) => (s, true),
+        None => (arg, false),
+    };
+    let (head, retrieval) = spec.split_once('/').unwrap_or((spec, "default"));
     let (policy, cooling) = head
         .split_once(':')
         .map(|(p, c)| (p, Some(c)))
@@ -293,6 +297,7 @@ pub fn policy_from_arg(known: &BTreeMap<String, Policy>, arg: &str) -> Result<Po
     if cooling.is_some() {
         class.cooling_period = cooling;
     }
+    class.write_overlay = overlay;
     class.validate().map_err(bad)?;
     Ok(Policy {
         name: arg.to_string(),

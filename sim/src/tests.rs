@@ -221,6 +221,53 @@ fn random_reads_bring_cold_extents_back_under_auto() {
 }
 
 #[test]
+fn write_overlays_keep_partial_writes_local_and_merge_when_their_rent_pays() {
+    let mut e: Vec<Event> = (0..4)
+        .map(|i| ev(i, Op::Write, i * 4 * MIB, 4 * MIB))
+        .collect();
+    // Day 3, all four tiered: one block of extent 1, 512 bytes inside a
+    // block of extent 2, half of extent 3, then a read of extent 1's block.
+    e.push(ev(3 * DAY, Op::Write, 4 * MIB + 8192, 4096));
+    e.push(ev(3 * DAY + 10, Op::Write, 8 * MIB + 512, 512));
+    e.push(ev(3 * DAY + 20, Op::Write, 12 * MIB, 2 * MIB));
+    e.push(ev(3 * DAY + 30, Op::Read, 4 * MIB + 8192, 4096));
+    // Day 8: a random read of extent 0 (ends the trace).
+    e.push(ev(8 * DAY, Op::Read, 4096, 4096));
+    let r = simulate(e, &["auto:2d/never+overlay", "auto:2d/never"]);
+    let (overlay, plain) = (&r.policies[0], &r.policies[1]);
+    // A merge costs a GET and a PUT: it pays once the overlay's local space
+    // has cost as much, 11.6 h for a whole 4 MiB extent (but never before
+    // the 2-day cooling), 4 days for half of one. Extent 3 (last written
+    // on day 3) is merged on day 7; one block of 1024 would wait 5.6 years.
+    assert_eq!(overlay.merges, 1);
+    assert_eq!(overlay.puts, 4 + 1);
+    assert_eq!(
+        overlay.gets, 3,
+        "the edge block of extent 2, the merge of 3, the read of 0"
+    );
+    assert_eq!((overlay.rehydrations, overlay.thrash), (0, 0));
+    assert_eq!(overlay.remote_extents[0], vec![0, 3]);
+    assert_eq!(overlay.overlay_extents[0], vec![1, 2]);
+    assert_eq!(
+        overlay.cold_read_requests, 1,
+        "extent 1's block read locally"
+    );
+    // Without overlays each partial write brings its extent back (a GET),
+    // and the pass two days later tiers it again (a PUT): thrash.
+    assert_eq!((plain.rehydrations, plain.thrash), (3, 3));
+    assert_eq!((plain.puts, plain.gets), (4 + 3, 3 + 1));
+    assert!(plain.overlay_extents.is_empty());
+    assert!(overlay.cost.total < plain.cost.total);
+    assert!(overlay.local_mean_bytes < plain.local_mean_bytes);
+    // The optimum may keep overlays too, and is no dearer than either.
+    let opt = r.optimum[0].cost.total;
+    assert!(
+        opt <= overlay.cost.total && opt <= plain.cost.total,
+        "{opt}"
+    );
+}
+
+#[test]
 fn policies_parse_from_classes_and_specs() {
     let c = known();
     assert_eq!(
@@ -232,6 +279,10 @@ fn policies_parse_from_classes_and_specs() {
         RetrievalPolicy::OnRead
     );
     assert_eq!(policy("all").class.tiering_policy, TieringPolicy::All);
+    let o = policy("auto:auto/never+overlay").class;
+    assert!(o.write_overlay && o.cooling_is_auto());
+    assert_eq!(o.retrieval_policy, RetrievalPolicy::Never);
+    assert!(!policy("auto:auto/never").class.write_overlay);
     let e = policy_from_arg(&c, "sometimes").unwrap_err().to_string();
     assert!(
         e.contains("sometimes") && e.contains("POLICY[:COOLING]"),

@@ -63,6 +63,45 @@ fn break_even_from_list_prices() {
 }
 
 #[test]
+fn an_overlay_class_that_never_brings_back_prices_a_return_as_one_ranged_get() {
+    use crate::class::{RetrievalPolicy, TieringPolicy};
+    let p = Pricing::default();
+    let mut c = ClassConfig::with_policies(TieringPolicy::Auto, None, RetrievalPolicy::Never);
+    let plain = Economics::of_class(&p, "s3-standard", 4 * MIB, &c).expect("tier");
+    assert_eq!(plain, econ("s3-standard"), "no overlay: the round trip");
+    c.write_overlay = true;
+    let e = Economics::of_class(&p, "s3-standard", 4 * MIB, &c).expect("tier");
+    // S3 Standard: $0.0004 per 1000 GETs and no retrieval fee.
+    assert!((e.round_trip - 4e-7).abs() < 1e-15, "{}", e.round_trip);
+    // A re-access 13.5 times cheaper: tiering pays 13.5 times sooner.
+    let (be, be_plain) = (
+        break_even(&e).expect("pays"),
+        break_even(&plain).expect("pays"),
+    );
+    assert!((be_plain / be - 13.5).abs() < 1e-9, "{be} {be_plain}");
+    // A class that brings extents back on reads pays the round trip still.
+    c.retrieval_policy = RetrievalPolicy::Default;
+    let back = Economics::of_class(&p, "s3-standard", 4 * MIB, &c).expect("tier");
+    assert_eq!(back.round_trip, plain.round_trip);
+    // Standard-IA: the ranged GET pays retrieval for one 64 KiB frame.
+    c.retrieval_policy = RetrievalPolicy::Never;
+    let ia = Economics::of_class(&p, "s3-standard-ia", 4 * MIB, &c).expect("tier");
+    let want = 0.001 / 1000.0 + 0.01 * 65_536.0 / 1e9;
+    assert!((ia.round_trip - want).abs() < 1e-15, "{}", ia.round_trip);
+}
+
+#[test]
+fn merging_an_overlay_breaks_even_on_its_local_rent() {
+    // A GET and a PUT ($5.4e-6) over the local rent of a whole 4 MiB
+    // extent ($0.08/GB-month for 4.19 MB: $1.1185e-5 a day): 11.59 hours.
+    let e = econ("s3-standard");
+    let ms = e.merge_break_even().expect("local storage costs");
+    assert!((ms - 41_713_714.6).abs() < 1.0, "{ms}");
+    assert_eq!(crate::overlay::merge_ms(Some(&e)), ms as u64);
+    assert_eq!(crate::overlay::merge_ms(None), 0);
+}
+
+#[test]
 fn gap_cost_charges_the_minimum_duration() {
     let e = econ("s3-standard-ia");
     // Back after a day with a 1 h threshold: 1 h local, the round trip and

@@ -21,7 +21,8 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub format: Option<String>,
     /// A policy to simulate: a class of the configuration, or
-    /// POLICY[:COOLING][/RETRIEVAL] such as auto:7d/on-read. Repeat to compare.
+    /// POLICY[:COOLING][/RETRIEVAL][+overlay] such as auto:7d/on-read or
+    /// auto:auto/never+overlay (with write overlays). Repeat to compare.
     #[arg(long = "class", required = true)]
     pub classes: Vec<String>,
     /// Configuration with the classes, backends and [pricing]; embedded defaults without.
