@@ -17,7 +17,8 @@ cargo build --release -p tiering --bin tierd --example gen_workloads --example g
 target/release/examples/gen_workloads "$DIR"
 [ -s "$DIR/msr-sample.csv" ] || target/release/examples/gen_trace 1000000 "$DIR/msr-sample.csv"
 # The cost-aware classes: cooling_period = "auto" with the default and
-# never retrievals, and with a 5% thrash bound.
+# never retrievals, with a 5% thrash bound, and with write overlays (with
+# and without a 5% cold-read guard).
 cat >"$DIR/policies.toml" <<TOML
 [backends.store]
 kind = "fs"
@@ -37,14 +38,26 @@ tiering_policy = "auto"
 cooling_period = "auto"
 retrieval_policy = "never"
 max_thrash_fraction = 0.05
+[classes.auto-auto-overlay]
+backend = "store"
+tiering_policy = "auto"
+cooling_period = "auto"
+write_overlay = true
 [classes.auto-auto-never-overlay]
 backend = "store"
 tiering_policy = "auto"
 cooling_period = "auto"
 retrieval_policy = "never"
 write_overlay = true
+[classes.auto-auto-never-overlay-cold5]
+backend = "store"
+tiering_policy = "auto"
+cooling_period = "auto"
+retrieval_policy = "never"
+write_overlay = true
+max_cold_read_fraction = 0.05
 TOML
-CLASSES=(auto:31d auto:7d auto:1d all auto-auto auto-auto-never auto-auto-thrash5 auto-auto-never-overlay)
+CLASSES=(auto:31d auto:7d auto:1d all auto-auto auto-auto-never auto-auto-thrash5 auto-auto-overlay auto-auto-never-overlay auto-auto-never-overlay-cold5)
 args=(-c "$DIR/policies.toml")
 for c in "${CLASSES[@]}"; do args+=(--class "$c"); done
 for w in archive database vm batch msr-sample; do
