@@ -243,7 +243,7 @@ provisioner: ebs.csi.aws.com
         .unwrap();
         std::fs::write(
             dir.path().join("archive.yml"),
-            "kind: StorageClass\nmetadata:\n  name: archive\nprovisioner: tierd.io/block\nparameters:\n  tieringPolicy: all\n  tierd.io/coolingPeriod: 2d\n  tierd.io/retrievalPolicy: never\n  tierd.io/snapshotSchedule: 1h\n  tierd.io/snapshotRetention: \"48\"\n  tierd.io/backupInterval: 6h\n  tierd.io/backupKeep: \"14\"\n",
+            "kind: StorageClass\nmetadata:\n  name: archive\nprovisioner: tierd.io/block\nparameters:\n  tieringPolicy: all\n  tierd.io/coolingPeriod: 2d\n  tierd.io/retrievalPolicy: never\n  tierd.io/writeOverlay: \"true\"\n  tierd.io/snapshotSchedule: 1h\n  tierd.io/snapshotRetention: \"48\"\n  tierd.io/backupInterval: 6h\n  tierd.io/backupKeep: \"14\"\n",
         )
         .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not yaml").unwrap();
@@ -263,7 +263,9 @@ provisioner: ebs.csi.aws.com
             Some(Duration::from_secs(6 * 3600))
         );
         assert_eq!(a.backup_keep(), 14);
+        assert!(a.write_overlay);
         let s = &l.classes["standard"];
+        assert!(!s.write_overlay, "off unless asked for");
         assert_eq!(s.tiering_policy, TieringPolicy::Auto);
         assert_eq!(s.snapshot_schedule, None);
         assert_eq!(s.cooling(), Duration::from_secs(31 * 86_400));
@@ -300,6 +302,16 @@ provisioner: ebs.csi.aws.com
         .unwrap();
         let e = load_dir(dir.path(), &provs()).unwrap_err();
         assert!(e.contains("unknown parameter tierd.io/colour"), "{e}");
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            "kind: StorageClass\nmetadata:\n  name: odd\nprovisioner: tierd.io/block\nparameters:\n  tierd.io/writeOverlay: sometimes\n",
+        )
+        .unwrap();
+        let e = load_dir(dir.path(), &provs()).unwrap_err();
+        assert!(
+            e.contains("tierd.io/writeOverlay") && e.contains("true or false"),
+            "{e}"
+        );
     }
 }
 

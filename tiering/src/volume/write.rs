@@ -246,30 +246,35 @@ impl Volume {
     ) -> Result<bool> {
         let stripe = top.stripe(e);
         let full = {
+            // Held throughout: nothing else changes extent `e` meanwhile, so
+            // the map need not stay locked across the fetches below.
             let _g = stripe.lock.write();
-            let map = top.map.read();
-            let slot = map.slot(e);
-            if !matches!(slot, Slot::Remote | Slot::Overlay) {
-                return Ok(false);
-            }
-            let rec = match map.record(e)?.as_ref().and_then(ExtentRecord::remote) {
-                Some(r) if r.blocks.is_none() => r.clone(),
-                other => {
-                    return Err(crate::error::TierError::CorruptMetadata {
-                        key: format!("extent {}/{e}", top.id),
-                        reason: format!("a write to an overlay found the record {other:?}"),
-                    })
+            let (rec, edges) = {
+                let map = top.map.read();
+                if !matches!(map.slot(e), Slot::Remote | Slot::Overlay) {
+                    return Ok(false);
                 }
+                let rec = match map.record(e)?.as_ref().and_then(ExtentRecord::remote) {
+                    Some(r) if r.blocks.is_none() => r.clone(),
+                    other => {
+                        return Err(crate::error::TierError::CorruptMetadata {
+                            key: format!("extent {}/{e}", top.id),
+                            reason: format!("a write to an overlay found the record {other:?}"),
+                        })
+                    }
+                };
+                map.begin_overlay(e);
+                let held = map.blocks(e);
+                let (ext_start, ext_len) = self.extent_range(e);
+                let edges: Vec<u32> =
+                    policy::overlay::edge_blocks(start - ext_start, n, BLOCK_SIZE, ext_len)
+                        .into_iter()
+                        .filter(|&b| !held.as_ref().is_some_and(|h| h.contains(b)))
+                        .collect();
+                (rec, edges)
             };
-            map.begin_overlay(e);
             let (ext_start, ext_len) = self.extent_range(e);
-            let within = start - ext_start;
-            let held = map.blocks(e);
-            let has = |b: u32| held.as_ref().is_some_and(|h| h.contains(b));
-            for b in policy::overlay::edge_blocks(within, n, BLOCK_SIZE, ext_len) {
-                if has(b) {
-                    continue;
-                }
+            for b in edges {
                 let fetch = if self.engine.cached(&(top.id, e, rec.generation)) {
                     policy::Fetch::Whole
                 } else {
@@ -281,11 +286,12 @@ impl Volume {
                 top.tier
                     .write_at(&buf, ext_start + from)
                     .map_err(|err| self.layer_err(top, "fill block", err))?;
-                map.hold_blocks(e, b, b + 1);
+                top.map.read().hold_blocks(e, b, b + 1);
             }
             let (first, last, _, _) = self.block_span(e, start, n);
             stripe.seq.fetch_add(1, Ordering::SeqCst);
             self.apply(top, start, n, fill)?;
+            let map = top.map.read();
             map.hold_blocks(e, first, last);
             map.blocks(e).is_some_and(|b| b.is_full())
         };
