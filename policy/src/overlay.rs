@@ -75,6 +75,15 @@ pub fn after_write(held: u32, total: u32) -> ExtentState {
     }
 }
 
+/// Whether a pass under `class` merges the overlays of frozen (snapshot)
+/// layers, which it does at once whenever the class tiers at all: a frozen
+/// overlay never grows, its blocks would hold local space for the life of
+/// the snapshot, and a volume reading through it cannot copy the extent up
+/// (the object alone is not its content), so every such read stays cold.
+pub fn merges_frozen(class: &ClassConfig) -> bool {
+    class.tiering_policy != crate::class::TieringPolicy::None
+}
+
 /// How long an overlay holding every block of its extent idles before a
 /// pass merges it (`Cooling::merge_ms`): the merge's break-even from the
 /// prices, or 0 (the extent's own period alone) without them.
@@ -149,6 +158,13 @@ mod tests {
             edge_fetch(1, B, 1024, EXT),
             Fetch::Frames { first: 4, last: 8 }
         );
+    }
+
+    #[test]
+    fn frozen_overlays_merge_unless_the_class_tiers_nothing() {
+        assert!(merges_frozen(&class(true)));
+        let none = ClassConfig::with_policies(TieringPolicy::None, None, RetrievalPolicy::Default);
+        assert!(!merges_frozen(&none));
     }
 
     #[test]

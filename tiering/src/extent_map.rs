@@ -492,35 +492,14 @@ impl ExtentMap {
     pub fn flush_blocks(&self, sync_data: impl FnOnce() -> Result<()>) -> Result<()> {
         let _c = self.commit.lock();
         let extents = std::mem::take(&mut *self.dirty.lock());
-        let copies: Vec<(u64, Blocks, Option<RemoteExtent>)> = {
-            let partial = self.partial.read();
-            let mut out = Vec::new();
-            for &e in &extents {
-                let slot = self.slot(e);
-                if !matches!(slot, Slot::Partial | Slot::Overlay) {
-                    continue;
-                }
-                let Some(b) = partial.get(&e).map(|b| b.copy()) else {
-                    continue;
-                };
-                let remote = match slot {
-                    Slot::Overlay => match self.record(e)? {
-                        Some(r) => r.remote().cloned(),
-                        None => None,
-                    },
-                    _ => None,
-                };
-                if slot == Slot::Overlay && remote.is_none() {
-                    return Err(TierError::CorruptMetadata {
-                        key: format!("extent {}/{e}", self.layer),
-                        reason: "an overlay whose record names no object".into(),
-                    });
-                }
-                out.push((e, b, remote));
-            }
-            out
-        };
         let restore = |extents: BTreeSet<u64>| self.dirty.lock().extend(extents);
+        let copies = match self.block_set_copies(&extents) {
+            Ok(c) => c,
+            Err(e) => {
+                restore(extents);
+                return Err(e);
+            }
+        };
         if let Err(e) = sync_data() {
             restore(extents);
             return Err(e);
@@ -554,6 +533,47 @@ impl ExtentMap {
             }
         }
         Ok(())
+    }
+
+    /// Copies of the block sets of `extents` still partial or overlays, with
+    /// each overlay's object, for [`ExtentMap::flush_blocks`].
+    #[allow(clippy::type_complexity)]
+    fn block_set_copies(
+        &self,
+        extents: &BTreeSet<u64>,
+    ) -> Result<Vec<(u64, Blocks, Option<RemoteExtent>)>> {
+        let partial = self.partial.read();
+        let mut out = Vec::new();
+        for &e in extents {
+            let slot = self.slot(e);
+            if !matches!(slot, Slot::Partial | Slot::Overlay) {
+                continue;
+            }
+            let Some(b) = partial.get(&e).map(|b| b.copy()) else {
+                continue;
+            };
+            let remote = match slot {
+                Slot::Overlay => match self.record(e)?.as_ref().and_then(ExtentRecord::remote) {
+                    Some(r) => Some(r.clone()),
+                    None => {
+                        return Err(TierError::CorruptMetadata {
+                            key: format!("extent {}/{e}", self.layer),
+                            reason: "an overlay whose record names no object".into(),
+                        })
+                    }
+                },
+                _ => None,
+            };
+            out.push((e, b, remote));
+        }
+        Ok(out)
+    }
+
+    /// Waits until a flush of block sets under way (by another caller) has
+    /// persisted them: a caller that found none left to flush may otherwise
+    /// return before the sets its writes added are on disk.
+    pub fn settle_flush(&self) {
+        drop(self.commit.lock());
     }
 
     /// The persisted record, if the extent is not local.

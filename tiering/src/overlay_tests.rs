@@ -275,3 +275,25 @@ fn snapshots_and_backups_read_overlays_as_written() {
     assert_eq!(read(&snap, 0, 4 * MIB as usize), at_snapshot);
     assert_eq!(read(&v, 0, 4 * MIB as usize), want);
 }
+
+#[test]
+fn a_pass_merges_the_overlays_a_snapshot_froze() {
+    let s = setup(RetrievalPolicy::Never);
+    let vols = open(&s);
+    let (v, mut want) = tiered_volume(&s, &vols);
+    write(&v, &mut want, 2 * MIB + 3 * BLOCK, &[4u8; 8192]);
+    vols.snapshot_create("v", "s").expect("snapshot");
+    let snap = vols.export("v@s").expect("snapshot export");
+    assert_eq!(snap.top().map.read().slot(2), Slot::Overlay);
+    let held = vols.held_layers(&v);
+    let r = crate::migrate::run_pass(&v, s.dir.path(), &held).expect("pass");
+    assert_eq!((r.merged, r.failed), (1, 0), "{r:?}");
+    assert_eq!(snap.top().map.read().slot(2), Slot::Remote);
+    assert_eq!(
+        local_bytes(&snap, 2),
+        0,
+        "the frozen overlay's blocks are freed"
+    );
+    assert_eq!(read(&snap, 0, 4 * MIB as usize), want);
+    assert_eq!(read(&v, 0, 4 * MIB as usize), want);
+}

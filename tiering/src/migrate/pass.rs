@@ -18,7 +18,7 @@ use crate::extent_map::Slot;
 use crate::volume::{reads_from, HeldLayer, Layer, Volume, Volumes};
 
 /// The extents of frozen layers `policy::select_held` picks, whole or partly
-/// held.
+/// held, and the overlays frozen with them.
 fn select_held(
     vol: &Volume,
     class: &ClassConfig,
@@ -49,7 +49,19 @@ fn select_held(
     }
     let picked = policy::select_held(class, cooling, &units, now);
     tracing::debug!(volume = %vol.name(), units = units.len(), picked = picked.len(), "snapshot data considered");
-    picked.into_iter().map(|i| targets[i].clone()).collect()
+    let mut out: Vec<(Arc<Layer>, u64)> = picked.into_iter().map(|i| targets[i].clone()).collect();
+    // Overlays frozen by a snapshot are merged (`policy::overlay::merges_frozen`).
+    if policy::overlay::merges_frozen(class) {
+        for h in held {
+            let map = h.layer.map.read();
+            out.extend(
+                (0..map.len())
+                    .filter(|&e| map.slot(e) == Slot::Overlay)
+                    .map(|e| (h.layer.clone(), e)),
+            );
+        }
+    }
+    out
 }
 
 /// Clears a volume's published progress when a pass ends, however it ends.

@@ -139,18 +139,15 @@ impl Volume {
             match (slot, fill) {
                 (Slot::Zero, Fill::Zeros { .. }) => return Ok(()),
                 // A whole remote extent zeroed: no fetch, the old object
-                // becomes garbage (the local range is already a hole; an
-                // overlay's blocks are punched first, so a zero extent's
-                // range is a hole whenever its record says zero).
+                // becomes garbage. The range is punched first (an overlay's
+                // blocks, or leftovers of a punch that failed), so a zero
+                // extent's range is a hole whenever its record says zero.
                 (Slot::Remote | Slot::Overlay, Fill::Zeros { .. }) if whole => {
                     let _g = stripe.lock.write();
-                    let now = top.map.read().slot(e);
-                    if matches!(now, Slot::Remote | Slot::Overlay) {
-                        if now == Slot::Overlay {
-                            top.tier
-                                .punch_hole(start, n)
-                                .map_err(|err| self.layer_err(&top, "trim", err))?;
-                        }
+                    if matches!(top.map.read().slot(e), Slot::Remote | Slot::Overlay) {
+                        top.tier
+                            .punch_hole(start, n)
+                            .map_err(|err| self.layer_err(&top, "trim", err))?;
                         top.map.read().commit(e, &ExtentRecord::Zero)?;
                         stripe.seq.fetch_add(1, Ordering::SeqCst);
                     }
@@ -232,8 +229,9 @@ impl Volume {
     /// Applies `fill` to `start..start+n` of remote extent `e` of the top
     /// layer by way of its overlay, making it one if it is not yet: edge
     /// blocks it only partly covers and the overlay lacks are first filled
-    /// from the object (the cached copy, or a ranged GET of their frames);
-    /// the blocks are noted as held only once written. An overlay that then
+    /// from the object (the cached copy, or a ranged GET of their frames,
+    /// fetched before the stripe is locked); the blocks are noted as held
+    /// only once written. An overlay that then
     /// holds every block is the extent, flushed and recorded local (its
     /// object is garbage). False: the extent is no longer remote (retry).
     fn put_overlay(
@@ -245,53 +243,71 @@ impl Volume {
         fill: Fill<'_>,
     ) -> Result<bool> {
         let stripe = top.stripe(e);
-        let full = {
-            // Held throughout: nothing else changes extent `e` meanwhile, so
-            // the map need not stay locked across the fetches below.
-            let _g = stripe.lock.write();
-            let (rec, edges) = {
-                let map = top.map.read();
-                if !matches!(map.slot(e), Slot::Remote | Slot::Overlay) {
-                    return Ok(false);
+        // The edge blocks the overlay lacks, fetched before the stripe is
+        // locked (other extents share it); used only if the extent is still
+        // the same object's when the lock is held.
+        let (rec, edges) = {
+            let map = top.map.read();
+            if !matches!(map.slot(e), Slot::Remote | Slot::Overlay) {
+                return Ok(false);
+            }
+            let rec = match map.record(e)?.as_ref().and_then(ExtentRecord::remote) {
+                Some(r) if r.blocks.is_none() => r.clone(),
+                other => {
+                    return Err(crate::error::TierError::CorruptMetadata {
+                        key: format!("extent {}/{e}", top.id),
+                        reason: format!("a write to an overlay found the record {other:?}"),
+                    })
                 }
-                let rec = match map.record(e)?.as_ref().and_then(ExtentRecord::remote) {
-                    Some(r) if r.blocks.is_none() => r.clone(),
-                    other => {
-                        return Err(crate::error::TierError::CorruptMetadata {
-                            key: format!("extent {}/{e}", top.id),
-                            reason: format!("a write to an overlay found the record {other:?}"),
-                        })
-                    }
-                };
-                map.begin_overlay(e);
-                let held = map.blocks(e);
-                let (ext_start, ext_len) = self.extent_range(e);
-                let edges: Vec<u32> =
-                    policy::overlay::edge_blocks(start - ext_start, n, BLOCK_SIZE, ext_len)
-                        .into_iter()
-                        .filter(|&b| !held.as_ref().is_some_and(|h| h.contains(b)))
-                        .collect();
-                (rec, edges)
             };
+            let held = map.blocks(e).filter(|_| map.slot(e) == Slot::Overlay);
             let (ext_start, ext_len) = self.extent_range(e);
-            for b in edges {
-                let fetch = if self.engine.cached(&(top.id, e, rec.generation)) {
-                    policy::Fetch::Whole
-                } else {
-                    policy::overlay::edge_fetch(b, BLOCK_SIZE, rec.frame_size as u64, ext_len)
-                };
-                let from = b as u64 * BLOCK_SIZE;
-                let mut buf = vec![0u8; BLOCK_SIZE.min(ext_len - from) as usize];
-                self.read_remote(top, e, &rec, from, &mut buf, fetch)?;
+            let edges: Vec<u32> =
+                policy::overlay::edge_blocks(start - ext_start, n, BLOCK_SIZE, ext_len)
+                    .into_iter()
+                    .filter(|&b| !held.as_ref().is_some_and(|h| h.contains(b)))
+                    .collect();
+            (rec, edges)
+        };
+        let (ext_start, ext_len) = self.extent_range(e);
+        let mut filled = Vec::with_capacity(edges.len());
+        for b in edges {
+            let fetch = if self.engine.cached(&(top.id, e, rec.generation)) {
+                policy::Fetch::Whole
+            } else {
+                policy::overlay::edge_fetch(b, BLOCK_SIZE, rec.frame_size as u64, ext_len)
+            };
+            let from = b as u64 * BLOCK_SIZE;
+            let mut buf = vec![0u8; BLOCK_SIZE.min(ext_len - from) as usize];
+            self.read_remote(top, e, &rec, from, &mut buf, fetch)?;
+            filled.push((b, buf));
+        }
+        let full = {
+            let _g = stripe.lock.write();
+            let map = top.map.read();
+            let same = matches!(map.slot(e), Slot::Remote | Slot::Overlay)
+                && map
+                    .record(e)?
+                    .as_ref()
+                    .and_then(ExtentRecord::remote)
+                    .is_some_and(|r| r.generation == rec.generation);
+            if !same {
+                return Ok(false);
+            }
+            map.begin_overlay(e);
+            let held = map.blocks(e);
+            for (b, buf) in filled {
+                if held.as_ref().is_some_and(|h| h.contains(b)) {
+                    continue;
+                }
                 top.tier
-                    .write_at(&buf, ext_start + from)
+                    .write_at(&buf, ext_start + b as u64 * BLOCK_SIZE)
                     .map_err(|err| self.layer_err(top, "fill block", err))?;
-                top.map.read().hold_blocks(e, b, b + 1);
+                map.hold_blocks(e, b, b + 1);
             }
             let (first, last, _, _) = self.block_span(e, start, n);
             stripe.seq.fetch_add(1, Ordering::SeqCst);
             self.apply(top, start, n, fill)?;
-            let map = top.map.read();
             map.hold_blocks(e, first, last);
             map.blocks(e).is_some_and(|b| b.is_full())
         };
@@ -397,11 +413,12 @@ impl Volume {
         let top = self.top();
         let map = top.map.read();
         if !map.has_unflushed_blocks() {
-            drop(map);
-            return top
-                .tier
+            top.tier
                 .sync()
-                .map_err(|e| self.layer_err(&top, "fdatasync", e));
+                .map_err(|e| self.layer_err(&top, "fdatasync", e))?;
+            // Another flush may hold this caller's block sets, not yet written.
+            map.settle_flush();
+            return Ok(());
         }
         map.flush_blocks(|| {
             top.tier
