@@ -231,9 +231,9 @@ impl Volume {
     /// blocks it only partly covers and the overlay lacks are first filled
     /// from the object (the cached copy, or a ranged GET of their frames,
     /// fetched before the stripe is locked); the blocks are noted as held
-    /// only once written. An overlay that then
-    /// holds every block is the extent, flushed and recorded local (its
-    /// object is garbage). False: the extent is no longer remote (retry).
+    /// only once written. An overlay that then holds every block is the
+    /// extent, flushed and recorded local (its object is garbage). False:
+    /// the extent is no longer the remote extent it was (retry).
     fn put_overlay(
         self: &Arc<Self>,
         top: &Arc<Layer>,
