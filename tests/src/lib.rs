@@ -364,6 +364,29 @@ impl Daemon {
         self.spawn();
     }
 
+    /// Restarts the daemon with failpoint `spec` (`NAME` or `NAME:NTH`)
+    /// armed, runs `op`, which must make it abort there within `secs`, and
+    /// restarts it with no failpoint armed.
+    pub fn crash_at(&mut self, spec: &str, secs: u64, op: impl FnOnce(&Daemon)) {
+        assert!(self.stop().success());
+        self.env = vec![("TIERD_FAILPOINTS".into(), spec.to_string())];
+        self.restart();
+        op(self);
+        assert!(
+            self.wait_exit(secs),
+            "failpoint {spec} was never reached\n{}",
+            self.log()
+        );
+        let name = spec.split(':').next().unwrap_or(spec);
+        assert!(
+            self.log().contains(&format!("failpoint {name}: aborting")),
+            "{}",
+            self.log()
+        );
+        self.env.clear();
+        self.restart();
+    }
+
     /// Waits (at most `secs`) for the daemon to exit by itself; true if it did.
     pub fn wait_exit(&mut self, secs: u64) -> bool {
         self.child.is_none() || self.wait_exit_status(secs).is_some()

@@ -62,17 +62,9 @@ fn scenario(kind: Kind, point: &str) {
     let f0 = d.raw_file("d0.raw", &d0);
     let f1 = d.raw_file("d1.raw", &d1);
 
-    assert!(d.stop().success());
-    d.env = vec![("TIERD_FAILPOINTS".into(), point.to_string())];
-    d.restart();
-    let _ = d.cli(&["backup", "create", "v"]);
-    assert!(
-        d.wait_exit(30),
-        "failpoint {point} was never reached\n{}",
-        d.log()
-    );
-    d.env.clear();
-    d.restart();
+    d.crash_at(point, 30, |d| {
+        let _ = d.cli(&["backup", "create", "v"]);
+    });
 
     let what = format!("after a crash at {point}");
     let after = ids(&d);

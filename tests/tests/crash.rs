@@ -52,6 +52,15 @@ fn verify(d: &Daemon, data: &[u8], what: &str) {
     }
 }
 
+/// POSTs `path`, during which the daemon dies: the answer, if any, is moot.
+fn post_dying(d: &Daemon, path: &str) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("HTTP client");
+    let _ = client.post(format!("{}{path}", d.api())).send();
+}
+
 /// Kills the daemon at failpoint `point` (its `nth` hit) during the operation
 /// `op` (a POST path), restarts it, and checks every byte.
 fn kill_at(kind: Kind, point: &str, nth: u32, op: &str, class: &str) {
@@ -63,26 +72,7 @@ fn kill_at(kind: Kind, point: &str, nth: u32, op: &str, class: &str) {
         assert_eq!(st, 200, "{r}");
     }
     // Restart with the failpoint armed, then run the operation that hits it.
-    assert!(d.stop().success());
-    d.env = vec![("TIERD_FAILPOINTS".into(), format!("{point}:{nth}"))];
-    d.restart();
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let _ = client.post(format!("{}{op}", d.api())).send();
-    assert!(
-        d.wait_exit(30),
-        "failpoint {point}:{nth} was never reached\n{}",
-        d.log()
-    );
-    assert!(
-        d.log().contains(&format!("failpoint {point}: aborting")),
-        "{}",
-        d.log()
-    );
-    d.env.clear();
-    d.restart();
+    d.crash_at(&format!("{point}:{nth}"), 30, |d| post_dying(d, op));
     verify(&d, &data, &format!("after a crash at {point}:{nth}"));
     // Tiering resumes and the result is still right.
     let (st, r) = d.post("/v1/volumes/v/tier?wait=true");
@@ -157,28 +147,9 @@ fn kill_during_merge(kind: Kind, point: &str, nth: u32) {
     args.push(d.uri("v"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run("qemu-io", &args);
-    assert!(d.stop().success());
-    d.env = vec![("TIERD_FAILPOINTS".into(), format!("{point}:{nth}"))];
-    d.restart();
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let _ = client
-        .post(format!("{}/v1/volumes/v/tier?wait=true", d.api()))
-        .send();
-    assert!(
-        d.wait_exit(30),
-        "failpoint {point}:{nth} was never reached\n{}",
-        d.log()
-    );
-    assert!(
-        d.log().contains(&format!("failpoint {point}: aborting")),
-        "{}",
-        d.log()
-    );
-    d.env.clear();
-    d.restart();
+    d.crash_at(&format!("{point}:{nth}"), 30, |d| {
+        post_dying(d, "/v1/volumes/v/tier?wait=true")
+    });
     verify(
         &d,
         &data,

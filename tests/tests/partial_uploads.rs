@@ -23,17 +23,9 @@ fn killed_mid_upload(kind: Kind, point: &str) {
     d.write_image("v", &data);
     assert_eq!(partial_uploads(&s, &d), 0);
 
-    assert!(d.stop().success());
-    d.env = vec![("TIERD_FAILPOINTS".into(), point.to_string())];
-    d.restart();
-    let _ = d.cli(&["tier", "v", "--wait"]);
-    assert!(
-        d.wait_exit(60),
-        "failpoint {point} was never reached\n{}",
-        d.log()
-    );
-    d.env.clear();
-    d.restart();
+    d.crash_at(point, 60, |d| {
+        let _ = d.cli(&["tier", "v", "--wait"]);
+    });
     let left = partial_uploads(&s, &d);
     assert!(left >= 1, "the kill left no partial upload to reclaim");
 

@@ -67,22 +67,9 @@ fn prepare(d: &mut Daemon) -> (Vec<u8>, Vec<u8>) {
 /// Arms `point`, runs the CLI command `op` (the daemon dies in it), and
 /// restarts without failpoints.
 fn crash_in(d: &mut Daemon, point: &str, op: &[&str]) {
-    assert!(d.stop().success());
-    d.env = vec![("TIERD_FAILPOINTS".into(), point.to_string())];
-    d.restart();
-    let _ = d.cli(op);
-    assert!(
-        d.wait_exit(30),
-        "failpoint {point} was never reached\n{}",
-        d.log()
-    );
-    assert!(
-        d.log().contains(&format!("failpoint {point}: aborting")),
-        "{}",
-        d.log()
-    );
-    d.env.clear();
-    d.restart();
+    d.crash_at(point, 30, |d| {
+        let _ = d.cli(op);
+    });
 }
 
 /// After GC, everything still reads the same.
@@ -153,23 +140,19 @@ fn scenario(kind: Kind, point: &str) {
             // A write after the snapshot, then a flush that dies before the
             // blocks it wrote are recorded: each block reads the old bytes or
             // the new ones, never anything else.
-            assert!(d.stop().success());
-            d.env = vec![("TIERD_FAILPOINTS".into(), point.to_string())];
-            d.restart();
-            let _ = Command::new("qemu-io")
-                .args([
-                    "-f",
-                    "raw",
-                    "-c",
-                    "write -P 0x66 6M 16k",
-                    "-c",
-                    "flush",
-                    &d.uri("v"),
-                ])
-                .output();
-            assert!(d.wait_exit(30), "{point} never reached\n{}", d.log());
-            d.env.clear();
-            d.restart();
+            d.crash_at(point, 30, |d| {
+                let _ = Command::new("qemu-io")
+                    .args([
+                        "-f",
+                        "raw",
+                        "-c",
+                        "write -P 0x66 6M 16k",
+                        "-c",
+                        "flush",
+                        &d.uri("v"),
+                    ])
+                    .output();
+            });
             let back = d.read_image("v");
             for (i, block) in back.chunks(4096).enumerate() {
                 let old = &d1[i * 4096..(i + 1) * 4096];
